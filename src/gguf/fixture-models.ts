@@ -1,0 +1,89 @@
+import { existsSync, mkdirSync, renameSync } from "node:fs";
+import path from "node:path";
+import { extractBundledFile } from "../native/llama-bundle.js";
+import { GgmlType } from "./gguf-file.js";
+import { writeRandomModel, type RandomModelSpec } from "./random-model.js";
+
+/** Names of the generated models, each a file `<name>.gguf`. */
+export type FixtureModelName = "tiny-qwen2" | "tiny-llama" | "bench-qwen2-100m";
+
+type FixtureSpec = Omit<RandomModelSpec, "vocabFile"> & { readonly vocab: string; readonly tier: "test" | "bench" };
+
+/**
+ * The generated models. Tests use the tiny ones; benchmarks use the ~100M one (152k vocabulary,
+ * the shape of a small real model's embedding, so log-probability reading costs what it costs on real models).
+ */
+export const FIXTURE_MODELS: Readonly<Record<FixtureModelName, FixtureSpec>> = {
+  "tiny-qwen2": {
+    tier: "test",
+    architecture: "qwen2",
+    vocab: "ggml-vocab-qwen2.gguf",
+    name: "iteralign tiny qwen2 (random weights)",
+    embeddingLength: 64,
+    blockCount: 2,
+    feedForwardLength: 128,
+    headCount: 4,
+    headCountKv: 2,
+    contextLength: 4096,
+    weightType: GgmlType.F32,
+    seed: 1,
+  },
+  "tiny-llama": {
+    tier: "test",
+    architecture: "llama",
+    vocab: "ggml-vocab-phi-3.gguf",
+    name: "iteralign tiny llama (random weights, phi-3 tokenizer)",
+    embeddingLength: 64,
+    blockCount: 4,
+    feedForwardLength: 160,
+    headCount: 4,
+    headCountKv: 4,
+    contextLength: 4096,
+    weightType: GgmlType.F32,
+    seed: 2,
+  },
+  "bench-qwen2-100m": {
+    tier: "bench",
+    architecture: "qwen2",
+    vocab: "ggml-vocab-qwen2.gguf",
+    name: "iteralign bench qwen2 ~100M (random weights)",
+    embeddingLength: 512,
+    blockCount: 8,
+    feedForwardLength: 1536,
+    headCount: 8,
+    headCountKv: 2,
+    contextLength: 4096,
+    weightType: GgmlType.F16,
+    seed: 3,
+  },
+};
+
+/** Default directory of generated models. */
+export const FIXTURE_DIR = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../../test/fixtures/models");
+
+export function fixtureModelPath(name: FixtureModelName, dir = FIXTURE_DIR): string {
+  return path.join(dir, `${name}.gguf`);
+}
+
+/** Writes the named models that are missing (or all with `force`). Returns their paths. */
+export function ensureFixtureModels(
+  names: readonly FixtureModelName[],
+  options: { dir?: string; force?: boolean; log?: (line: string) => void } = {},
+): Record<string, string> {
+  const dir = options.dir ?? FIXTURE_DIR;
+  mkdirSync(dir, { recursive: true });
+  const out: Record<string, string> = {};
+  for (const name of names) {
+    const file = fixtureModelPath(name, dir);
+    out[name] = file;
+    if (existsSync(file) && !options.force) continue;
+    const { vocab, tier: _tier, ...spec } = FIXTURE_MODELS[name];
+    const vocabFile = extractBundledFile(`models/${vocab}`);
+    const started = Date.now();
+    const tmp = `${file}.tmp-${process.pid}`;
+    const { parameters } = writeRandomModel({ ...spec, vocabFile }, tmp);
+    renameSync(tmp, file);
+    options.log?.(`${name}: ${(parameters / 1e6).toFixed(1)}M parameters, ${Date.now() - started} ms -> ${file}`);
+  }
+  return out;
+}

@@ -1,0 +1,190 @@
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { IterAlignError } from "../spec/errors.js";
+import { bundleCommit, defaultCacheDir, llamaBundlePath } from "./llama-bundle.js";
+
+/** llama.cpp programs iteralign builds from the source bundled in node-llama-cpp's npm tarball. */
+export type LlamaTool = "llama-server" | "llama-finetune";
+
+export interface LlamaBuildOptions {
+  /** Targets to build; already-built targets are skipped. */
+  readonly targets: readonly LlamaTool[];
+  /** Root of the build cache. Default: $ITERALIGN_CACHE_DIR or $XDG_CACHE_HOME/iteralign or ~/.cache/iteralign. */
+  readonly cacheDir?: string;
+  /** Parallel compile jobs. Default: number of CPUs. */
+  readonly jobs?: number;
+  /** Receives build output lines (for progress display). */
+  readonly onLine?: (line: string) => void;
+}
+
+export interface LlamaBuild {
+  readonly commit: string;
+  readonly dir: string;
+  readonly binaries: Readonly<Partial<Record<LlamaTool, string>>>;
+}
+
+const CMAKE_FLAGS = [
+  "-DCMAKE_BUILD_TYPE=Release",
+  "-DLLAMA_CURL=OFF",
+  "-DLLAMA_OPENSSL=OFF",
+  "-DLLAMA_BUILD_TESTS=OFF",
+  "-DLLAMA_BUILD_EXAMPLES=ON",
+  "-DLLAMA_BUILD_SERVER=ON",
+  "-DLLAMA_USE_PREBUILT_UI=OFF",
+  "-DLLAMA_BUILD_UI=OFF",
+  "-DBUILD_SHARED_LIBS=OFF",
+];
+
+function run(cmd: string, args: readonly string[], opts: { cwd?: string; onLine?: (l: string) => void }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: opts.cwd, stdio: ["ignore", "pipe", "pipe"] });
+    const tail: string[] = [];
+    const onData = (buf: Buffer): void => {
+      for (const line of buf.toString("utf8").split("\n")) {
+        if (line.trim() === "") continue;
+        tail.push(line);
+        if (tail.length > 40) tail.shift();
+        opts.onLine?.(line);
+      }
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
+    child.on("error", (err) =>
+      reject(
+        new IterAlignError("BUILD_TOOL_MISSING", `cannot run '${cmd}': ${err.message}. ${installHint(cmd)}`, {
+          cause: err,
+        }),
+      ),
+    );
+    child.on("close", (code) => {
+      if (code === 0) resolve();
+      else
+        reject(
+          new IterAlignError(
+            "BUILD_FAILED",
+            `'${cmd} ${args.join(" ")}' exited with ${String(code)}. Last output:\n${tail.join("\n")}`,
+          ),
+        );
+    });
+  });
+}
+
+function installHint(cmd: string): string {
+  if (cmd === "cmake") return "Install CMake (Debian/Ubuntu: apt-get install cmake; macOS: brew install cmake).";
+  if (cmd === "git") return "Install git (Debian/Ubuntu: apt-get install git).";
+  return "Install a C++ toolchain (Debian/Ubuntu: apt-get install build-essential cmake).";
+}
+
+/** Checks cmake, a C++ compiler and git are present; throws a typed error naming what is missing. */
+export function checkBuildTools(): void {
+  const missing: string[] = [];
+  for (const [cmd, arg] of [
+    ["cmake", "--version"],
+    ["git", "--version"],
+  ] as const) {
+    if (spawnSync(cmd, [arg], { stdio: "ignore" }).error) missing.push(cmd);
+  }
+  const cxx = process.env.CXX ?? "c++";
+  if (spawnSync(cxx, ["--version"], { stdio: "ignore" }).error && spawnSync("g++", ["--version"], { stdio: "ignore" }).error)
+    missing.push("a C++ compiler (g++ or clang++)");
+  if (missing.length > 0)
+    throw new IterAlignError(
+      "BUILD_TOOL_MISSING",
+      `building llama.cpp needs ${missing.join(", ")}. Debian/Ubuntu: apt-get install build-essential cmake git; macOS: xcode-select --install && brew install cmake.`,
+    );
+}
+
+function buildDirFor(cacheDir: string, commit: string): string {
+  return path.join(cacheDir, "llama.cpp", `${commit.slice(0, 12)}-${process.platform}-${process.arch}-cpu`);
+}
+
+function binaryPath(dir: string, tool: LlamaTool): string {
+  return path.join(dir, "build", "bin", tool);
+}
+
+/** Returns the cached build if every requested target is already built, without building. */
+export function findLlamaBuild(targets: readonly LlamaTool[], cacheDir = defaultCacheDir()): LlamaBuild | undefined {
+  const commit = bundleCommit();
+  const dir = buildDirFor(cacheDir, commit);
+  const binaries: Partial<Record<LlamaTool, string>> = {};
+  for (const t of targets) {
+    const p = binaryPath(dir, t);
+    if (!existsSync(p)) return undefined;
+    binaries[t] = p;
+  }
+  return { commit, dir, binaries };
+}
+
+/**
+ * Builds llama.cpp programs from the source bundled with node-llama-cpp, once per machine.
+ * The build is keyed by the llama.cpp commit, platform and architecture; a lock file keeps two
+ * processes from building into the same directory at once.
+ */
+export async function ensureLlamaBuild(options: LlamaBuildOptions): Promise<LlamaBuild> {
+  const cacheDir = options.cacheDir ?? defaultCacheDir();
+  const found = findLlamaBuild(options.targets, cacheDir);
+  if (found) return found;
+  checkBuildTools();
+  const bundle = llamaBundlePath();
+  const commit = bundleCommit(bundle);
+  const dir = buildDirFor(cacheDir, commit);
+  mkdirSync(dir, { recursive: true });
+  const lock = path.join(dir, "build.lock");
+  await acquireLock(lock, options.onLine);
+  try {
+    const src = path.join(dir, "src");
+    if (!existsSync(path.join(src, "CMakeLists.txt"))) {
+      const tmp = `${src}.tmp-${process.pid}`;
+      rmSync(tmp, { recursive: true, force: true });
+      options.onLine?.(`cloning llama.cpp ${commit.slice(0, 12)} from ${bundle}`);
+      await run("git", ["clone", "--quiet", bundle, tmp], { onLine: options.onLine });
+      await run("git", ["-c", "advice.detachedHead=false", "checkout", "--quiet", commit], { cwd: tmp });
+      rmSync(src, { recursive: true, force: true });
+      renameSync(tmp, src);
+    }
+    const build = path.join(dir, "build");
+    options.onLine?.("configuring llama.cpp (CPU, Release)");
+    await run("cmake", ["-S", src, "-B", build, ...CMAKE_FLAGS], { onLine: options.onLine });
+    const jobs = String(options.jobs ?? Math.max(1, (await import("node:os")).availableParallelism()));
+    const missing = options.targets.filter((t) => !existsSync(binaryPath(dir, t)));
+    await run("cmake", ["--build", build, "--config", "Release", "-j", jobs, "--target", ...missing], {
+      onLine: options.onLine,
+    });
+    writeFileSync(
+      path.join(dir, "build.json"),
+      JSON.stringify({ commit, flags: CMAKE_FLAGS, targets: options.targets, builtAt: new Date().toISOString() }, null, 2),
+    );
+  } finally {
+    rmSync(lock, { force: true });
+  }
+  const done = findLlamaBuild(options.targets, cacheDir);
+  if (!done) throw new IterAlignError("BUILD_FAILED", `llama.cpp build in ${dir} finished without ${options.targets.join(", ")}`);
+  return done;
+}
+
+async function acquireLock(lock: string, onLine?: (l: string) => void): Promise<void> {
+  for (let waited = 0; ; waited += 2) {
+    try {
+      writeFileSync(lock, String(process.pid), { flag: "wx" });
+      return;
+    } catch {
+      const pid = Number(readFileSync(lock, "utf8"));
+      if (!Number.isFinite(pid) || !isAlive(pid)) {
+        rmSync(lock, { force: true });
+        continue;
+      }
+      if (waited % 30 === 0) onLine?.(`waiting for another llama.cpp build (pid ${pid})`);
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,56 @@
+/** Machine-readable error codes. Every failure iteralign reports carries one. */
+export type ErrorCode =
+  | "CONFIG_INVALID"
+  | "CONFIG_NOT_FOUND"
+  | "MODEL_NOT_FOUND"
+  | "MODEL_LOAD_FAILED"
+  | "MODEL_DOWNLOAD_FAILED"
+  | "CAPABILITY_MISSING"
+  | "GENERATION_FAILED"
+  | "OUTPUT_INVALID"
+  | "OUTPUT_TRUNCATED"
+  | "HTTP_UNREACHABLE"
+  | "HTTP_STATUS"
+  | "HTTP_BAD_RESPONSE"
+  | "TIMEOUT"
+  | "ABORTED"
+  | "STORE_CONFLICT"
+  | "STORE_NOT_FOUND"
+  | "STORE_CORRUPT"
+  | "BUILD_TOOL_MISSING"
+  | "BUILD_FAILED"
+  | "USAGE";
+
+/** Error with a code, an optional cause and structured details. */
+export class IterAlignError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Readonly<Record<string, unknown>>;
+  /** True when retrying the same call may succeed (network blips, 429, 5xx). */
+  readonly retryable: boolean;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { cause?: unknown; details?: Record<string, unknown>; retryable?: boolean } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "IterAlignError";
+    this.code = code;
+    this.details = options.details ?? {};
+    this.retryable = options.retryable ?? false;
+  }
+}
+
+/** A model's structured output did not match its schema; keeps the raw text. */
+export class OutputInvalidError extends IterAlignError {
+  readonly rawText: string;
+  constructor(message: string, rawText: string, options: { cause?: unknown; truncated?: boolean } = {}) {
+    super(options.truncated ? "OUTPUT_TRUNCATED" : "OUTPUT_INVALID", message, { cause: options.cause, details: { rawText } });
+    this.name = "OutputInvalidError";
+    this.rawText = rawText;
+  }
+}
+
+export function isIterAlignError(e: unknown): e is IterAlignError {
+  return e instanceof IterAlignError;
+}

@@ -1,0 +1,133 @@
+import { z } from "zod";
+import { IterAlignError } from "./errors.js";
+
+/** One chat message. */
+export const ChatMessageSchema = z.object({
+  role: z.enum(["system", "user", "assistant"]),
+  content: z.string(),
+});
+export type ChatMessage = z.infer<typeof ChatMessageSchema>;
+
+/** Sampling and length settings shared by every generation call. */
+export const GenerationParamsSchema = z.object({
+  maxTokens: z.number().int().positive().optional(),
+  /** 0 means greedy decoding. */
+  temperature: z.number().min(0).optional(),
+  topP: z.number().gt(0).max(1).optional(),
+  seed: z.number().int().nonnegative().optional(),
+  stop: z.array(z.string().min(1)).optional(),
+  frequencyPenalty: z.number().optional(),
+  presencePenalty: z.number().optional(),
+});
+export type GenerationParams = z.infer<typeof GenerationParamsSchema>;
+
+export interface GenerateRequest extends GenerationParams {
+  readonly messages: readonly ChatMessage[];
+  /** Called with each piece of text as it is decoded (streaming). */
+  readonly onText?: (text: string) => void;
+  readonly signal?: AbortSignal;
+}
+
+/** Why generation ended. */
+export type FinishReason = "stop" | "length" | "abort";
+
+export interface TokenUsage {
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+}
+
+export interface GenerateResult {
+  readonly text: string;
+  readonly finishReason: FinishReason;
+  readonly usage: TokenUsage;
+  /** True when the result came from the response cache and no engine work was done. */
+  readonly cached?: boolean;
+}
+
+/** A JSON schema (draft 2020-12 subset) given as a plain object. */
+export type JsonSchema = Readonly<Record<string, unknown>>;
+
+export interface GenerateObjectRequest<T> extends Omit<GenerateRequest, "onText"> {
+  /** zod schema that validates (and types) the result. */
+  readonly schema: z.ZodType<T>;
+  /** JSON schema sent to the engine; derived from `schema` when omitted. */
+  readonly jsonSchema?: JsonSchema;
+  /** Name for the schema (used by HTTP APIs that require one). */
+  readonly schemaName?: string;
+}
+
+export interface GenerateObjectResult<T> extends GenerateResult {
+  readonly object: T;
+}
+
+export interface ScoreRequest {
+  /** Raw text prompt (not chat-templated): benchmarks control their own format. */
+  readonly context: string;
+  readonly continuations: readonly string[];
+  readonly signal?: AbortSignal;
+}
+
+export interface ContinuationScore {
+  /** Sum of the natural-log probabilities of the continuation's tokens given the context. */
+  readonly logprob: number;
+  /** Number of tokens the continuation was scored over. */
+  readonly tokenCount: number;
+  /** True when every continuation token was the argmax (greedy) token. */
+  readonly isGreedy: boolean;
+}
+
+export interface ScoreResult {
+  readonly scores: readonly ContinuationScore[];
+  readonly usage: TokenUsage;
+  readonly cached?: boolean;
+}
+
+export interface EmbedResult {
+  readonly embeddings: readonly (readonly number[])[];
+}
+
+/** What a model can do; benchmarks and stages declare which they need. */
+export type Capability = "generate" | "generateObject" | "scoreContinuations" | "embed" | "stream";
+
+/**
+ * The one model interface every stage uses. Providers implement it; middleware wraps it.
+ * `scoreContinuations` and `embed` exist only when listed in `capabilities`.
+ */
+export interface LanguageModel {
+  /** Provider id, e.g. `llama-cpp` or `openai-compatible`. */
+  readonly provider: string;
+  /** Model id within the provider (a file path, an hf: URI, an API model name). */
+  readonly modelId: string;
+  readonly capabilities: ReadonlySet<Capability>;
+  generate(request: GenerateRequest): Promise<GenerateResult>;
+  generateObject<T>(request: GenerateObjectRequest<T>): Promise<GenerateObjectResult<T>>;
+  scoreContinuations?(request: ScoreRequest): Promise<ScoreResult>;
+  embed?(texts: readonly string[], options?: { signal?: AbortSignal }): Promise<EmbedResult>;
+  /** Frees engine resources. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Roles a config binds models to. */
+export const ROLES = ["target", "oracle", "judge", "embedder"] as const;
+export type Role = (typeof ROLES)[number];
+
+/** Throws CAPABILITY_MISSING naming the model and what is needed. */
+export function requireCapability(model: LanguageModel, capability: Capability, neededBy: string): void {
+  if (!model.capabilities.has(capability)) {
+    throw new CapabilityMissingError(model, capability, neededBy);
+  }
+}
+
+
+export class CapabilityMissingError extends IterAlignError {
+  constructor(model: LanguageModel, capability: Capability, neededBy: string) {
+    super(
+      "CAPABILITY_MISSING",
+      `${neededBy} needs '${capability}', which ${model.provider} model '${model.modelId}' does not offer (it offers: ${[
+        ...model.capabilities,
+      ].join(", ")})`,
+      { details: { capability, provider: model.provider, modelId: model.modelId } },
+    );
+    this.name = "CapabilityMissingError";
+  }
+}

@@ -1,0 +1,6 @@
+import { ensureFixtureModels } from "../src/gguf/fixture-models.js";
+
+/** Generates the tiny random-weight models the engine tests use, when missing. */
+export default function setup(): void {
+  ensureFixtureModels(["tiny-qwen2", "tiny-llama"], { log: (l) => process.stderr.write(`fixtures: ${l}\n`) });
+}
