@@ -1,0 +1,35 @@
+import { z } from "zod";
+
+/** Kind of model call, as recorded. */
+export const CallKindSchema = z.enum(["generate", "generateObject", "scoreContinuations", "embed"]);
+export type CallKind = z.infer<typeof CallKindSchema>;
+
+/**
+ * One finished model call. `key` is the content address: sha256 of the canonical JSON of
+ * (provider, modelId, kind, params, messages/inputs, seed). Keys and rows never hold secrets.
+ */
+export const CallRecordSchema = z.object({
+  key: z.string().regex(/^[0-9a-f]{64}$/),
+  provider: z.string(),
+  modelId: z.string(),
+  kind: CallKindSchema,
+  /** Canonical JSON of what was asked (the hashed content). */
+  request: z.string(),
+  /** JSON of the result as returned to the caller (without the `cached` flag). */
+  response: z.string(),
+  promptTokens: z.number().int().nonnegative(),
+  completionTokens: z.number().int().nonnegative(),
+  latencyMs: z.number().nonnegative(),
+  createdAt: z.string(),
+  runId: z.string().nullable(),
+  role: z.string().nullable(),
+});
+export type CallRecord = z.infer<typeof CallRecordSchema>;
+
+/** Where finished calls are kept: the response cache and the token/latency accounting. */
+export interface CallLog {
+  /** The newest finished call with this key, if any. */
+  getCall(key: string): CallRecord | undefined;
+  /** Durably records a finished call before returning. */
+  putCall(record: CallRecord): void;
+}
