@@ -1,0 +1,166 @@
+import { access, constants, stat } from "node:fs/promises";
+import path from "node:path";
+import {
+  getLlama,
+  LlamaLogLevel,
+  resolveModelFile,
+  type Llama,
+  type LlamaModel,
+} from "node-llama-cpp";
+import { IterAlignError } from "../../spec/errors.js";
+import { defaultCacheDir } from "../../native/llama-bundle.js";
+
+/** How the engine uses the hardware. */
+export interface EngineOptions {
+  /** `false` (CPU, the default here) or `"auto"` to let node-llama-cpp pick CUDA/Vulkan/Metal. */
+  readonly gpu?: false | "auto";
+  /** Upper bound on CPU threads for all evaluation in this process. 0 = all cores. */
+  readonly maxThreads?: number;
+}
+
+const llamas = new Map<string, Promise<Llama>>();
+
+/** One llama.cpp binding per process and GPU setting; node-llama-cpp loads its native addon once. */
+export function getEngine(options: EngineOptions = {}): Promise<Llama> {
+  const key = JSON.stringify([options.gpu ?? false, options.maxThreads ?? null]);
+  let llama = llamas.get(key);
+  if (!llama) {
+    llama = getLlama({
+      gpu: options.gpu ?? false,
+      build: "never",
+      logLevel: LlamaLogLevel.error,
+      ...(options.maxThreads === undefined ? {} : { maxThreads: options.maxThreads }),
+    }).catch((err: unknown) => {
+      llamas.delete(key);
+      throw new IterAlignError("MODEL_LOAD_FAILED", `cannot start the llama.cpp engine: ${errorText(err)}`, {
+        cause: err,
+      });
+    });
+    llamas.set(key, llama);
+  }
+  return llama;
+}
+
+/** True for model references node-llama-cpp downloads (hf:, https:). */
+export function isRemoteModelRef(ref: string): boolean {
+  return /^(hf:|huggingface:|https?:\/\/)/i.test(ref);
+}
+
+/** Directory downloaded models are kept in: $ITERALIGN_MODELS_DIR or <cache>/models. */
+export function modelsDir(): string {
+  return process.env.ITERALIGN_MODELS_DIR ?? path.join(defaultCacheDir(), "models");
+}
+
+/**
+ * Resolves a model reference to a local GGUF file. Paths are checked for existence and readability;
+ * `hf:` URIs are downloaded once by node-llama-cpp's resolver into the models directory.
+ */
+export async function resolveModelPath(
+  ref: string,
+  options: { baseDir?: string; onProgress?: (done: number, total: number) => void; signal?: AbortSignal } = {},
+): Promise<string> {
+  if (isRemoteModelRef(ref)) {
+    try {
+      return await resolveModelFile(ref, {
+        directory: modelsDir(),
+        download: "auto",
+        cli: false,
+        ...(options.signal ? { signal: options.signal } : {}),
+        ...(options.onProgress
+          ? { onProgress: (s: { totalSize: number; downloadedSize: number }) => options.onProgress?.(s.downloadedSize, s.totalSize) }
+          : {}),
+      });
+    } catch (err) {
+      const text = errorText(err);
+      const offline = /ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|fetch failed|network|getaddrinfo/i.test(text);
+      throw new IterAlignError(
+        "MODEL_DOWNLOAD_FAILED",
+        offline
+          ? `cannot download ${ref}: no network connection to the model hub (${text}). Download the GGUF elsewhere and set the model to its local path, e.g. 'model: ./models/model.gguf'.`
+          : `cannot resolve ${ref}: ${text}. Check the URI (hf:<user>/<repo>:<quant> or hf:<user>/<repo>/<file>.gguf), or use a local GGUF path.`,
+        { cause: err, details: { ref } },
+      );
+    }
+  }
+  const file = path.resolve(options.baseDir ?? process.cwd(), ref);
+  try {
+    const info = await stat(file);
+    if (!info.isFile()) throw new IterAlignError("MODEL_NOT_FOUND", `model path ${file} is not a file`);
+    await access(file, constants.R_OK);
+  } catch (err) {
+    if (err instanceof IterAlignError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new IterAlignError(
+      "MODEL_NOT_FOUND",
+      code === "EACCES" ? `model file ${file} is not readable (permission denied)` : `model file ${file} does not exist`,
+      { cause: err, details: { path: file } },
+    );
+  }
+  return file;
+}
+
+interface LoadedEntry {
+  readonly model: Promise<LlamaModel>;
+  refs: number;
+}
+
+const loaded = new Map<string, LoadedEntry>();
+
+/**
+ * Loads a GGUF once per process and engine setting; roles naming the same file share it.
+ * Call the returned `release` when done; the model is disposed when its last user releases it.
+ */
+export async function acquireModel(
+  file: string,
+  engine: EngineOptions = {},
+): Promise<{ model: LlamaModel; release: () => Promise<void> }> {
+  const key = JSON.stringify([file, engine.gpu ?? false, engine.maxThreads ?? null]);
+  let entry = loaded.get(key);
+  if (!entry) {
+    const model = (async () => {
+      const llama = await getEngine(engine);
+      try {
+        return await llama.loadModel({ modelPath: file, gpuLayers: engine.gpu ? "auto" : 0 });
+      } catch (err) {
+        throw new IterAlignError("MODEL_LOAD_FAILED", `cannot load model ${file}: ${errorText(err)}`, {
+          cause: err,
+          details: { path: file },
+        });
+      }
+    })();
+    entry = { model, refs: 0 };
+    loaded.set(key, entry);
+    model.catch(() => loaded.delete(key));
+  }
+  entry.refs++;
+  const current = entry;
+  let model: LlamaModel;
+  try {
+    model = await current.model;
+  } catch (err) {
+    current.refs--;
+    throw err;
+  }
+  let released = false;
+  return {
+    model,
+    release: async () => {
+      if (released) return;
+      released = true;
+      current.refs--;
+      if (current.refs === 0 && loaded.get(key) === current) {
+        loaded.delete(key);
+        await model.dispose();
+      }
+    },
+  };
+}
+
+/** Number of distinct model files loaded in this process (for tests and diagnostics). */
+export function loadedModelCount(): number {
+  return loaded.size;
+}
+
+export function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

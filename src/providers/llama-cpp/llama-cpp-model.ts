@@ -1,0 +1,425 @@
+import {
+  JinjaTemplateChatWrapper,
+  LlamaGrammarEvaluationState,
+  resolveChatWrapper,
+  type ChatHistoryItem,
+  type ChatWrapper,
+  type LlamaContext,
+  type LlamaContextSequence,
+  type LlamaGrammar,
+  type LlamaModel,
+  type Token,
+} from "node-llama-cpp";
+import { z } from "zod";
+import { IterAlignError, OutputInvalidError } from "../../spec/errors.js";
+import type {
+  Capability,
+  ChatMessage,
+  ContinuationScore,
+  GenerateObjectRequest,
+  GenerateObjectResult,
+  GenerateRequest,
+  GenerateResult,
+  GenerationParams,
+  JsonSchema,
+  LanguageModel,
+  ScoreRequest,
+  ScoreResult,
+} from "../../spec/language-model.js";
+import { acquireModel, errorText, getEngine, resolveModelPath, type EngineOptions } from "./engine.js";
+import { toGrammarSchema } from "./json-schema-grammar.js";
+import { scoreTokenByToken, scoreWithSharedContext } from "./scoring.js";
+import { SequencePool } from "./sequence-pool.js";
+
+/** Settings of an embedded llama.cpp model. */
+export interface LlamaCppModelOptions extends EngineOptions {
+  /** A GGUF path (relative to `baseDir`) or an `hf:` URI that node-llama-cpp downloads once. */
+  readonly model: string;
+  readonly baseDir?: string;
+  /** Context window of each sequence, in tokens. */
+  readonly contextSize?: number;
+  /** Parallel sequences decoded together in one context. */
+  readonly sequences?: number;
+  /** Tokens per decode batch (shared by all sequences). */
+  readonly batchSize?: number;
+  /**
+   * Flash attention (off by default): faster on GPUs, but its f16 accumulation makes scores depend on how
+   * tokens were batched (differences around 1e-4 in a continuation's log-likelihood, measured here).
+   */
+  readonly flashAttention?: boolean;
+  /** Threads for this context's evaluation. */
+  readonly threads?: number;
+  /**
+   * `auto`: node-llama-cpp's wrapper for the template the GGUF declares (it checks the wrapper renders the
+   * same text as the model's Jinja template); `jinja`: always render the GGUF's own Jinja template.
+   */
+  readonly chatTemplate?: "auto" | "jinja";
+  /** Defaults for every call; a request's own values win. */
+  readonly defaults?: GenerationParams;
+  readonly onDownloadProgress?: (done: number, total: number) => void;
+}
+
+const DEFAULT_MAX_TOKENS = 256;
+
+/** The embedded provider: llama.cpp in-process through node-llama-cpp. */
+export class LlamaCppModel implements LanguageModel {
+  readonly provider = "llama-cpp";
+  readonly capabilities: ReadonlySet<Capability> = new Set<Capability>([
+    "generate",
+    "generateObject",
+    "scoreContinuations",
+    "stream",
+  ]);
+  private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
+  private closed = false;
+
+  private constructor(
+    readonly modelId: string,
+    readonly file: string,
+    private readonly model: LlamaModel,
+    private readonly context: LlamaContext,
+    private readonly pool: SequencePool,
+    private readonly chatWrapper: ChatWrapper,
+    private readonly options: LlamaCppModelOptions,
+    private readonly releaseModel: () => Promise<void>,
+  ) {}
+
+  /** Resolves (downloading an `hf:` URI if needed), loads and prepares a model. */
+  static async load(options: LlamaCppModelOptions): Promise<LlamaCppModel> {
+    const file = await resolveModelPath(options.model, {
+      ...(options.baseDir ? { baseDir: options.baseDir } : {}),
+      ...(options.onDownloadProgress ? { onProgress: options.onDownloadProgress } : {}),
+    });
+    const { model, release } = await acquireModel(file, options);
+    try {
+      const sequences = options.sequences ?? 4;
+      const context = await model.createContext({
+        sequences,
+        contextSize: options.contextSize ?? Math.min(4096, model.trainContextSize),
+        ...(options.batchSize ? { batchSize: options.batchSize } : {}),
+        ...(options.threads ? { threads: options.threads } : {}),
+        // Flash attention accumulates in f16 on CPU: log-likelihoods then drift ~1e-4 between batchings.
+        flashAttention: options.flashAttention ?? false,
+      });
+      const wrapper = chooseChatWrapper(model, options.chatTemplate ?? "auto", file);
+      return new LlamaCppModel(
+        options.model,
+        file,
+        model,
+        context,
+        new SequencePool(context, sequences),
+        wrapper,
+        options,
+        release,
+      );
+    } catch (err) {
+      await release();
+      if (err instanceof IterAlignError) throw err;
+      throw new IterAlignError("MODEL_LOAD_FAILED", `cannot create a context for ${file}: ${errorText(err)}`, {
+        cause: err,
+      });
+    }
+  }
+
+  /** Parallel sequences of this model's context. */
+  get parallelSequences(): number {
+    return this.context.totalSequences;
+  }
+
+  /** The chat template in use (a node-llama-cpp wrapper name). */
+  get chatTemplateName(): string {
+    return this.chatWrapper.wrapperName;
+  }
+
+  /** Renders chat messages to prompt tokens with the model's own chat template. */
+  renderChat(messages: readonly ChatMessage[]): { tokens: Token[]; stopTokens: Set<Token>; stopTexts: string[] } {
+    const history: ChatHistoryItem[] = messages.map((m) =>
+      m.role === "system"
+        ? { type: "system", text: m.content }
+        : m.role === "user"
+          ? { type: "user", text: m.content }
+          : { type: "model", response: [m.content] },
+    );
+    history.push({ type: "model", response: [] });
+    const state = this.chatWrapper.generateContextState({ chatHistory: history });
+    const tokens = state.contextText.tokenize(this.model.tokenizer);
+    const stopTokens = new Set<Token>();
+    const stopTexts: string[] = [];
+    for (const trigger of state.stopGenerationTriggers) {
+      const triggerTokens = trigger.tokenize(this.model.tokenizer, "trimLeadingSpace");
+      const first = triggerTokens[0];
+      if (triggerTokens.length === 1 && first !== undefined && this.model.isSpecialToken(first)) stopTokens.add(first);
+      else {
+        const text = trigger.toString();
+        if (text.length > 0) stopTexts.push(text);
+      }
+    }
+    return { tokens, stopTokens, stopTexts };
+  }
+
+  async generate(request: GenerateRequest): Promise<GenerateResult> {
+    this.assertOpen();
+    return this.run(request, undefined);
+  }
+
+  /**
+   * Decodes under a grammar made from the JSON schema, then validates with the zod schema. A grammar cannot
+   * enforce everything (numeric bounds, patterns, finite numbers), so an invalid object gets one repair
+   * attempt: the model sees its output and the validation errors and answers again under the same grammar.
+   */
+  async generateObject<T>(request: GenerateObjectRequest<T>): Promise<GenerateObjectResult<T>> {
+    this.assertOpen();
+    const jsonSchema = request.jsonSchema ?? (z.toJSONSchema(request.schema, { io: "output" }) as JsonSchema);
+    const grammar = await this.grammarFor(jsonSchema);
+    const first = await this.run(request, grammar);
+    const checked = this.checkObject(request, first);
+    if (checked.ok) return { ...first, object: checked.object };
+    if (checked.error.code === "OUTPUT_TRUNCATED") throw checked.error;
+    const repairMessages = [
+      ...request.messages,
+      { role: "assistant" as const, content: first.text },
+      {
+        role: "user" as const,
+        content: `Your JSON was rejected: ${checked.error.message.replace(/^[^:]*: /, "")}. Reply again with only the corrected JSON.`,
+      },
+    ];
+    const second = await this.run({ ...request, messages: repairMessages }, grammar);
+    const usage = {
+      promptTokens: first.usage.promptTokens + second.usage.promptTokens,
+      completionTokens: first.usage.completionTokens + second.usage.completionTokens,
+    };
+    const rechecked = this.checkObject(request, second);
+    if (!rechecked.ok) throw rechecked.error;
+    return { ...second, usage, object: rechecked.object };
+  }
+
+  private checkObject<T>(
+    request: GenerateObjectRequest<T>,
+    result: GenerateResult,
+  ): { ok: true; object: T } | { ok: false; error: OutputInvalidError } {
+    if (result.finishReason === "length") {
+      const error = new OutputInvalidError(
+        `${this.modelId}: structured output hit maxTokens (${String(request.maxTokens ?? DEFAULT_MAX_TOKENS)}) before the JSON was complete`,
+        result.text,
+        { truncated: true },
+      );
+      return { ok: false, error };
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(result.text);
+    } catch (err) {
+      const error = new OutputInvalidError(`${this.modelId}: structured output is not JSON: ${errorText(err)}`, result.text, {
+        cause: err,
+      });
+      return { ok: false, error };
+    }
+    const checked = request.schema.safeParse(parsed);
+    if (checked.success) return { ok: true, object: checked.data };
+    const error = new OutputInvalidError(
+      `${this.modelId}: structured output does not match the schema: ${z.prettifyError(checked.error)}`,
+      result.text,
+      { cause: checked.error },
+    );
+    return { ok: false, error };
+  }
+
+  async scoreContinuations(request: ScoreRequest): Promise<ScoreResult> {
+    this.assertOpen();
+    return this.pool.with((seq) => scoreWithSharedContext(this.model, seq, request), request.signal);
+  }
+
+  /**
+   * Reference scorer: evaluates context + continuation one token at a time, with no KV reuse. Slow; it exists
+   * to check `scoreContinuations` (and faster scoring paths) against an independent computation.
+   */
+  async scoreContinuationsTokenByToken(request: Omit<ScoreRequest, "signal">): Promise<ContinuationScore[]> {
+    this.assertOpen();
+    return this.pool.with((seq) => scoreTokenByToken(this.model, seq, request));
+  }
+
+  /** Detokenizes with special tokens shown (for inspecting rendered prompts). */
+  detokenize(tokens: readonly Token[]): string {
+    return this.model.detokenize(tokens, true);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.context.dispose();
+    await this.releaseModel();
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new IterAlignError("USAGE", `model ${this.modelId} is closed`);
+  }
+
+  private grammarFor(jsonSchema: JsonSchema): Promise<LlamaGrammar> {
+    const key = JSON.stringify(jsonSchema);
+    let grammar = this.grammars.get(key);
+    if (!grammar) {
+      grammar = getEngine(this.options).then((llama) => llama.createGrammarForJsonSchema(toGrammarSchema(jsonSchema)));
+      grammar.catch(() => this.grammars.delete(key));
+      this.grammars.set(key, grammar);
+    }
+    return grammar;
+  }
+
+  private async run(request: GenerateRequest, grammar: LlamaGrammar | undefined): Promise<GenerateResult> {
+    const params = { ...this.options.defaults, ...definedOnly(request) };
+    const { tokens, stopTokens, stopTexts } = this.renderChat(request.messages);
+    const maxTokens = params.maxTokens ?? DEFAULT_MAX_TOKENS;
+    const room = this.context.contextSize - tokens.length;
+    if (room <= 0) {
+      throw new IterAlignError(
+        "GENERATION_FAILED",
+        `${this.modelId}: the prompt has ${tokens.length} tokens, more than the context size ${this.context.contextSize}`,
+      );
+    }
+    return this.pool.with(
+      (seq) =>
+        this.decode(seq, {
+          tokens,
+          stopTokens,
+          stopTexts: [...stopTexts, ...(params.stop ?? [])],
+          maxTokens: Math.min(maxTokens, room),
+          params,
+          grammar,
+          onText: request.onText,
+          signal: request.signal,
+        }),
+      request.signal,
+    );
+  }
+
+  private async decode(
+    seq: LlamaContextSequence,
+    job: {
+      tokens: Token[];
+      stopTokens: Set<Token>;
+      stopTexts: string[];
+      maxTokens: number;
+      params: GenerationParams;
+      grammar: LlamaGrammar | undefined;
+      onText: ((text: string) => void) | undefined;
+      signal: AbortSignal | undefined;
+    },
+  ): Promise<GenerateResult> {
+    const { params } = job;
+    const generated: Token[] = [];
+    const grammarState = job.grammar ? new LlamaGrammarEvaluationState({ model: this.model, grammar: job.grammar }) : undefined;
+    const penalize = (params.frequencyPenalty ?? 0) !== 0 || (params.presencePenalty ?? 0) !== 0;
+    const temperature = params.temperature ?? 0;
+    let text = "";
+    let emitted = 0;
+    let finishReason: GenerateResult["finishReason"] = "length";
+    try {
+      const iterator = seq.evaluate(job.tokens, {
+        temperature,
+        ...(temperature > 0 && params.topP !== undefined ? { topP: params.topP } : {}),
+        ...(temperature > 0 && params.seed !== undefined ? { seed: params.seed } : {}),
+        ...(grammarState ? { grammarEvaluationState: grammarState } : {}),
+        ...(penalize
+          ? {
+              repeatPenalty: {
+                punishTokens: () => generated,
+                maxPunishTokens: job.maxTokens,
+                penalty: 1,
+                frequencyPenalty: params.frequencyPenalty ?? 0,
+                presencePenalty: params.presencePenalty ?? 0,
+              },
+            }
+          : {}),
+      });
+      for await (const token of iterator) {
+        if (job.signal?.aborted) throw new IterAlignError("ABORTED", `${this.modelId}: generation aborted`);
+        if (job.stopTokens.has(token) || this.model.isEogToken(token)) {
+          finishReason = "stop";
+          break;
+        }
+        generated.push(token);
+        text = this.model.detokenize(generated);
+        const stopAt = firstStop(text, job.stopTexts);
+        if (stopAt >= 0) {
+          text = text.slice(0, stopAt);
+          finishReason = "stop";
+          break;
+        }
+        if (grammarState && isCompleteJson(text)) {
+          finishReason = "stop";
+          break;
+        }
+        // Hold back a partial UTF-8 character and anything that may be the start of a stop text.
+        const safeEnd = text.endsWith("\uFFFD") ? text.length - 1 : text.length - longestStopPrefix(text, job.stopTexts);
+        if (job.onText && safeEnd > emitted) {
+          job.onText(text.slice(emitted, safeEnd));
+          emitted = safeEnd;
+        }
+        if (generated.length >= job.maxTokens) break;
+      }
+      if (finishReason === "length" && generated.length < job.maxTokens) finishReason = "stop";
+    } catch (err) {
+      if (err instanceof IterAlignError) throw err;
+      throw new IterAlignError("GENERATION_FAILED", `${this.modelId}: generation failed: ${errorText(err)}`, {
+        cause: err,
+      });
+    }
+    if (job.onText && text.length > emitted) job.onText(text.slice(emitted));
+    return { text, finishReason, usage: { promptTokens: job.tokens.length, completionTokens: generated.length } };
+  }
+}
+
+function chooseChatWrapper(model: LlamaModel, mode: "auto" | "jinja", file: string): ChatWrapper {
+  const template = model.fileInfo.metadata?.tokenizer?.chat_template;
+  if (mode === "jinja") {
+    if (typeof template !== "string")
+      throw new IterAlignError("MODEL_LOAD_FAILED", `${file} has no tokenizer.chat_template; use chatTemplate: auto`);
+    return new JinjaTemplateChatWrapper({ template });
+  }
+  const wrapper = resolveChatWrapper(model);
+  if (!wrapper) throw new IterAlignError("MODEL_LOAD_FAILED", `no chat template could be resolved for ${file}`);
+  return wrapper;
+}
+
+function definedOnly(request: GenerationParams): GenerationParams {
+  const out: Record<string, unknown> = {};
+  for (const key of ["maxTokens", "temperature", "topP", "seed", "stop", "frequencyPenalty", "presencePenalty"] as const) {
+    if (request[key] !== undefined) out[key] = request[key];
+  }
+  return out as GenerationParams;
+}
+
+function firstStop(text: string, stops: readonly string[]): number {
+  let best = -1;
+  for (const s of stops) {
+    const i = text.indexOf(s);
+    if (i >= 0 && (best < 0 || i < best)) best = i;
+  }
+  return best;
+}
+
+function longestStopPrefix(text: string, stops: readonly string[]): number {
+  let longest = 0;
+  for (const s of stops) {
+    for (let n = Math.min(s.length - 1, text.length); n > longest; n--) {
+      if (text.endsWith(s.slice(0, n))) {
+        longest = n;
+        break;
+      }
+    }
+  }
+  return longest;
+}
+
+/** Once the text is a complete JSON object or array the grammar allows only whitespace: stop there. */
+function isCompleteJson(text: string): boolean {
+  const trimmed = text.trimEnd();
+  const last = trimmed.at(-1);
+  if (last !== "}" && last !== "]") return false;
+  try {
+    JSON.parse(trimmed);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,139 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { z } from "zod";
+import { fixtureModelPath } from "../../src/gguf/fixture-models.js";
+import { loadedModelCount } from "../../src/providers/llama-cpp/engine.js";
+import { LlamaCppModel } from "../../src/providers/llama-cpp/llama-cpp-model.js";
+import { IterAlignError } from "../../src/spec/errors.js";
+import { loadFixtureModel } from "../helpers/models.js";
+
+const user = (content: string) => [{ role: "user" as const, content }];
+
+describe("llama-cpp provider on generated models", () => {
+  let qwen: LlamaCppModel;
+  let llama: LlamaCppModel;
+
+  beforeAll(async () => {
+    qwen = await loadFixtureModel("tiny-qwen2");
+    llama = await loadFixtureModel("tiny-llama");
+  });
+  afterAll(async () => {
+    await qwen.close();
+    await llama.close();
+  });
+
+  it("renders prompts with each model's own chat template", () => {
+    const q = qwen.renderChat([
+      { role: "system", content: "S" },
+      { role: "user", content: "U" },
+    ]);
+    expect(qwen.chatTemplateName).toBe("ChatML");
+    const qText = qwen.detokenize(q.tokens);
+    expect(qText).toContain("<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n");
+    const l = llama.renderChat(user("U"));
+    const lText = llama.detokenize(l.tokens);
+    expect(lText).toMatch(/<\|user\|>\s*U<\|end\|>\s*<\|assistant\|>/);
+  });
+
+  it("greedy generation is deterministic and sampled generation follows the seed", async () => {
+    const a = await qwen.generate({ messages: user("Tell me a story"), maxTokens: 24, temperature: 0 });
+    const b = await qwen.generate({ messages: user("Tell me a story"), maxTokens: 24, temperature: 0 });
+    expect(a.text).toBe(b.text);
+    expect(a.usage.completionTokens).toBe(24);
+    expect(a.finishReason).toBe("length");
+    const s1 = await llama.generate({ messages: user("Hello"), maxTokens: 24, temperature: 1, seed: 7 });
+    const s2 = await llama.generate({ messages: user("Hello"), maxTokens: 24, temperature: 1, seed: 7 });
+    const s3 = await llama.generate({ messages: user("Hello"), maxTokens: 24, temperature: 1, seed: 8 });
+    expect(s1.text).toBe(s2.text);
+    expect(s3.text).not.toBe(s1.text);
+  });
+
+  it("streams text pieces that add up to the result, and applies penalties", async () => {
+    const pieces: string[] = [];
+    const r = await llama.generate({
+      messages: user("Stream please"),
+      maxTokens: 30,
+      onText: (t) => pieces.push(t),
+    });
+    expect(pieces.length).toBeGreaterThan(1);
+    expect(pieces.join("")).toBe(r.text);
+    const plain = await qwen.generate({ messages: user("Tell me a story"), maxTokens: 24 });
+    const penalized = await qwen.generate({ messages: user("Tell me a story"), maxTokens: 24, frequencyPenalty: 2 });
+    expect(penalized.text).not.toBe(plain.text);
+  });
+
+  it("cuts the text at a stop string", async () => {
+    const full = await llama.generate({ messages: user("Stop test"), maxTokens: 30 });
+    const stop = full.text.slice(10, 14);
+    expect(stop.length).toBe(4);
+    const cut = await llama.generate({ messages: user("Stop test"), maxTokens: 30, stop: [stop] });
+    expect(cut.finishReason).toBe("stop");
+    expect(cut.text).toBe(full.text.slice(0, full.text.indexOf(stop)));
+  });
+
+  it("decodes parallel requests together on separate sequences", async () => {
+    expect(qwen.parallelSequences).toBe(4);
+    const spans: Array<{ start: number; end: number }> = [];
+    const results = await Promise.all(
+      [0, 1, 2, 3, 4, 5].map(async (i) => {
+        const start = performance.now();
+        const r = await qwen.generate({ messages: user(`Request ${i}`), maxTokens: 32 });
+        spans.push({ start, end: performance.now() });
+        return r;
+      }),
+    );
+    expect(results.every((r) => r.usage.completionTokens === 32)).toBe(true);
+    // The first four ran at the same time: each started before any of them finished.
+    const firstEnd = Math.min(...spans.map((s) => s.end));
+    expect(spans.filter((s) => s.start < firstEnd).length).toBeGreaterThanOrEqual(4);
+    // Parallel decoding gives the same greedy text as decoding alone for this prompt's first tokens.
+    const alone = await qwen.generate({ messages: user("Request 0"), maxTokens: 32 });
+    expect(alone.text.slice(0, 8)).toBe(results[0]?.text.slice(0, 8));
+  });
+
+  it("shares one loaded model between models naming the same file", async () => {
+    const before = loadedModelCount();
+    const again = await loadFixtureModel("tiny-qwen2", { sequences: 1 });
+    expect(loadedModelCount()).toBe(before);
+    await again.close();
+    expect(loadedModelCount()).toBe(before);
+  });
+});
+
+describe("llama-cpp provider errors", () => {
+  it("names a missing model path", async () => {
+    const missing = path.join(tmpdir(), "no-such-model.gguf");
+    await expect(LlamaCppModel.load({ model: missing })).rejects.toMatchObject({
+      code: "MODEL_NOT_FOUND",
+      message: expect.stringContaining(missing) as string,
+    });
+  });
+
+  it("says why a file that is not a model fails to load", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "iteralign-"));
+    const bad = path.join(dir, "bad.gguf");
+    writeFileSync(bad, "this is not a gguf file");
+    const err = await LlamaCppModel.load({ model: bad, maxThreads: 1 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(IterAlignError);
+    expect((err as IterAlignError).code).toBe("MODEL_LOAD_FAILED");
+    expect((err as IterAlignError).message).toContain(bad);
+  });
+
+  it("reports an hf: download without network and suggests a local path", async () => {
+    const err = await LlamaCppModel.load({ model: "hf:iteralign-test/does-not-exist-GGUF:Q4_K_M" }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(IterAlignError);
+    expect((err as IterAlignError).code).toBe("MODEL_DOWNLOAD_FAILED");
+    expect((err as IterAlignError).message).toMatch(/local path/);
+  });
+
+  it("refuses a prompt longer than the context", async () => {
+    const m = await LlamaCppModel.load({ model: fixtureModelPath("tiny-llama"), maxThreads: 1, contextSize: 64, sequences: 1 });
+    try {
+      await expect(m.generate({ messages: user("word ".repeat(2000)) })).rejects.toMatchObject({ code: "GENERATION_FAILED" });
+    } finally {
+      await m.close();
+    }
+  });
+});
