@@ -1,0 +1,139 @@
+import { z } from "zod";
+
+/** Defaults a model applies to every call unless the call sets its own. */
+const generationDefaults = {
+  temperature: z.number().min(0).max(2).optional().describe("Sampling temperature; 0 is greedy decoding."),
+  maxTokens: z.number().int().positive().optional().describe("Most new tokens per answer."),
+  topP: z.number().gt(0).max(1).optional().describe("Nucleus sampling mass (used when temperature > 0)."),
+  seed: z.number().int().nonnegative().optional().describe("Sampling seed (used when temperature > 0)."),
+  frequencyPenalty: z.number().min(-2).max(2).optional().describe("Penalty per earlier occurrence of a token."),
+  presencePenalty: z.number().min(-2).max(2).optional().describe("Penalty for any earlier occurrence of a token."),
+};
+
+/** How calls to a model are made robust. */
+const callPolicy = {
+  timeoutMs: z.number().int().positive().default(600_000).describe("Per-call time limit in milliseconds."),
+  retries: z.number().int().min(0).max(20).default(3).describe("Retries of a call that failed for a retryable reason."),
+  concurrency: z
+    .number()
+    .int()
+    .positive()
+    .optional()
+    .describe("Most calls in flight at once (default: `sequences` for llama-cpp, 8 for HTTP providers)."),
+};
+
+export const LlamaCppModelConfigSchema = z
+  .object({
+    provider: z.literal("llama-cpp").describe("Embedded llama.cpp engine (node-llama-cpp)."),
+    model: z
+      .string()
+      .min(1)
+      .describe("GGUF path (relative to the config file) or `hf:<user>/<repo>:<quant>` URI, downloaded once."),
+    contextSize: z.number().int().min(64).default(4096).describe("Context window of each parallel sequence, in tokens."),
+    sequences: z.number().int().min(1).max(64).default(4).describe("Parallel sequences decoded together in one batch."),
+    batchSize: z.number().int().positive().optional().describe("Tokens per decode batch (default: llama.cpp's)."),
+    threads: z.number().int().nonnegative().optional().describe("CPU threads for this model (default: engine.maxThreads)."),
+    gpu: z.union([z.literal(false), z.literal("auto")]).default(false).describe("`auto` uses CUDA/Metal/Vulkan if present."),
+    flashAttention: z
+      .boolean()
+      .default(false)
+      .describe("Faster on GPUs; changes log-likelihoods by ~1e-4 depending on batching."),
+    chatTemplate: z
+      .enum(["auto", "jinja"])
+      .default("auto")
+      .describe("`auto`: node-llama-cpp's wrapper equivalent to the GGUF's template; `jinja`: render the GGUF's Jinja template."),
+    ...generationDefaults,
+    ...callPolicy,
+  })
+  .strict();
+
+export const OpenAICompatibleModelConfigSchema = z
+  .object({
+    provider: z.literal("openai-compatible").describe("Any OpenAI-style HTTP API: vLLM, Ollama, llama-server, OpenAI."),
+    baseUrl: z.url().describe("API root including `/v1`, e.g. `http://127.0.0.1:8000/v1`."),
+    model: z.string().min(1).describe("Model name the server expects."),
+    apiKeyEnv: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
+      .optional()
+      .describe("Name of the environment variable holding the API key (keys never go in config files)."),
+    structuredOutput: z
+      .enum(["json_schema", "json_object", "none"])
+      .default("json_schema")
+      .describe("How structured output is requested from the server."),
+    scoring: z
+      .enum(["echo", "none"])
+      .default("none")
+      .describe("`echo`: log-likelihoods through /completions with echo+logprobs (vLLM supports it; llama-server does not)."),
+    embeddings: z.boolean().default(false).describe("The server offers /embeddings for this model."),
+    ...generationDefaults,
+    ...callPolicy,
+  })
+  .strict();
+
+export const ModelConfigSchema = z.discriminatedUnion("provider", [
+  LlamaCppModelConfigSchema,
+  OpenAICompatibleModelConfigSchema,
+]);
+
+export const RolesConfigSchema = z
+  .object({
+    target: z.string().min(1).describe("Model being aligned (name of an entry in `models`)."),
+    oracle: z.string().min(1).describe("Stronger model that judges and proposes constitutions."),
+    judge: z.string().min(1).optional().describe("Model that labels answers; defaults to the oracle."),
+    embedder: z.string().min(1).optional().describe("Model used for embeddings (constitution dedup)."),
+  })
+  .strict();
+
+export const ConfigSchema = z
+  .object({
+    $schema: z.string().optional().describe("Path or URL of this file's JSON Schema (for editors)."),
+    models: z
+      .record(z.string().regex(/^[A-Za-z0-9_.-]+$/, "model names use letters, digits, '_', '.', '-'"), ModelConfigSchema)
+      .refine((m) => Object.keys(m).length > 0, "define at least one model")
+      .describe("Models by name."),
+    roles: RolesConfigSchema.describe("Which model plays which role."),
+    engine: z
+      .object({
+        maxThreads: z
+          .number()
+          .int()
+          .nonnegative()
+          .optional()
+          .describe("Upper bound on CPU threads for all embedded models (0 = all cores)."),
+      })
+      .strict()
+      .default({})
+      .describe("Embedded engine settings shared by all llama-cpp models."),
+    cache: z
+      .object({ enabled: z.boolean().default(true).describe("Reuse answers of identical deterministic calls.") })
+      .strict()
+      .default({ enabled: true })
+      .describe("Response cache (content-addressed, in the store)."),
+    store: z
+      .object({
+        path: z.string().min(1).default(".iteralign/iteralign.db").describe("SQLite file, relative to the config file."),
+      })
+      .strict()
+      .default({ path: ".iteralign/iteralign.db" })
+      .describe("Run store."),
+  })
+  .strict()
+  .superRefine((config, ctx) => {
+    const names = Object.keys(config.models);
+    for (const [role, name] of Object.entries(config.roles)) {
+      if (name !== undefined && !(name in config.models)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["roles", role],
+          message: `unknown model '${name}' (defined: ${names.join(", ")})`,
+        });
+      }
+    }
+  });
+
+export type ModelConfig = z.infer<typeof ModelConfigSchema>;
+export type LlamaCppModelConfig = z.infer<typeof LlamaCppModelConfigSchema>;
+export type OpenAICompatibleModelConfig = z.infer<typeof OpenAICompatibleModelConfigSchema>;
+export type IterAlignConfig = z.infer<typeof ConfigSchema>;
+export type IterAlignConfigInput = z.input<typeof ConfigSchema>;

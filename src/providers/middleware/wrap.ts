@@ -1,0 +1,103 @@
+import type { CallKind } from "../../spec/call-log.js";
+import type {
+  EmbedResult,
+  GenerateObjectRequest,
+  GenerateObjectResult,
+  GenerateRequest,
+  GenerateResult,
+  LanguageModel,
+  ScoreRequest,
+  ScoreResult,
+} from "../../spec/language-model.js";
+
+/** Options object `embed` takes. */
+export type EmbedOptions = { signal?: AbortSignal };
+
+/**
+ * Per-method overrides for {@link wrapModel}. Each gets the request and `next`, the inner model's
+ * method; a method left out forwards unchanged.
+ */
+export interface MethodOverrides {
+  generate?(request: GenerateRequest, next: (request: GenerateRequest) => Promise<GenerateResult>): Promise<GenerateResult>;
+  generateObject?<T>(
+    request: GenerateObjectRequest<T>,
+    next: (request: GenerateObjectRequest<T>) => Promise<GenerateObjectResult<T>>,
+  ): Promise<GenerateObjectResult<T>>;
+  scoreContinuations?(request: ScoreRequest, next: (request: ScoreRequest) => Promise<ScoreResult>): Promise<ScoreResult>;
+  embed?(
+    texts: readonly string[],
+    options: EmbedOptions | undefined,
+    next: (texts: readonly string[], options: EmbedOptions | undefined) => Promise<EmbedResult>,
+  ): Promise<EmbedResult>;
+}
+
+/**
+ * The one place that builds a wrapper model: keeps `provider`, `modelId`, the very same
+ * `capabilities` set and `close()` of `inner`, and defines `scoreContinuations`/`embed` only when
+ * `inner` has them, so capability checks see exactly what the engine offers.
+ */
+export function wrapModel(inner: LanguageModel, overrides: MethodOverrides): LanguageModel {
+  const generate = (request: GenerateRequest): Promise<GenerateResult> => inner.generate(request);
+  const generateObject = <T>(request: GenerateObjectRequest<T>): Promise<GenerateObjectResult<T>> =>
+    inner.generateObject(request);
+  const wrapped: LanguageModel = {
+    provider: inner.provider,
+    modelId: inner.modelId,
+    capabilities: inner.capabilities,
+    generate: (request) => (overrides.generate ? overrides.generate(request, generate) : generate(request)),
+    generateObject: <T>(request: GenerateObjectRequest<T>) =>
+      overrides.generateObject ? overrides.generateObject(request, generateObject<T>) : generateObject(request),
+    close: () => inner.close(),
+  };
+  if (inner.scoreContinuations) {
+    const score = inner.scoreContinuations.bind(inner);
+    Object.assign(wrapped, {
+      scoreContinuations: (request: ScoreRequest): Promise<ScoreResult> =>
+        overrides.scoreContinuations ? overrides.scoreContinuations(request, score) : score(request),
+    });
+  }
+  if (inner.embed) {
+    const embed = inner.embed.bind(inner);
+    const next = (texts: readonly string[], options: EmbedOptions | undefined): Promise<EmbedResult> =>
+      options === undefined ? embed(texts) : embed(texts, options);
+    Object.assign(wrapped, {
+      embed: (texts: readonly string[], options?: EmbedOptions): Promise<EmbedResult> =>
+        overrides.embed ? overrides.embed(texts, options, next) : next(texts, options),
+    });
+  }
+  return wrapped;
+}
+
+/** What any model method returns. */
+export type CallResult = GenerateResult | GenerateObjectResult<unknown> | ScoreResult | EmbedResult;
+
+/** One model call as a kind-agnostic interceptor sees it. */
+export interface ModelCall<R extends CallResult> {
+  /** The wrapped (inner) model. */
+  readonly model: LanguageModel;
+  readonly kind: CallKind;
+  /** The caller's abort signal, if any. */
+  readonly signal: AbortSignal | undefined;
+  /** Runs the call on the inner model; `signal` replaces the caller's one when given. */
+  invoke(signal?: AbortSignal): Promise<R>;
+}
+
+/** Around-advice applied to every method of a model alike (retry, timeout, limits, accounting). */
+export type CallInterceptor = <R extends CallResult>(call: ModelCall<R>) => Promise<R>;
+
+/** Wraps every method of `inner` with the same `intercept`, via {@link wrapModel}. */
+export function interceptCalls(inner: LanguageModel, intercept: CallInterceptor): LanguageModel {
+  const call = <R extends CallResult>(
+    kind: CallKind,
+    signal: AbortSignal | undefined,
+    run: (signal: AbortSignal | undefined) => Promise<R>,
+  ): Promise<R> => intercept({ model: inner, kind, signal, invoke: (replacement) => run(replacement ?? signal) });
+  return wrapModel(inner, {
+    generate: (request, next) => call("generate", request.signal, (signal) => next({ ...request, signal })),
+    generateObject: (request, next) => call("generateObject", request.signal, (signal) => next({ ...request, signal })),
+    scoreContinuations: (request, next) =>
+      call("scoreContinuations", request.signal, (signal) => next({ ...request, signal })),
+    embed: (texts, options, next) =>
+      call("embed", options?.signal, (signal) => next(texts, signal === undefined ? options : { ...options, signal })),
+  });
+}

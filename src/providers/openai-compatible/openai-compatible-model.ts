@@ -1,0 +1,355 @@
+import { IterAlignError, OutputInvalidError } from "../../spec/errors.js";
+import {
+  CapabilityMissingError,
+  type Capability,
+  type ChatMessage,
+  type ContinuationScore,
+  type EmbedResult,
+  type FinishReason,
+  type GenerateObjectRequest,
+  type GenerateObjectResult,
+  type GenerateRequest,
+  type GenerateResult,
+  type GenerationParams,
+  type LanguageModel,
+  type ScoreRequest,
+  type ScoreResult,
+  type TokenUsage,
+} from "../../spec/language-model.js";
+import { echoPrompt, scoreEcho } from "./echo-scoring.js";
+import { HttpCall, displayUrl, errorMessageOf } from "./http.js";
+import {
+  ChatCompletionChunkSchema,
+  ChatCompletionSchema,
+  CompletionLogprobsSchema,
+  CompletionSchema,
+  EmbeddingsSchema,
+  type Usage,
+} from "./schemas.js";
+import { sseData } from "./sse.js";
+import {
+  parseObject,
+  repairMessages,
+  requestJsonSchema,
+  responseFormat,
+  schemaName,
+  structuredMessages,
+  type StructuredOutputMode,
+} from "./structured.js";
+
+/** Settings of a model served over an OpenAI-compatible HTTP API (vLLM, llama-server, Ollama, OpenAI...). */
+export interface OpenAICompatibleModelOptions {
+  /** API root including the version segment, e.g. `http://127.0.0.1:8080/v1`. */
+  readonly baseUrl: string;
+  /** Model name sent in every request. */
+  readonly model: string;
+  /** Sent as `Authorization: Bearer <apiKey>`; never included in errors. */
+  readonly apiKey?: string;
+  /** Extra request headers. Values of auth-like headers are treated as secrets too. */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Deadline of one HTTP call, including reading a streamed body. Default 300000 (5 minutes). */
+  readonly timeoutMs?: number;
+  /**
+   * How `generateObject` asks for JSON: `json_schema` (server-enforced schema, default), `json_object`
+   * (JSON mode; schema stated in the system message) or `none` (schema stated in the system message only).
+   */
+  readonly structuredOutput?: StructuredOutputMode;
+  /**
+   * `echo`: `scoreContinuations` through `/completions` with `echo` + `logprobs` (vLLM supports it;
+   * llama-server does not). `none` (default): the capability is not offered.
+   */
+  readonly scoring?: "echo" | "none";
+  /** Offer `embed` through `POST /embeddings` (llama-server needs `--embeddings`). Default false. */
+  readonly embeddings?: boolean;
+  /** Defaults for every call; a request's own values win. */
+  readonly defaults?: GenerationParams;
+}
+
+/** Same defaults as the llama-cpp provider, so a config behaves alike on either. */
+const DEFAULT_MAX_TOKENS = 256;
+const DEFAULT_TIMEOUT_MS = 300_000;
+/** Header names whose values are credentials and so must never be quoted. */
+const SECRET_HEADER = /auth|key|token|secret|cookie|password/i;
+
+/** The HTTP provider: any server that speaks the OpenAI chat completions API. */
+export class OpenAICompatibleModel implements LanguageModel {
+  readonly provider = "openai-compatible";
+  readonly modelId: string;
+  readonly capabilities: ReadonlySet<Capability>;
+  private readonly baseUrl: string;
+  private readonly secrets: readonly string[];
+
+  constructor(private readonly options: OpenAICompatibleModelOptions) {
+    let url: URL;
+    try {
+      url = new URL(options.baseUrl);
+    } catch {
+      throw new IterAlignError("USAGE", `openai-compatible baseUrl is not a URL: ${displayUrl(options.baseUrl)}`);
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:") {
+      throw new IterAlignError("USAGE", `openai-compatible baseUrl must be http(s), got ${url.protocol}`);
+    }
+    this.baseUrl = options.baseUrl.replace(/\/+$/, "");
+    this.modelId = options.model;
+    const capabilities: Capability[] = ["generate", "generateObject", "stream"];
+    if (options.scoring === "echo") capabilities.push("scoreContinuations");
+    if (options.embeddings === true) capabilities.push("embed");
+    this.capabilities = new Set(capabilities);
+    this.secrets = [
+      ...(options.apiKey ? [options.apiKey] : []),
+      ...Object.entries(options.headers ?? {})
+        .filter(([name]) => SECRET_HEADER.test(name))
+        .map(([, value]) => value)
+        .filter((value) => value.length > 0),
+    ];
+  }
+
+  async generate(request: GenerateRequest): Promise<GenerateResult> {
+    return this.chat(request.messages, request, undefined, request.onText);
+  }
+
+  async generateObject<T>(request: GenerateObjectRequest<T>): Promise<GenerateObjectResult<T>> {
+    const mode = this.options.structuredOutput ?? "json_schema";
+    const jsonSchema = requestJsonSchema(request.schema, request.jsonSchema);
+    const format = responseFormat(mode, schemaName(request.schemaName), jsonSchema);
+    const messages = structuredMessages(mode, request.messages, jsonSchema);
+    const first = await this.chat(messages, request, format, undefined);
+    const parsed = parseObject(first.text, request.schema);
+    if (parsed.ok) return { ...first, object: parsed.object };
+    // One repair turn: models (and servers without enforced schemas) often fix a reply once told what is wrong.
+    const second = await this.chat(repairMessages(messages, first.text, parsed.problem), request, format, undefined);
+    const usage = addUsage(first.usage, second.usage);
+    const repaired = parseObject(second.text, request.schema);
+    if (repaired.ok) return { ...second, usage, object: repaired.object };
+    const truncated = second.finishReason === "length";
+    throw new OutputInvalidError(
+      `${this.modelId} at ${displayUrl(this.baseUrl)}: structured output is still invalid after one repair attempt: ${
+        truncated ? "it hit maxTokens before the JSON was complete; " : ""
+      }${repaired.problem}`,
+      second.text,
+      { cause: repaired.cause, truncated },
+    );
+  }
+
+  async scoreContinuations(request: ScoreRequest): Promise<ScoreResult> {
+    if (this.options.scoring !== "echo") {
+      throw new CapabilityMissingError(this, "scoreContinuations", "scoreContinuations (set scoring: \"echo\")");
+    }
+    if (request.continuations.length === 0) return { scores: [], usage: { promptTokens: 0, completionTokens: 0 } };
+    // Score continuations in parallel (servers batch them); the first failure cancels the rest.
+    const group = new AbortController();
+    const signal = request.signal ? AbortSignal.any([request.signal, group.signal]) : group.signal;
+    const results = await Promise.all(
+      request.continuations.map((continuation) =>
+        this.scoreOne(request.context, continuation, signal).catch((err: unknown) => {
+          group.abort();
+          throw err;
+        }),
+      ),
+    );
+    return {
+      scores: results.map((r) => r.score),
+      usage: results.reduce((sum, r) => addUsage(sum, r.usage), { promptTokens: 0, completionTokens: 0 }),
+    };
+  }
+
+  async embed(texts: readonly string[], options: { signal?: AbortSignal } = {}): Promise<EmbedResult> {
+    if (this.options.embeddings !== true) {
+      throw new CapabilityMissingError(this, "embed", "embed (set embeddings: true)");
+    }
+    if (texts.length === 0) return { embeddings: [] };
+    const body = { model: this.modelId, input: texts, encoding_format: "float" };
+    return this.post("/embeddings", body, options.signal, false, async (call, res) => {
+      const { data } = await call.json(res, EmbeddingsSchema);
+      const byIndex = new Map(data.map((d) => [d.index, d.embedding]));
+      const embeddings: number[][] = [];
+      for (let i = 0; i < texts.length; i++) {
+        const e = byIndex.get(i);
+        if (!e) throw call.badResponse(`has no embedding for input ${String(i)} of ${String(texts.length)}`, "");
+        embeddings.push(e);
+      }
+      return { embeddings };
+    });
+  }
+
+  /** Nothing to free: every call opens and finishes its own HTTP exchange. */
+  async close(): Promise<void> {}
+
+  private async scoreOne(
+    context: string,
+    continuation: string,
+    signal: AbortSignal,
+  ): Promise<{ score: ContinuationScore; usage: TokenUsage }> {
+    const at = echoPrompt(context, continuation);
+    const body = { model: this.modelId, prompt: at.prompt, echo: true, max_tokens: 1, logprobs: 1, temperature: 0 };
+    const endpoint = displayUrl(`${this.baseUrl}/completions`);
+    try {
+      return await this.post("/completions", body, signal, false, async (call, res) => {
+        const completion = await call.json(res, CompletionSchema);
+        const raw = completion.choices[0]?.logprobs;
+        const logprobs = CompletionLogprobsSchema.safeParse(raw);
+        if (!logprobs.success) {
+          throw this.echoUnsupported(endpoint, "the response has no echoed prompt logprobs (tokens, token_logprobs, text_offset)");
+        }
+        const scored = scoreEcho(logprobs.data, at);
+        if (scored.score === undefined) {
+          if (scored.problem === "not-echoed") {
+            throw this.echoUnsupported(endpoint, "the response's logprobs do not start with the prompt's tokens");
+          }
+          throw call.badResponse("has inconsistent logprobs arrays", JSON.stringify(raw));
+        }
+        return { score: scored.score, usage: toUsage(completion.usage) };
+      });
+    } catch (err) {
+      // Servers that refuse `echo` say so in an error body ("Only no echo is supported", "echo is not supported").
+      if (err instanceof IterAlignError && err.code === "HTTP_STATUS" && /\becho\b/i.test(String(err.details.bodyExcerpt))) {
+        throw this.echoUnsupported(endpoint, `the server refused it: ${err.message}`);
+      }
+      throw err;
+    }
+  }
+
+  private echoUnsupported(endpoint: string, reason: string): IterAlignError {
+    return new IterAlignError(
+      "CAPABILITY_MISSING",
+      `${endpoint} does not support echo+logprobs, which scoreContinuations with scoring: "echo" needs: ${reason}. ` +
+        `vLLM supports echo with logprobs on /completions; llama-server does not (use the llama-cpp provider to score, or scoring: "none").`,
+      { details: { capability: "scoreContinuations", provider: this.provider, modelId: this.modelId, url: endpoint, reason } },
+    );
+  }
+
+  /** One chat completion; streams when `onText` is given. */
+  private async chat(
+    messages: readonly ChatMessage[],
+    request: GenerationParams & { readonly signal?: AbortSignal },
+    format: Record<string, unknown> | undefined,
+    onText: ((text: string) => void) | undefined,
+  ): Promise<GenerateResult> {
+    const p = { ...this.options.defaults, ...definedParams(request) };
+    const body: Record<string, unknown> = {
+      model: this.modelId,
+      messages,
+      max_tokens: p.maxTokens ?? DEFAULT_MAX_TOKENS,
+      // Greedy unless asked otherwise, like the llama-cpp provider (the OpenAI default of 1 would make runs unrepeatable).
+      temperature: p.temperature ?? 0,
+      ...(p.topP !== undefined ? { top_p: p.topP } : {}),
+      ...(p.seed !== undefined ? { seed: p.seed } : {}),
+      ...(p.stop !== undefined && p.stop.length > 0 ? { stop: p.stop } : {}),
+      ...(p.frequencyPenalty !== undefined ? { frequency_penalty: p.frequencyPenalty } : {}),
+      ...(p.presencePenalty !== undefined ? { presence_penalty: p.presencePenalty } : {}),
+      ...(format ? { response_format: format } : {}),
+      ...(onText ? { stream: true, stream_options: { include_usage: true } } : {}),
+    };
+    return this.post("/chat/completions", body, request.signal, onText !== undefined, async (call, res) => {
+      if (onText) return readStream(call, res, onText);
+      const completion = await call.json(res, ChatCompletionSchema);
+      const choice = completion.choices[0];
+      return {
+        text: choice?.message.content ?? "",
+        finishReason: finishReasonOf(choice?.finish_reason),
+        usage: toUsage(completion.usage),
+      };
+    });
+  }
+
+  /** POSTs JSON to `{baseUrl}{path}` and hands the 2xx response to `read` within the same deadline. */
+  private async post<T>(
+    path: string,
+    body: unknown,
+    signal: AbortSignal | undefined,
+    stream: boolean,
+    read: (call: HttpCall, response: Response) => Promise<T>,
+  ): Promise<T> {
+    const headers: Record<string, string> = {
+      ...this.options.headers,
+      "content-type": "application/json",
+      accept: stream ? "text/event-stream" : "application/json",
+      ...(this.options.apiKey ? { authorization: `Bearer ${this.options.apiKey}` } : {}),
+    };
+    const call = new HttpCall({
+      url: `${this.baseUrl}${path}`,
+      headers,
+      timeoutMs: this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      secrets: this.secrets,
+      ...(signal ? { signal } : {}),
+    });
+    try {
+      const response = await call.post(body);
+      return await read(call, response);
+    } catch (err) {
+      if (err instanceof CallbackError) throw err.error;
+      throw call.failure(err, "read");
+    } finally {
+      call.dispose();
+    }
+  }
+}
+
+/** Carries an exception thrown by the caller's `onText` so it is rethrown as is, not taken for a network failure. */
+class CallbackError extends Error {
+  constructor(readonly error: unknown) {
+    super("onText threw");
+  }
+}
+
+/** Reads a streamed chat completion, passing each text piece to `onText` as it arrives. */
+async function readStream(call: HttpCall, response: Response, onText: (text: string) => void): Promise<GenerateResult> {
+  if (!response.body) throw call.badResponse("has no body to stream", "");
+  let text = "";
+  let finish: string | null | undefined;
+  let usage: Usage | null | undefined;
+  let done = false;
+  for await (const data of sseData(response.body)) {
+    if (data === "[DONE]") {
+      done = true;
+      break;
+    }
+    let event: unknown;
+    try {
+      event = JSON.parse(data);
+    } catch {
+      throw call.badResponse(`sent a stream event that is not JSON: ${call.excerpt(data)}`, data);
+    }
+    // Servers report failures after the 200 status as an `error` event (llama-server does).
+    if (errorMessageOf(data) !== undefined) {
+      const code = (event as { error?: { code?: unknown } }).error?.code;
+      throw call.statusErrorFromBody(typeof code === "number" && code >= 400 ? code : 500, data);
+    }
+    const chunk = call.check(ChatCompletionChunkSchema, event, data);
+    for (const choice of chunk.choices.slice(0, 1)) {
+      const piece = choice.delta?.content;
+      if (piece) {
+        text += piece;
+        try {
+          onText(piece);
+        } catch (err) {
+          throw new CallbackError(err);
+        }
+      }
+      if (choice.finish_reason) finish = choice.finish_reason;
+    }
+    if (chunk.usage) usage = chunk.usage;
+  }
+  if (!done && !finish) throw call.badResponse("stream ended before the completion finished", text);
+  return { text, finishReason: finishReasonOf(finish), usage: toUsage(usage) };
+}
+
+function finishReasonOf(reason: string | null | undefined): FinishReason {
+  return reason === "length" ? "length" : "stop";
+}
+
+function toUsage(usage: Usage | null | undefined): TokenUsage {
+  return { promptTokens: usage?.prompt_tokens ?? 0, completionTokens: usage?.completion_tokens ?? 0 };
+}
+
+function addUsage(a: TokenUsage, b: TokenUsage): TokenUsage {
+  return { promptTokens: a.promptTokens + b.promptTokens, completionTokens: a.completionTokens + b.completionTokens };
+}
+
+function definedParams(request: GenerationParams): GenerationParams {
+  const out: Record<string, unknown> = {};
+  for (const key of ["maxTokens", "temperature", "topP", "seed", "stop", "frequencyPenalty", "presencePenalty"] as const) {
+    if (request[key] !== undefined) out[key] = request[key];
+  }
+  return out;
+}

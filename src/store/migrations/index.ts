@@ -1,0 +1,19 @@
+import { migration as m0001 } from "./0001-initial.js";
+
+/**
+ * One schema step. Migrations are TypeScript modules (not .sql files) so they ship inside dist
+ * without a copy step. A published migration is never edited; changes go in a new one.
+ */
+export interface Migration {
+  /** Consecutive from 1; the database records which ones it has applied. */
+  readonly version: number;
+  /** Stored alongside the version, so a database from a diverging build is detected. */
+  readonly name: string;
+  readonly sql: string;
+}
+
+/** All migrations in the order they are applied. */
+export const migrations: readonly Migration[] = [m0001];
+
+/** The newest schema version this code knows. */
+export const LATEST_SCHEMA_VERSION: number = migrations.length;

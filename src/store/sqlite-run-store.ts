@@ -1,0 +1,327 @@
+import { mkdirSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import Database from "better-sqlite3";
+import { z } from "zod";
+import type { CallRecord } from "../spec/call-log.js";
+import { IterAlignError } from "../spec/errors.js";
+import { LATEST_SCHEMA_VERSION, migrations } from "./migrations/index.js";
+import {
+  assertWritable,
+  checkRelease,
+  decodeCall,
+  decodeRecord,
+  decodeRun,
+  encodeCall,
+  encodeNewRun,
+  encodeRecord,
+  encodeStatus,
+  finishCallStats,
+  normalizeRecordQuery,
+  resolveClaim,
+  runNotFound,
+  storeClosed,
+  storeConflict,
+  storeCorrupt,
+  validatePid,
+  type CallStats,
+  type CallStatsQuery,
+  type ClaimResult,
+  type NewRun,
+  type PayloadOptions,
+  type RecordQuery,
+  type RecordRow,
+  type RunRow,
+  type RunStatus,
+  type RunStatusOptions,
+  type RunStore,
+  type StoredRecord,
+} from "./run-store.js";
+
+/** Path that opens a private, non-persistent database. */
+export const MEMORY_PATH = ":memory:";
+
+const RUN_COLUMNS = `id, config_json AS configJson, config_hash AS configHash, status, created_at AS createdAt,
+  finished_at AS finishedAt, error, owner_pid AS ownerPid`;
+const CALL_COLUMNS = `key, provider, model_id AS modelId, kind, request, response, prompt_tokens AS promptTokens,
+  completion_tokens AS completionTokens, latency_ms AS latencyMs, created_at AS createdAt, run_id AS runId, role`;
+const RECORD_COLUMNS = `run_id AS runId, id, stage, iteration, kind, parent_ids AS parentIds, model,
+  prompt_hash AS promptHash, status, payload, created_at AS createdAt`;
+
+const AppliedMigrationSchema = z.object({ version: z.number().int(), name: z.string() });
+
+/**
+ * RunStore on a SQLite file (better-sqlite3). Several processes may open the same file: WAL lets
+ * readers proceed during writes, and read-then-write steps (claims, inserts after checks) run in
+ * IMMEDIATE transactions so the check and the write see the same state.
+ */
+export class SqliteRunStore implements RunStore {
+  /** The path as given (or `:memory:`). */
+  readonly path: string;
+  private readonly db: Database.Database;
+  private readonly stmts: ReturnType<typeof prepareStatements>;
+  private closed = false;
+
+  /**
+   * Opens (creating when missing, along with its parent directories) and migrates the database.
+   * Throws STORE_CONFLICT when the file's schema is newer than this code, STORE_CORRUPT when it is
+   * not a database or its migration history does not match.
+   */
+  constructor(path: string) {
+    this.path = path;
+    if (path !== MEMORY_PATH) mkdirSync(dirname(resolve(path)), { recursive: true });
+    this.db = new Database(path, { timeout: 5000 });
+    try {
+      this.db.pragma("busy_timeout = 5000");
+      this.db.pragma("journal_mode = WAL");
+      this.db.pragma("synchronous = NORMAL");
+      this.db.pragma("foreign_keys = ON");
+      migrate(this.db, path);
+      this.stmts = prepareStatements(this.db);
+    } catch (err) {
+      this.db.close();
+      throw translateOpenError(err, path);
+    }
+  }
+
+  /** The schema version of the open database (always the latest after a successful open). */
+  get schemaVersion(): number {
+    return appliedVersion(this.live());
+  }
+
+  createRun(run: NewRun): RunRow {
+    const stored = encodeNewRun(run);
+    return this.immediate(() => {
+      if (this.stmts.getRun.get(stored.id) !== undefined) {
+        throw storeConflict(`run "${stored.id}" already exists`, { runId: stored.id });
+      }
+      this.stmts.insertRun.run(stored);
+      return this.requireRun(stored.id);
+    });
+  }
+
+  getRun(id: string): RunRow | undefined {
+    this.live();
+    const raw = this.stmts.getRun.get(id);
+    return raw === undefined ? undefined : decodeRun(raw);
+  }
+
+  listRuns(): RunRow[] {
+    this.live();
+    return this.stmts.listRuns.all().map(decodeRun);
+  }
+
+  updateRunStatus(id: string, status: RunStatus, options: RunStatusOptions = {}): RunRow {
+    const change = encodeStatus(status, options);
+    return this.immediate(() => {
+      assertWritable(this.requireRun(id));
+      this.stmts.updateStatus.run({ id, ...change });
+      return this.requireRun(id);
+    });
+  }
+
+  claimRun(id: string, ownerPid: number): ClaimResult {
+    const pid = validatePid(ownerPid);
+    return this.immediate(() => {
+      const takenOverFrom = resolveClaim(this.requireRun(id), pid);
+      this.stmts.setOwner.run({ id, ownerPid: pid });
+      return { run: this.requireRun(id), takenOverFrom };
+    });
+  }
+
+  releaseRun(id: string, ownerPid: number): RunRow {
+    const pid = validatePid(ownerPid);
+    return this.immediate(() => {
+      if (checkRelease(this.requireRun(id), pid)) this.stmts.setOwner.run({ id, ownerPid: null });
+      return this.requireRun(id);
+    });
+  }
+
+  getCall(key: string): CallRecord | undefined {
+    this.live();
+    const raw = this.stmts.getCall.get(key);
+    return raw === undefined ? undefined : decodeCall(raw);
+  }
+
+  putCall(record: CallRecord): void {
+    const stored = encodeCall(record);
+    this.live();
+    this.stmts.insertCall.run(stored);
+  }
+
+  callStats(query: CallStatsQuery = {}): CallStats {
+    this.live();
+    return finishCallStats(this.stmts.callStats.all({ runId: query.runId ?? null }));
+  }
+
+  putRecords(rows: readonly RecordRow[]): void {
+    const stored = rows.map(encodeRecord);
+    if (stored.length === 0) return;
+    this.immediate(() => {
+      for (const runId of new Set(stored.map((r) => r.runId))) assertWritable(this.requireRun(runId));
+      for (const row of stored) {
+        if (this.stmts.getRecord.get({ runId: row.runId, id: row.id }) !== undefined) {
+          throw storeConflict(`record "${row.id}" already exists in run "${row.runId}"`, {
+            runId: row.runId,
+            id: row.id,
+          });
+        }
+        this.stmts.insertRecord.run(row);
+      }
+    });
+  }
+
+  getRecords(query: RecordQuery): RecordRow[];
+  getRecords<P>(query: RecordQuery, options: PayloadOptions<P>): RecordRow<P>[];
+  getRecords<P>(query: RecordQuery, options?: PayloadOptions<P>): RecordRow<P>[] {
+    const q = normalizeRecordQuery(query);
+    this.live();
+    const raws = this.stmts.getRecords.all({
+      runId: q.runId,
+      stage: q.stage ?? null,
+      // A flag, because null is itself a valid iteration filter.
+      filterIteration: q.iteration === undefined ? 0 : 1,
+      iteration: q.iteration ?? null,
+      status: q.status ?? null,
+    });
+    return raws.map((raw) => decodeRecord(raw, options?.payload));
+  }
+
+  getRecord(runId: string, id: string): RecordRow | undefined;
+  getRecord<P>(runId: string, id: string, options: PayloadOptions<P>): RecordRow<P> | undefined;
+  getRecord<P>(runId: string, id: string, options?: PayloadOptions<P>): RecordRow<P> | undefined {
+    this.live();
+    const raw = this.stmts.getRecord.get({ runId, id });
+    return raw === undefined ? undefined : decodeRecord(raw, options?.payload);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+  }
+
+  /** Returns the connection, refusing use after close with a clear error rather than SQLite's. */
+  private live(): Database.Database {
+    if (this.closed) throw storeClosed();
+    return this.db;
+  }
+
+  private immediate<T>(fn: () => T): T {
+    return this.live().transaction(fn).immediate();
+  }
+
+  private requireRun(id: string): RunRow {
+    const raw = this.stmts.getRun.get(id);
+    if (raw === undefined) throw runNotFound(id);
+    return decodeRun(raw);
+  }
+}
+
+function prepareStatements(db: Database.Database) {
+  return {
+    getRun: db.prepare<[string], unknown>(`SELECT ${RUN_COLUMNS} FROM runs WHERE id = ?`),
+    listRuns: db.prepare<[], unknown>(`SELECT ${RUN_COLUMNS} FROM runs ORDER BY seq`),
+    insertRun: db.prepare<[RunRow], unknown>(
+      `INSERT INTO runs (id, config_json, config_hash, status, created_at, finished_at, error, owner_pid)
+       VALUES (@id, @configJson, @configHash, @status, @createdAt, @finishedAt, @error, @ownerPid)`,
+    ),
+    updateStatus: db.prepare<[Pick<RunRow, "id" | "status" | "finishedAt" | "error">], unknown>(
+      `UPDATE runs SET status = @status, finished_at = @finishedAt, error = @error WHERE id = @id`,
+    ),
+    setOwner: db.prepare<[{ id: string; ownerPid: number | null }], unknown>(
+      `UPDATE runs SET owner_pid = @ownerPid WHERE id = @id`,
+    ),
+    // seq is the rowid, so the key index already orders by it and "newest" is one index probe.
+    getCall: db.prepare<[string], unknown>(
+      `SELECT ${CALL_COLUMNS} FROM llm_calls WHERE key = ? ORDER BY seq DESC LIMIT 1`,
+    ),
+    insertCall: db.prepare<[CallRecord], unknown>(
+      `INSERT INTO llm_calls (key, provider, model_id, kind, request, response, prompt_tokens, completion_tokens,
+         latency_ms, created_at, run_id, role)
+       VALUES (@key, @provider, @modelId, @kind, @request, @response, @promptTokens, @completionTokens,
+         @latencyMs, @createdAt, @runId, @role)`,
+    ),
+    callStats: db.prepare<[{ runId: string | null }], unknown>(
+      `SELECT provider, model_id AS modelId, kind, COUNT(*) AS calls, SUM(prompt_tokens) AS promptTokens,
+         SUM(completion_tokens) AS completionTokens, SUM(latency_ms) AS latencyMs
+       FROM llm_calls WHERE @runId IS NULL OR run_id = @runId
+       GROUP BY provider, model_id, kind`,
+    ),
+    insertRecord: db.prepare<[StoredRecord], unknown>(
+      `INSERT INTO records (run_id, id, stage, iteration, kind, parent_ids, model, prompt_hash, status, payload,
+         created_at)
+       VALUES (@runId, @id, @stage, @iteration, @kind, @parentIds, @model, @promptHash, @status, @payload,
+         @createdAt)`,
+    ),
+    getRecord: db.prepare<[{ runId: string; id: string }], unknown>(
+      `SELECT ${RECORD_COLUMNS} FROM records WHERE run_id = @runId AND id = @id`,
+    ),
+    getRecords: db.prepare<
+      [{ runId: string; stage: string | null; filterIteration: 0 | 1; iteration: number | null; status: string | null }],
+      unknown
+    >(
+      `SELECT ${RECORD_COLUMNS} FROM records
+       WHERE run_id = @runId
+         AND (@stage IS NULL OR stage = @stage)
+         AND (@filterIteration = 0 OR iteration IS @iteration)
+         AND (@status IS NULL OR status = @status)
+       ORDER BY seq`,
+    ),
+  };
+}
+
+function appliedVersion(db: Database.Database): number {
+  const row = db.prepare<[], { version: number | null }>("SELECT MAX(version) AS version FROM schema_migrations").get();
+  return row?.version ?? 0;
+}
+
+/** Applies the missing migrations, each in its own IMMEDIATE transaction so concurrent openers serialise. */
+function migrate(db: Database.Database, path: string): void {
+  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT`);
+  checkHistory(db, path);
+  const record = db.prepare<[number, string, string], unknown>(
+    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+  );
+  for (const m of migrations) {
+    db.transaction(() => {
+      // Re-read inside the lock: another process may have applied it since we looked.
+      if (appliedVersion(db) >= m.version) return;
+      db.exec(m.sql);
+      record.run(m.version, m.name, new Date().toISOString());
+    }).immediate();
+  }
+}
+
+/** Refuses a newer schema, and a history whose names differ from ours (a diverging build). */
+function checkHistory(db: Database.Database, path: string): void {
+  const version = appliedVersion(db);
+  if (version > LATEST_SCHEMA_VERSION) {
+    throw storeConflict(
+      `database ${path} has schema version ${version}, newer than the newest this iteralign knows ` +
+        `(${LATEST_SCHEMA_VERSION}); upgrade iteralign to open it`,
+      { path, version, supported: LATEST_SCHEMA_VERSION },
+    );
+  }
+  const applied = db.prepare<[], unknown>("SELECT version, name FROM schema_migrations ORDER BY version").all();
+  for (const raw of applied) {
+    const parsed = AppliedMigrationSchema.safeParse(raw);
+    const known = parsed.success ? migrations[parsed.data.version - 1] : undefined;
+    if (!parsed.success || known?.name !== parsed.data.name) {
+      const key = parsed.success ? String(parsed.data.version) : "(unreadable)";
+      throw storeCorrupt("schema_migrations", key, `${path} records a migration this iteralign does not know`);
+    }
+  }
+}
+
+function translateOpenError(err: unknown, path: string): unknown {
+  if (err instanceof IterAlignError) return err;
+  const code = (err as { code?: unknown }).code;
+  if (code === "SQLITE_NOTADB" || code === "SQLITE_CORRUPT") {
+    return new IterAlignError("STORE_CORRUPT", `${path} is not a readable iteralign database`, {
+      cause: err,
+      details: { path },
+    });
+  }
+  return err;
+}
