@@ -21,9 +21,9 @@ function typeOf(node: Node): string {
   if (Array.isArray(alts)) return alts.map(typeOf).join(" \\| ");
   if (node.type === "integer" || node.type === "number") {
     const bounds = [
-      node.minimum !== undefined ? `≥ ${String(node.minimum)}` : "",
+      node.minimum !== undefined && node.minimum !== Number.MIN_SAFE_INTEGER ? `≥ ${String(node.minimum)}` : "",
       node.exclusiveMinimum !== undefined ? `> ${String(node.exclusiveMinimum)}` : "",
-      node.maximum !== undefined ? `≤ ${String(node.maximum)}` : "",
+      node.maximum !== undefined && node.maximum !== Number.MAX_SAFE_INTEGER ? `≤ ${String(node.maximum)}` : "",
     ].filter(Boolean);
     return [node.type, bounds.join(", ")].filter(Boolean).join(" ");
   }
