@@ -155,6 +155,7 @@ export class SqliteRunStore implements RunStore {
 
   putRecords(rows: readonly RecordRow[]): void {
     const stored = rows.map(encodeRecord);
+    this.live();
     if (stored.length === 0) return;
     this.immediate(() => {
       for (const runId of new Set(stored.map((r) => r.runId))) assertWritable(this.requireRun(runId));

@@ -86,6 +86,8 @@ export function withCache(model: LanguageModel, options: CacheOptions): Language
     invoke: () => Promise<R>;
     usage: (result: R) => TokenUsage;
     storable: (result: R) => boolean;
+    /** Side effect for a hit served by this layer (not for a `cached: true` coming from below). */
+    onHit?: (result: R) => void;
   }): Promise<R> {
     const request = call.content && tryCanonical({ ...base, kind: call.kind, ...call.content });
     if (request === undefined) return call.invoke();
@@ -94,7 +96,10 @@ export function withCache(model: LanguageModel, options: CacheOptions): Language
       // An aborted caller expects no answer, cached or not; match what an engine would do.
       if (call.signal?.aborted) throw new IterAlignError("ABORTED", `${model.modelId}: ${call.kind} aborted`);
       const hit = decodeRecord(options.log.getCall(key), call.decode);
-      if (hit !== undefined) return hit;
+      if (hit !== undefined) {
+        call.onHit?.(hit);
+        return hit;
+      }
     }
     const startedAt = clock();
     const result = await call.invoke();
@@ -129,8 +134,8 @@ export function withCache(model: LanguageModel, options: CacheOptions): Language
     request.seed !== undefined;
 
   return wrapModel(model, {
-    async generate(request, next) {
-      const result = await cached<GenerateResult>({
+    generate(request, next) {
+      return cached<GenerateResult>({
         kind: "generate",
         content: generationContent(request),
         lookup: lookupGeneration(request),
@@ -142,10 +147,11 @@ export function withCache(model: LanguageModel, options: CacheOptions): Language
         invoke: () => next(request),
         usage: (r) => r.usage,
         storable: (r) => r.finishReason !== "abort",
+        // Streaming callers (progress displays) still see the text, once, when it came from the cache.
+        onHit: (r) => {
+          if (r.text.length > 0) request.onText?.(r.text);
+        },
       });
-      // Streaming callers (progress displays) still see the text once when it came from the cache.
-      if (result.cached === true && result.text.length > 0) request.onText?.(result.text);
-      return result;
     },
 
     generateObject<T>(request: GenerateObjectRequest<T>, next: (r: GenerateObjectRequest<T>) => Promise<GenerateObjectResult<T>>) {

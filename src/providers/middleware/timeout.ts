@@ -23,8 +23,13 @@ export function withTimeout(model: LanguageModel, options: TimeoutOptions): Lang
     throw new IterAlignError("CONFIG_INVALID", `withTimeout: timeoutMs must be in (0, ${MAX_TIMER_MS}], got ${timeoutMs}`);
   }
   return interceptCalls(model, async (call) => {
+    // Combined by hand rather than with AbortSignal.any: a run-wide caller signal outlives thousands of
+    // calls, and removing our listener in `finally` guarantees nothing accumulates on it.
     const controller = new AbortController();
-    const signal = call.signal ? AbortSignal.any([call.signal, controller.signal]) : controller.signal;
+    const caller = call.signal;
+    const onCallerAbort = (): void => controller.abort(caller?.reason);
+    if (caller?.aborted) onCallerAbort();
+    else caller?.addEventListener("abort", onCallerAbort, { once: true });
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
@@ -40,9 +45,10 @@ export function withTimeout(model: LanguageModel, options: TimeoutOptions): Lang
     });
     try {
       // race() also subscribes to the inner promise, so its late rejection after a timeout is handled.
-      return await Promise.race([call.invoke(signal), expired]);
+      return await Promise.race([call.invoke(controller.signal), expired]);
     } finally {
       clearTimeout(timer);
+      caller?.removeEventListener("abort", onCallerAbort);
     }
   });
 }

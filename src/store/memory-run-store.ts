@@ -1,0 +1,189 @@
+import type { CallRecord } from "../spec/call-log.js";
+import {
+  assertWritable,
+  checkRelease,
+  decodeCall,
+  decodeRecord,
+  decodeRun,
+  encodeCall,
+  encodeNewRun,
+  encodeRecord,
+  encodeStatus,
+  finishCallStats,
+  normalizeRecordQuery,
+  recordMatches,
+  resolveClaim,
+  runNotFound,
+  storeClosed,
+  storeConflict,
+  validatePid,
+  type CallStats,
+  type CallStatsQuery,
+  type ClaimResult,
+  type NewRun,
+  type PayloadOptions,
+  type RecordQuery,
+  type RecordRow,
+  type RunRow,
+  type RunStatus,
+  type RunStatusOptions,
+  type RunStore,
+  type StoredCall,
+  type StoredRecord,
+  type StoredRun,
+} from "./run-store.js";
+
+/**
+ * RunStore kept in Maps, for tests and runs that need no persistence. Rows are held in their stored
+ * form (JSON columns as text) and decoded on read exactly as SqliteRunStore does, so the two behave
+ * alike and callers never share mutable objects with the store.
+ */
+export class MemoryRunStore implements RunStore {
+  private readonly runs = new Map<string, StoredRun>();
+  private readonly calls: StoredCall[] = [];
+  private readonly newestCall = new Map<string, StoredCall>();
+  /** Insertion-ordered records, keyed by run then id. */
+  private readonly records = new Map<string, Map<string, StoredRecord>>();
+  private closed = false;
+
+  createRun(run: NewRun): RunRow {
+    const stored = encodeNewRun(run);
+    this.live();
+    if (this.runs.has(stored.id)) throw storeConflict(`run "${stored.id}" already exists`, { runId: stored.id });
+    this.runs.set(stored.id, stored);
+    return decodeRun(stored);
+  }
+
+  getRun(id: string): RunRow | undefined {
+    this.live();
+    const stored = this.runs.get(id);
+    return stored === undefined ? undefined : decodeRun(stored);
+  }
+
+  listRuns(): RunRow[] {
+    this.live();
+    return [...this.runs.values()].map(decodeRun);
+  }
+
+  updateRunStatus(id: string, status: RunStatus, options: RunStatusOptions = {}): RunRow {
+    const change = encodeStatus(status, options);
+    const run = this.requireRun(id);
+    assertWritable(run);
+    return this.replaceRun({ ...run, ...change });
+  }
+
+  claimRun(id: string, ownerPid: number): ClaimResult {
+    const pid = validatePid(ownerPid);
+    const run = this.requireRun(id);
+    const takenOverFrom = resolveClaim(run, pid);
+    return { run: this.replaceRun({ ...run, ownerPid: pid }), takenOverFrom };
+  }
+
+  releaseRun(id: string, ownerPid: number): RunRow {
+    const pid = validatePid(ownerPid);
+    const run = this.requireRun(id);
+    return checkRelease(run, pid) ? this.replaceRun({ ...run, ownerPid: null }) : run;
+  }
+
+  getCall(key: string): CallRecord | undefined {
+    this.live();
+    const stored = this.newestCall.get(key);
+    return stored === undefined ? undefined : decodeCall(stored);
+  }
+
+  putCall(record: CallRecord): void {
+    const stored = encodeCall(record);
+    this.live();
+    this.calls.push(stored);
+    this.newestCall.set(stored.key, stored);
+  }
+
+  callStats(query: CallStatsQuery = {}): CallStats {
+    this.live();
+    const groups = new Map<string, { provider: string; modelId: string; kind: string; calls: number } & Sums>();
+    for (const c of this.calls) {
+      if (query.runId !== undefined && c.runId !== query.runId) continue;
+      const groupKey = JSON.stringify([c.provider, c.modelId, c.kind]);
+      let g = groups.get(groupKey);
+      if (g === undefined) {
+        g = { provider: c.provider, modelId: c.modelId, kind: c.kind, calls: 0, promptTokens: 0, completionTokens: 0, latencyMs: 0 };
+        groups.set(groupKey, g);
+      }
+      g.calls += 1;
+      g.promptTokens += c.promptTokens;
+      g.completionTokens += c.completionTokens;
+      g.latencyMs += c.latencyMs;
+    }
+    return finishCallStats([...groups.values()]);
+  }
+
+  putRecords(rows: readonly RecordRow[]): void {
+    const stored = rows.map(encodeRecord);
+    this.live();
+    // Check everything before touching anything, which is what makes the batch all-or-nothing.
+    for (const runId of new Set(stored.map((r) => r.runId))) assertWritable(this.requireRun(runId));
+    const seen = new Set<string>();
+    for (const row of stored) {
+      const batchKey = JSON.stringify([row.runId, row.id]);
+      if (seen.has(batchKey) || this.records.get(row.runId)?.has(row.id) === true) {
+        throw storeConflict(`record "${row.id}" already exists in run "${row.runId}"`, { runId: row.runId, id: row.id });
+      }
+      seen.add(batchKey);
+    }
+    for (const row of stored) {
+      let byId = this.records.get(row.runId);
+      if (byId === undefined) {
+        byId = new Map();
+        this.records.set(row.runId, byId);
+      }
+      byId.set(row.id, row);
+    }
+  }
+
+  getRecords(query: RecordQuery): RecordRow[];
+  getRecords<P>(query: RecordQuery, options: PayloadOptions<P>): RecordRow<P>[];
+  getRecords<P>(query: RecordQuery, options?: PayloadOptions<P>): RecordRow<P>[] {
+    const q = normalizeRecordQuery(query);
+    this.live();
+    const rows = [...(this.records.get(q.runId)?.values() ?? [])];
+    return rows.filter((row) => recordMatches(row, q)).map((row) => decodeRecord(row, options?.payload));
+  }
+
+  getRecord(runId: string, id: string): RecordRow | undefined;
+  getRecord<P>(runId: string, id: string, options: PayloadOptions<P>): RecordRow<P> | undefined;
+  getRecord<P>(runId: string, id: string, options?: PayloadOptions<P>): RecordRow<P> | undefined {
+    this.live();
+    const stored = this.records.get(runId)?.get(id);
+    return stored === undefined ? undefined : decodeRecord(stored, options?.payload);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.runs.clear();
+    this.calls.length = 0;
+    this.newestCall.clear();
+    this.records.clear();
+  }
+
+  private live(): void {
+    if (this.closed) throw storeClosed();
+  }
+
+  private requireRun(id: string): RunRow {
+    this.live();
+    const stored = this.runs.get(id);
+    if (stored === undefined) throw runNotFound(id);
+    return decodeRun(stored);
+  }
+
+  private replaceRun(run: StoredRun): RunRow {
+    this.runs.set(run.id, run);
+    return decodeRun(run);
+  }
+}
+
+interface Sums {
+  promptTokens: number;
+  completionTokens: number;
+  latencyMs: number;
+}

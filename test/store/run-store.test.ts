@@ -1,0 +1,214 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import Database from "better-sqlite3";
+import { afterAll, describe, expect, it } from "vitest";
+import { MemoryRunStore } from "../../src/store/memory-run-store.js";
+import { LATEST_SCHEMA_VERSION, migrations } from "../../src/store/migrations/index.js";
+import { SqliteRunStore } from "../../src/store/sqlite-run-store.js";
+import { callRecord, deadPid, expectStoreError, newRun, record, runStoreContract } from "./run-store-contract.js";
+
+const tempRoot = mkdtempSync(join(tmpdir(), "iteralign-store-"));
+let fileCounter = 0;
+
+/** A fresh database path in a not-yet-existing subdirectory, so parent creation is exercised too. */
+function freshPath(): string {
+  fileCounter += 1;
+  return join(tempRoot, `case-${fileCounter}`, "nested", "runs.db");
+}
+
+afterAll(() => {
+  rmSync(tempRoot, { recursive: true, force: true });
+});
+
+runStoreContract("SqliteRunStore (file)", () => new SqliteRunStore(freshPath()));
+runStoreContract("SqliteRunStore (:memory:)", () => new SqliteRunStore(":memory:"));
+runStoreContract("MemoryRunStore", () => new MemoryRunStore());
+
+/** Runs `fn` on a raw connection to `path`, bypassing the store's checks. */
+function withRawDb<T>(path: string, fn: (db: Database.Database) => T): T {
+  const db = new Database(path);
+  try {
+    return fn(db);
+  } finally {
+    db.close();
+  }
+}
+
+describe("SqliteRunStore specifics", () => {
+  it("records migrations once and reapplies nothing on reopen", () => {
+    const path = freshPath();
+    const first = new SqliteRunStore(path);
+    expect(first.schemaVersion).toBe(LATEST_SCHEMA_VERSION);
+    first.close();
+    new SqliteRunStore(path).close();
+    const applied = withRawDb(path, (db) => db.prepare("SELECT version, name FROM schema_migrations ORDER BY version").all());
+    expect(applied).toEqual(migrations.map((m) => ({ version: m.version, name: m.name })));
+    expect(migrations.map((m) => m.version)).toEqual(migrations.map((_, i) => i + 1));
+  });
+
+  it("keeps runs, calls and records across close and reopen", () => {
+    const path = freshPath();
+    const a = new SqliteRunStore(path);
+    a.createRun(newRun("r"));
+    a.claimRun("r", process.pid);
+    a.updateRunStatus("r", "finished", { finishedAt: "2025-01-03T00:00:00Z" });
+    a.putCall(callRecord(1, { runId: "r" }));
+    const rows = [record("r", "1"), record("r", "2", { parentIds: ["1"] })];
+    a.putRecords(rows);
+    const runBefore = a.getRun("r");
+    a.close();
+
+    const b = new SqliteRunStore(path);
+    expect(b.getRun("r")).toEqual(runBefore);
+    expect(b.getRun("r")).toMatchObject({ status: "finished", ownerPid: process.pid });
+    expect(b.getCall(callRecord(1).key)).toEqual(callRecord(1, { runId: "r" }));
+    expect(b.callStats({ runId: "r" }).total.calls).toBe(1);
+    expect(b.getRecords({ runId: "r" })).toEqual(rows);
+    b.close();
+  });
+
+  it("turns on WAL, and the file is not left in a rollback-journal mode", () => {
+    const path = freshPath();
+    const store = new SqliteRunStore(path);
+    expect(withRawDb(path, (db) => db.pragma("journal_mode", { simple: true }))).toBe("wal");
+    store.close();
+  });
+
+  it("enforces the records -> runs foreign key at the SQL level too", () => {
+    const path = freshPath();
+    new SqliteRunStore(path).close();
+    // The store checks runs itself; this proves the schema would also catch a bypass.
+    withRawDb(path, (db) => {
+      db.pragma("foreign_keys = ON");
+      expect(() =>
+        db
+          .prepare(
+            `INSERT INTO records (run_id, id, stage, iteration, kind, parent_ids, model, prompt_hash, status, payload,
+               created_at) VALUES ('ghost', 'x', 's', 0, 'k', '[]', NULL, NULL, 'ok', '{}', 't')`,
+          )
+          .run(),
+      ).toThrow(/FOREIGN KEY/);
+    });
+  });
+
+  it("refuses a database whose schema is newer than the code, with a clear message", () => {
+    const path = freshPath();
+    new SqliteRunStore(path).close();
+    withRawDb(path, (db) => {
+      db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)").run(99, "future", "t");
+    });
+    const err = expectStoreError(() => new SqliteRunStore(path), "STORE_CONFLICT", /schema version 99.*newer.*upgrade/);
+    expect(err.details).toMatchObject({ version: 99, supported: LATEST_SCHEMA_VERSION });
+  });
+
+  it("refuses a database whose migration history names a migration this code does not know", () => {
+    const path = freshPath();
+    new SqliteRunStore(path).close();
+    withRawDb(path, (db) => db.prepare("UPDATE schema_migrations SET name = ? WHERE version = 1").run("other"));
+    expectStoreError(() => new SqliteRunStore(path), "STORE_CORRUPT", /schema_migrations/);
+  });
+
+  it("reports a file that is not a database as STORE_CORRUPT", () => {
+    const path = join(tempRoot, "not-a-db.db");
+    writeFileSync(path, "this is not an sqlite database, just some text that is long enough to be a header".repeat(20));
+    expectStoreError(() => new SqliteRunStore(path), "STORE_CORRUPT", /not-a-db\.db/);
+  });
+
+  it("raises STORE_CORRUPT naming table and key for rows with corrupt JSON", () => {
+    const path = freshPath();
+    const store = new SqliteRunStore(path);
+    store.createRun(newRun("r"));
+    store.putCall(callRecord(1));
+    withRawDb(path, (db) => {
+      db.prepare(
+        `INSERT INTO records (run_id, id, stage, iteration, kind, parent_ids, model, prompt_hash, status, payload,
+           created_at) VALUES (?, ?, 'redteam', 0, 'prompt', '[]', NULL, NULL, 'ok', ?, 't')`,
+      ).run("r", "broken", "{oops");
+      db.prepare(
+        `INSERT INTO records (run_id, id, stage, iteration, kind, parent_ids, model, prompt_hash, status, payload,
+           created_at) VALUES (?, ?, 'redteam', 0, 'prompt', ?, NULL, NULL, 'ok', '{}', 't')`,
+      ).run("r", "badparents", "[1, 2]");
+      db.prepare("UPDATE llm_calls SET response = ? WHERE key = ?").run("not json", callRecord(1).key);
+    });
+    expectStoreError(() => store.getRecords({ runId: "r" }), "STORE_CORRUPT", /records row r\/broken.*payload/);
+    const err = expectStoreError(() => store.getRecord("r", "broken"), "STORE_CORRUPT", /records/);
+    expect(err.details).toEqual({ table: "records", key: "r/broken" });
+    expectStoreError(() => store.getRecord("r", "badparents"), "STORE_CORRUPT", /records row r\/badparents/);
+    expectStoreError(() => store.getCall(callRecord(1).key), "STORE_CORRUPT", /llm_calls row 0+1.*response/);
+
+    withRawDb(path, (db) => db.prepare("UPDATE runs SET config_json = ? WHERE id = ?").run("{", "r"));
+    expectStoreError(() => store.getRun("r"), "STORE_CORRUPT", /runs row r.*config_json/);
+    expectStoreError(() => store.listRuns(), "STORE_CORRUPT", /runs row r/);
+    store.close();
+  });
+
+  describe("leases across processes", () => {
+    const storeModule = pathToFileURL(fileURLToPath(new URL("../../src/store/sqlite-run-store.ts", import.meta.url))).href;
+    // A separate Node process (TypeScript via tsx) that opens the same file and tries to claim the run.
+    const childScript = `
+      const { SqliteRunStore } = await import(${JSON.stringify(storeModule)});
+      const [path, runId, mode] = process.argv.slice(-3);
+      const store = new SqliteRunStore(path);
+      try {
+        store.claimRun(runId, process.pid);
+        if (mode === "claim-and-write") store.putRecords([{ runId, id: "from-child", stage: "s", iteration: null,
+          kind: "k", parentIds: [], model: null, promptHash: null, status: "ok", payload: {}, createdAt: "t" }]);
+        console.log(JSON.stringify({ claimed: true, pid: process.pid }));
+      } catch (err) {
+        console.log(JSON.stringify({ claimed: false, code: err.code, message: err.message }));
+      } finally {
+        store.close();
+      }`;
+
+    function runChild(path: string, runId: string, mode: "claim" | "claim-and-write"): Record<string, unknown> {
+      const result = spawnSync(
+        process.execPath,
+        ["--import", "tsx", "--input-type=module", "-e", childScript, "--", path, runId, mode],
+        { encoding: "utf8", timeout: 60_000 },
+      );
+      expect(result.status, result.stderr).toBe(0);
+      return JSON.parse(result.stdout.trim().split("\n").at(-1) ?? "") as Record<string, unknown>;
+    }
+
+    it("a second process cannot claim a run held by this live process", () => {
+      const path = freshPath();
+      const store = new SqliteRunStore(path);
+      store.createRun(newRun("r"));
+      store.claimRun("r", process.pid);
+      const outcome = runChild(path, "r", "claim");
+      expect(outcome).toMatchObject({ claimed: false, code: "STORE_CONFLICT" });
+      expect(String(outcome.message)).toContain(String(process.pid));
+      expect(store.getRun("r")?.ownerPid).toBe(process.pid);
+      store.close();
+    });
+
+    it("a lease left by a process that exited is taken over", () => {
+      const path = freshPath();
+      const store = new SqliteRunStore(path);
+      store.createRun(newRun("r"));
+      const outcome = runChild(path, "r", "claim-and-write");
+      expect(outcome).toMatchObject({ claimed: true });
+      const childPid = outcome.pid as number;
+      expect(store.getRun("r")?.ownerPid).toBe(childPid);
+      expect(store.getRecord("r", "from-child")).toBeDefined();
+      expect(store.claimRun("r", process.pid)).toMatchObject({ takenOverFrom: childPid });
+      store.close();
+    });
+
+    it("two connections see each other's leases (a fake dead pid is taken over)", () => {
+      const path = freshPath();
+      const a = new SqliteRunStore(path);
+      const b = new SqliteRunStore(path);
+      a.createRun(newRun("r"));
+      const dead = deadPid();
+      a.claimRun("r", dead);
+      expect(b.claimRun("r", process.pid).takenOverFrom).toBe(dead);
+      expect(a.getRun("r")?.ownerPid).toBe(process.pid);
+      a.close();
+      b.close();
+    });
+  });
+});
