@@ -71,7 +71,9 @@ export async function startLlamaServer(options: LlamaServerOptions): Promise<Run
   } catch (err) {
     await stop();
     const why = err instanceof Error ? err.message : String(err);
-    throw new Error(`llama-server (${[binary, ...args].join(" ")}) did not become ready: ${why}\n${tail.join("\n")}`);
+    throw new Error(`llama-server (${[binary, ...args].join(" ")}) did not become ready: ${why}\n${tail.join("\n")}`, {
+      cause: err,
+    });
   }
   return { baseUrl: `http://${HOST}:${String(port)}/v1`, port, command: [binary, ...args], stop };
 }

@@ -45,15 +45,21 @@ export class HttpCall {
   readonly endpoint: string;
   /** Aborts on the deadline or on the caller's signal. Pass it to everything that reads the response. */
   readonly signal: AbortSignal;
-  private readonly deadline = new AbortController();
+  private readonly controller = new AbortController();
   private readonly timer: NodeJS.Timeout;
+  private readonly unlink: () => void;
+  private timedOut = false;
 
   constructor(private readonly options: HttpCallOptions) {
     this.endpoint = displayUrl(options.url);
-    this.timer = setTimeout(() => this.deadline.abort(new Error("deadline")), options.timeoutMs);
+    this.signal = this.controller.signal;
+    this.timer = setTimeout(() => {
+      this.timedOut = true;
+      this.controller.abort(new Error("deadline"));
+    }, options.timeoutMs);
     // The pending request keeps the process alive; the deadline alone should not.
     this.timer.unref();
-    this.signal = options.signal ? AbortSignal.any([this.deadline.signal, options.signal]) : this.deadline.signal;
+    this.unlink = linkAbort(options.signal, this.controller);
   }
 
   /** Sends the JSON body; resolves with a 2xx response, throws a typed error otherwise. */
@@ -122,7 +128,7 @@ export class HttpCall {
         details: { url: this.endpoint },
       });
     }
-    if (this.deadline.signal.aborted) {
+    if (this.timedOut) {
       return new IterAlignError(
         "TIMEOUT",
         `request to ${this.endpoint} took longer than ${String(this.options.timeoutMs)} ms`,
@@ -175,9 +181,10 @@ export class HttpCall {
     );
   }
 
-  /** Stops the deadline timer. Call when the response has been fully read. */
+  /** Stops the deadline timer and unhooks the caller's signal. Call when the response has been fully read. */
   dispose(): void {
     clearTimeout(this.timer);
+    this.unlink();
   }
 
   /** Redacts and shortens server text for quoting in an error. */
@@ -193,6 +200,21 @@ export class HttpCall {
   private throwIfAborted(): void {
     if (this.signal.aborted) throw this.failure(this.signal.reason, "connect");
   }
+}
+
+/**
+ * Aborts `controller` when `signal` aborts; returns the function that unhooks it. Used instead of
+ * AbortSignal.any, which on Node 20 keeps every combined signal alive as long as a long-lived caller signal.
+ */
+export function linkAbort(signal: AbortSignal | undefined, controller: AbortController): () => void {
+  if (!signal) return () => undefined;
+  if (signal.aborted) {
+    controller.abort(signal.reason);
+    return () => undefined;
+  }
+  const onAbort = (): void => controller.abort(signal.reason);
+  signal.addEventListener("abort", onAbort, { once: true });
+  return () => signal.removeEventListener("abort", onAbort);
 }
 
 /** The server's `error.message` when the body is an OpenAI-style error, else undefined. */

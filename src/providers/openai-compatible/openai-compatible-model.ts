@@ -17,7 +17,7 @@ import {
   type TokenUsage,
 } from "../../spec/language-model.js";
 import { echoPrompt, scoreEcho } from "./echo-scoring.js";
-import { HttpCall, displayUrl, errorMessageOf } from "./http.js";
+import { HttpCall, displayUrl, errorMessageOf, linkAbort } from "./http.js";
 import {
   ChatCompletionChunkSchema,
   ChatCompletionSchema,
@@ -136,17 +136,24 @@ export class OpenAICompatibleModel implements LanguageModel {
       throw new CapabilityMissingError(this, "scoreContinuations", "scoreContinuations (set scoring: \"echo\")");
     }
     if (request.continuations.length === 0) return { scores: [], usage: { promptTokens: 0, completionTokens: 0 } };
+    const empty = request.continuations.findIndex((c) => c === "" && !/\s$/.test(request.context));
+    if (empty >= 0) throw new IterAlignError("USAGE", `continuation ${String(empty)} is empty`);
     // Score continuations in parallel (servers batch them); the first failure cancels the rest.
     const group = new AbortController();
-    const signal = request.signal ? AbortSignal.any([request.signal, group.signal]) : group.signal;
-    const results = await Promise.all(
-      request.continuations.map((continuation) =>
-        this.scoreOne(request.context, continuation, signal).catch((err: unknown) => {
-          group.abort();
-          throw err;
-        }),
-      ),
-    );
+    const unlink = linkAbort(request.signal, group);
+    let results: { score: ContinuationScore; usage: TokenUsage }[];
+    try {
+      results = await Promise.all(
+        request.continuations.map((continuation) =>
+          this.scoreOne(request.context, continuation, group.signal).catch((err: unknown) => {
+            group.abort();
+            throw err;
+          }),
+        ),
+      );
+    } finally {
+      unlink();
+    }
     return {
       scores: results.map((r) => r.score),
       usage: results.reduce((sum, r) => addUsage(sum, r.usage), { promptTokens: 0, completionTokens: 0 }),
