@@ -21,5 +21,9 @@ export default tseslint.config(
   {
     files: ["**/*.js", "bin/**"],
     ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      globals: { process: "readonly", console: "readonly" },
+      parserOptions: { projectService: false, project: null },
+    },
   },
 );

@@ -2,7 +2,7 @@
  * Regenerates schema/iteralign.schema.json and the configuration reference in README.md from the zod schema.
  * `--check` exits 1 when either file is out of date (run by the tests).
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { configJsonSchema, configReferenceMarkdown, spliceReference } from "../src/config/config-docs.js";
 
@@ -12,12 +12,7 @@ const schemaPath = path.join(root, "schema", "iteralign.schema.json");
 const readme = readFileSync(readmePath, "utf8");
 const nextReadme = spliceReference(readme, configReferenceMarkdown());
 const nextSchema = `${JSON.stringify(configJsonSchema(), null, 2)}\n`;
-let currentSchema = "";
-try {
-  currentSchema = readFileSync(schemaPath, "utf8");
-} catch {
-  currentSchema = "";
-}
+const currentSchema = existsSync(schemaPath) ? readFileSync(schemaPath, "utf8") : "";
 if (process.argv.includes("--check")) {
   const stale = [nextReadme !== readme ? "README.md" : "", nextSchema !== currentSchema ? "schema/iteralign.schema.json" : ""].filter(Boolean);
   if (stale.length > 0) {

@@ -20,10 +20,13 @@ function typeOf(node: Node): string {
   const alts = (node.anyOf ?? node.oneOf) as Node[] | undefined;
   if (Array.isArray(alts)) return alts.map(typeOf).join(" \\| ");
   if (node.type === "integer" || node.type === "number") {
+    const num = (v: unknown): number | undefined =>
+      typeof v === "number" && Math.abs(v) !== Number.MAX_SAFE_INTEGER ? v : undefined;
+    const [min, exclusiveMin, max] = [num(node.minimum), num(node.exclusiveMinimum), num(node.maximum)];
     const bounds = [
-      node.minimum !== undefined && node.minimum !== Number.MIN_SAFE_INTEGER ? `≥ ${String(node.minimum)}` : "",
-      node.exclusiveMinimum !== undefined ? `> ${String(node.exclusiveMinimum)}` : "",
-      node.maximum !== undefined && node.maximum !== Number.MAX_SAFE_INTEGER ? `≤ ${String(node.maximum)}` : "",
+      min !== undefined ? `≥ ${min}` : "",
+      exclusiveMin !== undefined ? `> ${exclusiveMin}` : "",
+      max !== undefined ? `≤ ${max}` : "",
     ].filter(Boolean);
     return [node.type, bounds.join(", ")].filter(Boolean).join(" ");
   }
@@ -48,7 +51,7 @@ export function configReferenceMarkdown(): string {
   const top = configJsonSchema();
   const props = top.properties as Record<string, Node>;
   const section = (title: string, body: string): string => `#### ${title}\n\n${body}\n`;
-  const schemaOf = (s: z.ZodType): Node => z.toJSONSchema(s, { io: "input" }) as Node;
+  const schemaOf = (s: z.ZodType): Node => z.toJSONSchema(s, { io: "input" });
   const parts = [
     section("Top level", table(top, "")),
     section("`models.<name>` with `provider: llama-cpp`", table(schemaOf(LlamaCppModelConfigSchema), "")),

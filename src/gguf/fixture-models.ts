@@ -53,7 +53,8 @@ export const FIXTURE_MODELS: Readonly<Record<FixtureModelName, FixtureSpec>> = {
     headCount: 8,
     headCountKv: 2,
     contextLength: 4096,
-    weightType: GgmlType.F16,
+    // Q8_0, as small models are commonly deployed; batched decoding on CPU scales like it does on real models.
+    weightType: GgmlType.Q8_0,
     seed: 3,
   },
 };

@@ -22,7 +22,12 @@ export enum GgufType {
 export enum GgmlType {
   F32 = 0,
   F16 = 1,
+  Q8_0 = 8,
 }
+
+/** Q8_0 packs 32 values as one f16 scale and 32 signed bytes. */
+const Q8_0_BLOCK = 32;
+const Q8_0_BYTES = 34;
 
 export type GgufScalar = number | bigint | boolean | string;
 
@@ -281,7 +286,22 @@ function float32ToFloat16Bits(f: number): number {
 
 function tensorBytes(t: GgufTensor): number {
   const n = t.dims.reduce((a, b) => a * b, 1);
+  if (t.type === GgmlType.Q8_0) return (n / Q8_0_BLOCK) * Q8_0_BYTES;
   return t.type === GgmlType.F32 ? n * 4 : n * 2;
+}
+
+function encodeQ8_0(values: Float32Array): Buffer {
+  if (values.length % Q8_0_BLOCK !== 0) throw new Error(`Q8_0 needs a multiple of ${Q8_0_BLOCK} values, got ${values.length}`);
+  const out = Buffer.alloc((values.length / Q8_0_BLOCK) * Q8_0_BYTES);
+  for (let b = 0, o = 0; b < values.length; b += Q8_0_BLOCK, o += Q8_0_BYTES) {
+    let amax = 0;
+    for (let i = 0; i < Q8_0_BLOCK; i++) amax = Math.max(amax, Math.abs(values[b + i] ?? 0));
+    const d = amax / 127;
+    const inv = d === 0 ? 0 : 1 / d;
+    out.writeUInt16LE(float32ToFloat16Bits(d), o);
+    for (let i = 0; i < Q8_0_BLOCK; i++) out.writeInt8(Math.round((values[b + i] ?? 0) * inv), o + 2 + i);
+  }
+  return out;
 }
 
 /**
@@ -326,6 +346,8 @@ export function writeGguf(file: string, metadata: Map<string, GgufValue>, tensor
       let data: Buffer;
       if (t.type === GgmlType.F32) {
         data = Buffer.from(values.buffer, values.byteOffset, values.byteLength);
+      } else if (t.type === GgmlType.Q8_0) {
+        data = encodeQ8_0(values);
       } else {
         const half = new Uint16Array(n);
         for (let i = 0; i < n; i++) half[i] = float32ToFloat16Bits(values[i] ?? 0);

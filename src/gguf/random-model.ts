@@ -21,6 +21,9 @@ export interface RandomModelSpec {
   readonly chatTemplate?: string;
 }
 
+/** llama.cpp's `general.file_type` for each weight type (LLAMA_FTYPE_*). */
+const FILE_TYPE: Record<GgmlType, number> = { [GgmlType.F32]: 0, [GgmlType.F16]: 1, [GgmlType.Q8_0]: 7 };
+
 /** Deterministic 32-bit generator (mulberry32); the same seed gives the same stream on every platform. */
 function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
@@ -91,7 +94,7 @@ export function writeRandomModel(spec: RandomModelSpec, outFile: string): { para
   const md = new Map<string, GgufValue>();
   md.set("general.architecture", str(arch));
   md.set("general.name", str(spec.name));
-  md.set("general.file_type", u32(spec.weightType === GgmlType.F32 ? 0 : 1));
+  md.set("general.file_type", u32(FILE_TYPE[spec.weightType]));
   md.set(`${arch}.context_length`, u32(spec.contextLength));
   md.set(`${arch}.embedding_length`, u32(e));
   md.set(`${arch}.block_count`, u32(spec.blockCount));

@@ -2,7 +2,6 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { z } from "zod";
 import { fixtureModelPath } from "../../src/gguf/fixture-models.js";
 import { loadedModelCount } from "../../src/providers/llama-cpp/engine.js";
 import { LlamaCppModel } from "../../src/providers/llama-cpp/llama-cpp-model.js";

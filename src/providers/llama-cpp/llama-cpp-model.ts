@@ -4,6 +4,7 @@ import {
   resolveChatWrapper,
   type ChatHistoryItem,
   type ChatWrapper,
+  type Llama,
   type LlamaContext,
   type LlamaContextSequence,
   type LlamaGrammar,
@@ -169,7 +170,7 @@ export class LlamaCppModel implements LanguageModel {
    */
   async generateObject<T>(request: GenerateObjectRequest<T>): Promise<GenerateObjectResult<T>> {
     this.assertOpen();
-    const jsonSchema = request.jsonSchema ?? (z.toJSONSchema(request.schema, { io: "output" }) as JsonSchema);
+    const jsonSchema: JsonSchema = request.jsonSchema ?? z.toJSONSchema(request.schema, { io: "output" });
     const grammar = await this.grammarFor(jsonSchema);
     const first = await this.run(request, grammar);
     const checked = this.checkObject(request, first);
@@ -258,7 +259,7 @@ export class LlamaCppModel implements LanguageModel {
     const key = JSON.stringify(jsonSchema);
     let grammar = this.grammars.get(key);
     if (!grammar) {
-      grammar = getEngine(this.options).then((llama) => llama.createGrammarForJsonSchema(toGrammarSchema(jsonSchema)));
+      grammar = getEngine(this.options).then((llama) => llama.createGrammarForJsonSchema(toGrammarSchema(jsonSchema) as Parameters<Llama["createGrammarForJsonSchema"]>[0]));
       grammar.catch(() => this.grammars.delete(key));
       this.grammars.set(key, grammar);
     }
@@ -386,7 +387,7 @@ function definedOnly(request: GenerationParams): GenerationParams {
   for (const key of ["maxTokens", "temperature", "topP", "seed", "stop", "frequencyPenalty", "presencePenalty"] as const) {
     if (request[key] !== undefined) out[key] = request[key];
   }
-  return out as GenerationParams;
+  return out;
 }
 
 function firstStop(text: string, stops: readonly string[]): number {

@@ -17,7 +17,7 @@ export interface ScoringTokens {
 export function tokenizeForScoring(model: LlamaModel, request: Pick<ScoreRequest, "context" | "continuations">): ScoringTokens {
   const trimmed = request.context.replace(/\s+$/, "");
   const moved = request.context.slice(trimmed.length);
-  const bos = model.shouldPrependBosToken && model.tokens.bos !== null ? [model.tokens.bos] : [];
+  const bos = model.tokens.shouldPrependBosToken && model.tokens.bos !== null ? [model.tokens.bos] : [];
   const context = [...bos, ...model.tokenize(trimmed, false)];
   if (context.length === 0) throw new IterAlignError("USAGE", "scoreContinuations needs a non-empty context");
   const continuations = request.continuations.map((text, i) => {

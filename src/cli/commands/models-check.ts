@@ -1,0 +1,120 @@
+import { loadConfig } from "../../config/load-config.js";
+import { createProviderModel, modelNameForRole } from "../../providers/registry.js";
+import { errorText } from "../../providers/llama-cpp/engine.js";
+import { IterAlignError, isIterAlignError } from "../../spec/errors.js";
+import { ROLES, type LanguageModel, type Role } from "../../spec/language-model.js";
+import type { CommandIo } from "../io.js";
+import { createProgress } from "../progress.js";
+import { renderTable } from "../table.js";
+
+const PROBE_PROMPT = "In two sentences, explain why the sky looks blue during the day.";
+const PROBE_TOKENS = 48;
+
+/** What one model check measured. */
+export interface ModelCheck {
+  readonly name: string;
+  readonly provider: string;
+  readonly roles: readonly Role[];
+  readonly ok: boolean;
+  readonly capabilities: readonly string[];
+  readonly loadSeconds?: number;
+  readonly promptTokensPerSecond?: number;
+  readonly generationTokensPerSecond?: number;
+  readonly error?: string;
+}
+
+/** Measures prompt and generation speed with one streamed greedy answer. */
+async function measure(model: LanguageModel): Promise<{ prompt: number; generation: number }> {
+  const started = performance.now();
+  let firstText = 0;
+  const result = await model.generate({
+    messages: [{ role: "user", content: PROBE_PROMPT }],
+    maxTokens: PROBE_TOKENS,
+    temperature: 0,
+    onText: () => {
+      if (firstText === 0) firstText = performance.now();
+    },
+  });
+  const ended = performance.now();
+  const first = firstText || ended;
+  const promptSeconds = Math.max((first - started) / 1000, 1e-6);
+  const genSeconds = Math.max((ended - first) / 1000, 1e-6);
+  return {
+    prompt: result.usage.promptTokens / promptSeconds,
+    generation: Math.max(result.usage.completionTokens - 1, 0) / genSeconds,
+  };
+}
+
+/** Loads each configured model (or only those of `role`), prints capabilities and measured tokens/s. */
+export async function modelsCheckCommand(
+  options: { config: string; role?: string; json?: boolean },
+  io: CommandIo,
+): Promise<number> {
+  const { config, baseDir } = loadConfig(options.config);
+  const rolesOf = (name: string): Role[] => ROLES.filter((r) => modelNameForRole(config, r) === name);
+  let names = Object.keys(config.models);
+  if (options.role) {
+    const role = options.role as Role;
+    const bound = ROLES.includes(role) ? modelNameForRole(config, role) : undefined;
+    if (!bound) throw new IterAlignError("USAGE", `--role ${options.role}: no model is bound to that role (roles: ${ROLES.join(", ")})`);
+    names = [bound];
+  }
+  const progress = createProgress("checking models", names.length);
+  const checks: ModelCheck[] = [];
+  for (const [i, name] of names.entries()) {
+    const entry = config.models[name];
+    if (!entry) continue;
+    progress.update(i, undefined, name);
+    const loadStart = performance.now();
+    let model: LanguageModel | undefined;
+    try {
+      model = await createProviderModel(name, entry, { baseDir, ...(config.engine.maxThreads !== undefined ? { maxThreads: config.engine.maxThreads } : {}) });
+      const loadSeconds = (performance.now() - loadStart) / 1000;
+      const speed = await measure(model);
+      checks.push({
+        name,
+        provider: entry.provider,
+        roles: rolesOf(name),
+        ok: true,
+        capabilities: [...model.capabilities],
+        loadSeconds,
+        promptTokensPerSecond: speed.prompt,
+        generationTokensPerSecond: speed.generation,
+      });
+      progress.update(i + 1, speed.generation, name);
+    } catch (err) {
+      checks.push({
+        name,
+        provider: entry.provider,
+        roles: rolesOf(name),
+        ok: false,
+        capabilities: [],
+        error: isIterAlignError(err) ? `[${err.code}] ${err.message}` : errorText(err),
+      });
+    } finally {
+      await model?.close();
+    }
+  }
+  progress.stop();
+  if (options.json) {
+    io.out(`${JSON.stringify(checks, null, 2)}\n`);
+  } else {
+    io.out(
+      renderTable(
+        ["model", "provider", "roles", "status", "capabilities", "load s", "prompt tok/s", "gen tok/s"],
+        checks.map((c) => [
+          c.name,
+          c.provider,
+          c.roles.join(",") || "-",
+          c.ok ? "ok" : "FAILED",
+          c.capabilities.join(","),
+          c.loadSeconds?.toFixed(1) ?? "-",
+          c.promptTokensPerSecond?.toFixed(1) ?? "-",
+          c.generationTokensPerSecond?.toFixed(1) ?? "-",
+        ]),
+      ),
+    );
+    for (const c of checks) if (c.error) io.err(`${c.name}: ${c.error}\n`);
+  }
+  return checks.every((c) => c.ok) ? 0 : 1;
+}

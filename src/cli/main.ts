@@ -1,0 +1,94 @@
+import { Command, CommanderError, InvalidArgumentError } from "commander";
+import { ConfigError } from "../config/load-config.js";
+import { IterAlignError } from "../spec/errors.js";
+import { chatCommand } from "./commands/chat.js";
+import { initCommand } from "./commands/init.js";
+import { modelsCheckCommand } from "./commands/models-check.js";
+import { processIo, type CommandIo } from "./io.js";
+
+/** Exit codes: 0 ok, 1 failure, 2 bad usage or config. */
+export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+
+const VERSION = "0.1.0";
+const DEFAULT_CONFIG = "iteralign.yaml";
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError("expected a positive integer");
+  return n;
+}
+
+function buildProgram(io: CommandIo, setCode: (code: number) => void): Command {
+  const program = new Command("iteralign")
+    .description("Iterative constitutional alignment of LLMs (IterAlign)")
+    .version(VERSION)
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
+    .showHelpAfterError();
+
+  program
+    .command("init")
+    .description("write a commented starter config")
+    .option("-c, --config <file>", "config file to write", DEFAULT_CONFIG)
+    .option("-f, --force", "overwrite an existing file")
+    .action((opts: { config: string; force?: boolean }) => setCode(initCommand(opts, io)));
+
+  const models = program.command("models").description("inspect the configured models");
+  models
+    .command("check")
+    .description("load each configured model, print its capabilities and measured tokens/s")
+    .option("-c, --config <file>", "config file", DEFAULT_CONFIG)
+    .option("-r, --role <role>", "check only the model of this role")
+    .option("--json", "print the results as JSON")
+    .action(async (opts: { config: string; role?: string; json?: boolean }) => setCode(await modelsCheckCommand(opts, io)));
+
+  program
+    .command("chat")
+    .description("chat with the model of a role; tokens stream as they are decoded")
+    .option("-c, --config <file>", "config file", DEFAULT_CONFIG)
+    .option("-r, --role <role>", "role whose model to chat with", "target")
+    .option("-s, --system <text>", "system message")
+    .option("-n, --max-tokens <n>", "most tokens per answer", positiveInt)
+    .action(async (opts: { config: string; role: string; system?: string; maxTokens?: number }) =>
+      setCode(await chatCommand(opts, io)),
+    );
+  return program;
+}
+
+/** Runs the CLI on `argv` (as process.argv) and returns the exit code; never throws. */
+export async function main(argv: readonly string[], io: CommandIo = processIo): Promise<number> {
+  let code: number = EXIT.ok;
+  const program = buildProgram(io, (c) => {
+    code = c;
+  });
+  try {
+    if (argv.length <= 2) {
+      program.outputHelp();
+      return EXIT.usage;
+    }
+    await program.parseAsync([...argv]);
+    return code;
+  } catch (err) {
+    return reportError(err, io);
+  }
+}
+
+function reportError(err: unknown, io: CommandIo): number {
+  if (err instanceof CommanderError) {
+    // Help and version output exit through here with code 0.
+    return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+  }
+  if (err instanceof ConfigError) {
+    io.err(`error: invalid config ${err.message}\n`);
+    return EXIT.usage;
+  }
+  if (err instanceof IterAlignError) {
+    io.err(`error [${err.code}]: ${err.message}\n`);
+    if (process.env.ITERALIGN_DEBUG && err.cause instanceof Error) io.err(`cause: ${err.cause.stack ?? err.cause.message}\n`);
+    return err.code === "USAGE" || err.code === "CONFIG_INVALID" || err.code === "CONFIG_NOT_FOUND" ? EXIT.usage : EXIT.failure;
+  }
+  const e = err instanceof Error ? err : new Error(String(err));
+  io.err(`error: ${e.message}\n`);
+  if (process.env.ITERALIGN_DEBUG) io.err(`${e.stack ?? ""}\n`);
+  return EXIT.failure;
+}
