@@ -98,6 +98,12 @@ export interface LanguageModel {
   readonly provider: string;
   /** Model id within the provider (a file path, an hf: URI, an API model name). */
   readonly modelId: string;
+  /**
+   * Identifies the exact weights behind `modelId` (for a local file: a hash of its size and sampled bytes).
+   * The response cache keys on it, so replacing a file at the same path (e.g. a fine-tuned model) never
+   * returns the old model's answers. Absent for remote APIs, where `modelId` is the identity.
+   */
+  readonly fingerprint?: string;
   readonly capabilities: ReadonlySet<Capability>;
   generate(request: GenerateRequest): Promise<GenerateResult>;
   generateObject<T>(request: GenerateObjectRequest<T>): Promise<GenerateObjectResult<T>>;

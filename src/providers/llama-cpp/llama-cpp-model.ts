@@ -27,7 +27,7 @@ import type {
   ScoreRequest,
   ScoreResult,
 } from "../../spec/language-model.js";
-import { acquireModel, errorText, getEngine, resolveModelPath, type EngineOptions } from "./engine.js";
+import { acquireModel, errorText, fingerprintFile, getEngine, resolveModelPath, type EngineOptions } from "./engine.js";
 import { toGrammarSchema } from "./json-schema-grammar.js";
 import { scoreTokenByToken, scoreWithSharedContext } from "./scoring.js";
 import { SequencePool } from "./sequence-pool.js";
@@ -76,6 +76,7 @@ export class LlamaCppModel implements LanguageModel {
 
   private constructor(
     readonly modelId: string,
+    readonly fingerprint: string,
     readonly file: string,
     private readonly model: LlamaModel,
     private readonly context: LlamaContext,
@@ -105,6 +106,7 @@ export class LlamaCppModel implements LanguageModel {
       const wrapper = chooseChatWrapper(model, options.chatTemplate ?? "auto", file);
       return new LlamaCppModel(
         options.model,
+        await fingerprintFile(file),
         file,
         model,
         context,

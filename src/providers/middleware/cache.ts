@@ -74,7 +74,11 @@ const NO_USAGE: TokenUsage = { promptTokens: 0, completionTokens: 0 };
  */
 export function withCache(model: LanguageModel, options: CacheOptions): LanguageModel {
   const clock = options.clock ?? Date.now;
-  const base = { provider: model.provider, modelId: model.modelId };
+  const base = {
+    provider: model.provider,
+    modelId: model.modelId,
+    ...(model.fingerprint === undefined ? {} : { fingerprint: model.fingerprint }),
+  };
 
   /** The miss/hit logic every method shares; `content` undefined means "not cacheable". */
   async function cached<R extends object>(call: {

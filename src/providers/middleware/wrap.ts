@@ -43,6 +43,7 @@ export function wrapModel(inner: LanguageModel, overrides: MethodOverrides): Lan
   const wrapped: LanguageModel = {
     provider: inner.provider,
     modelId: inner.modelId,
+    ...(inner.fingerprint === undefined ? {} : { fingerprint: inner.fingerprint }),
     capabilities: inner.capabilities,
     generate: (request) => (overrides.generate ? overrides.generate(request, generate) : generate(request)),
     generateObject: <T>(request: GenerateObjectRequest<T>) =>
