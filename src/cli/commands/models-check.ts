@@ -4,7 +4,7 @@ import { errorText } from "../../providers/llama-cpp/engine.js";
 import { IterAlignError, isIterAlignError } from "../../spec/errors.js";
 import { ROLES, type LanguageModel, type Role } from "../../spec/language-model.js";
 import type { CommandIo } from "../io.js";
-import { createProgress } from "../progress.js";
+import { createProgress, type Progress } from "../progress.js";
 import { renderTable } from "../table.js";
 
 const PROBE_PROMPT = "In two sentences, explain why the sky looks blue during the day.";
@@ -68,7 +68,16 @@ export async function modelsCheckCommand(
     const loadStart = performance.now();
     let model: LanguageModel | undefined;
     try {
-      model = await createProviderModel(name, entry, { baseDir, ...(config.engine.maxThreads !== undefined ? { maxThreads: config.engine.maxThreads } : {}) });
+      let download: Progress | undefined;
+      model = await createProviderModel(name, entry, {
+        baseDir,
+        ...(config.engine.maxThreads !== undefined ? { maxThreads: config.engine.maxThreads } : {}),
+        onDownloadProgress: (_name, done, total) => {
+          download ??= createProgress(`downloading ${name} (MB)`, Math.ceil(total / 1e6));
+          download.update(Math.floor(done / 1e6));
+        },
+      });
+      download?.stop();
       const loadSeconds = (performance.now() - loadStart) / 1000;
       const speed = await measure(model);
       checks.push({
