@@ -30,3 +30,4 @@ export { STARTER_CONFIG } from "./config/starter-config.js";
 export { ensureLlamaBuild, findLlamaBuild, type LlamaBuild, type LlamaTool } from "./native/llama-build.js";
 export { defaultCacheDir } from "./native/llama-bundle.js";
 export { writeRandomModel, type RandomModelSpec } from "./gguf/random-model.js";
+export * from "./datasets/index.js";

@@ -19,6 +19,7 @@ export type ErrorCode =
   | "STORE_CORRUPT"
   | "BUILD_TOOL_MISSING"
   | "BUILD_FAILED"
+  | "DATA_INVALID"
   | "USAGE";
 
 /** Error with a code, an optional cause and structured details. */
