@@ -31,3 +31,7 @@ export { ensureLlamaBuild, findLlamaBuild, type LlamaBuild, type LlamaTool } fro
 export { defaultCacheDir } from "./native/llama-bundle.js";
 export { writeRandomModel, type RandomModelSpec } from "./gguf/random-model.js";
 export * from "./datasets/index.js";
+export * from "./constitutions/index.js";
+export * from "./stages/index.js";
+export * from "./prompts/index.js";
+export * from "./spec/records.js";
