@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { UserDatasetSpecSchema } from "../datasets/mapping.js";
 import {
   ConfigSchema,
   LlamaCppModelConfigSchema,
@@ -57,6 +58,10 @@ export function configReferenceMarkdown(): string {
     section("`models.<name>` with `provider: llama-cpp`", table(schemaOf(LlamaCppModelConfigSchema), "")),
     section("`models.<name>` with `provider: openai-compatible`", table(schemaOf(OpenAICompatibleModelConfigSchema), "")),
     section("`roles`", table(schemaOf(RolesConfigSchema), "roles.")),
+    section("`data`", table(props.data as Node, "data.")),
+    section("`data.redTeam[]` with your own file", table(schemaOf(UserDatasetSpecSchema), "")),
+    section("`loop`", table(props.loop as Node, "loop.")),
+    section("`train`", table(props.train as Node, "train.")),
     section("`engine`", table(props.engine as Node, "engine.")),
     section("`cache`", table(props.cache as Node, "cache.")),
     section("`store`", table(props.store as Node, "store.")),

@@ -1,4 +1,6 @@
 import { z } from "zod";
+import { BUNDLED_DATASET_NAMES } from "../datasets/bundled.js";
+import { UserDatasetSpecSchema } from "../datasets/mapping.js";
 
 /** Defaults a model applies to every call unless the call sets its own. */
 const generationDefaults = {
@@ -9,6 +11,8 @@ const generationDefaults = {
   frequencyPenalty: z.number().min(-2).max(2).optional().describe("Penalty per earlier occurrence of a token."),
   presencePenalty: z.number().min(-2).max(2).optional().describe("Penalty for any earlier occurrence of a token."),
 };
+
+const GenerationParamsConfigSchema = z.object(generationDefaults).strict();
 
 /** How calls to a model are made robust. */
 const callPolicy = {
@@ -85,6 +89,67 @@ export const RolesConfigSchema = z
   })
   .strict();
 
+export const DatasetRefSchema = z.union([
+  z
+    .object({
+      bundled: z.enum(BUNDLED_DATASET_NAMES).describe("A red-team set shipped with iteralign."),
+      includeContextual: z.boolean().default(false).describe("HarmBench only: also use the contextual behaviours."),
+    })
+    .strict(),
+  UserDatasetSpecSchema,
+]);
+
+export const DataConfigSchema = z
+  .object({
+    redTeam: z
+      .array(DatasetRefSchema)
+      .min(1)
+      .default([{ bundled: "harmfulqa", includeContextual: false }])
+      .describe("Red-team prompt sets: `{bundled: name}` or `{file, promptField, ...}` for your own JSONL/JSON/CSV(.gz)."),
+    chainOfUtterances: z.boolean().default(false).describe("Wrap prompts in the Chain-of-Utterances jailbreak (the paper's setting)."),
+    heldoutFraction: z.number().min(0).max(0.9).default(0.2).describe("Share of prompts kept out of the loop for evaluation."),
+    seed: z.number().int().nonnegative().default(0).describe("Seed of the train/heldout split."),
+    limit: z.number().int().positive().optional().describe("Use at most this many train prompts (in split order)."),
+  })
+  .strict();
+
+export const LoopConfigSchema = z
+  .object({
+    batchSize: z.number().int().positive().default(20).describe("Red-team prompts per iteration (the paper: 20)."),
+    maxIterations: z.number().int().positive().optional().describe("Stop after this many iterations."),
+    stopAfterCleanBatches: z
+      .number()
+      .int()
+      .positive()
+      .optional()
+      .describe("Stop after this many consecutive batches without failures."),
+    tokenBudget: z.number().int().positive().optional().describe("Stop once the run's engine tokens exceed this."),
+    maxErrorRate: z
+      .number()
+      .min(0)
+      .max(1)
+      .default(0.5)
+      .describe("Stop when more than this share of an iteration's items end in errors."),
+    judge: z.enum(["full", "paper"]).default("full").describe("`full`: sees prompt and response; `paper`: response only."),
+    selfCorrect: z.enum(["paper", "critique-revise"]).default("paper").describe("How the target revises its answers."),
+    topKPrinciples: z.number().int().nonnegative().default(3).describe("Extra most-relevant pool principles per revision."),
+    mergeThreshold: z.number().min(0).max(1).optional().describe("Similarity above which proposals are checked for merging."),
+    seedConstitutions: z.string().optional().describe("File of seed principles (ours, or the CAI JSON formats)."),
+    redTeam: GenerationParamsConfigSchema.default({ temperature: 0, maxTokens: 500, frequencyPenalty: 0.5 }).describe(
+      "Sampling of red-team answers (the paper: greedy, 500 tokens, frequency penalty 0.5).",
+    ),
+  })
+  .strict();
+
+export const TrainConfigSchema = z
+  .object({
+    trainer: z
+      .enum(["none", "in-context"])
+      .default("none")
+      .describe("`none`: export data only; `in-context`: the next iteration's target gets the active constitution as a system prompt."),
+  })
+  .strict();
+
 export const ConfigSchema = z
   .object({
     $schema: z.string().optional().describe("Path or URL of this file's JSON Schema (for editors)."),
@@ -110,6 +175,10 @@ export const ConfigSchema = z
       .strict()
       .default({ enabled: true })
       .describe("Response cache (content-addressed, in the store)."),
+    data: DataConfigSchema.default(DataConfigSchema.parse({})).describe("Red-team data and the train/heldout split."),
+    loop: LoopConfigSchema.default(LoopConfigSchema.parse({})).describe("The IterAlign loop."),
+    train: TrainConfigSchema.default({ trainer: "none" }).describe("What happens with each iteration's training data."),
+    runsDir: z.string().min(1).default("runs").describe("Where run outputs go, relative to the config file."),
     store: z
       .object({
         path: z.string().min(1).default(".iteralign/iteralign.db").describe("SQLite file, relative to the config file."),

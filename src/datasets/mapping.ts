@@ -15,20 +15,13 @@ export const WHOLE_RECORD = ".";
  */
 export const UserDatasetSpecSchema = z
   .object({
-    /** Path to the file; relative paths resolve against `baseDir` (default: the working directory). */
-    file: z.string().min(1),
-    /** Defaults from the extension (`.jsonl`, `.json`, `.csv`, each optionally `.gz`). */
-    format: z.enum(RECORD_FORMATS).optional(),
-    /** Dot path of the prompt text in each record, or "." when each record is the prompt string. */
-    promptField: z.string().min(1),
-    /** Dot path of a stable id; without it ids are content hashes. */
-    idField: z.string().min(1).optional(),
-    /** Dot path of a category. Without it, nested JSON group keys (joined by " / ") are used. */
-    categoryField: z.string().min(1).optional(),
-    /** Dataset name (goes into prompt ids); defaults to the file name without extensions. */
-    name: z.string().regex(DATASET_NAME_PATTERN, "letters, digits, '.', '_' or '-', starting with a letter or digit").optional(),
-    /** JSON only: dot path to the array/object holding the records. */
-    path: z.string().min(1).optional(),
+    file: z.string().min(1).describe("Path to the file; relative paths resolve against `baseDir` (default: the working directory)."),
+    format: z.enum(RECORD_FORMATS).optional().describe("Defaults from the extension (`.jsonl`, `.json`, `.csv`, each optionally `.gz`)."),
+    promptField: z.string().min(1).describe("Dot path of the prompt text in each record, or \".\" when each record is the prompt string."),
+    idField: z.string().min(1).optional().describe("Dot path of a stable id; without it ids are content hashes."),
+    categoryField: z.string().min(1).optional().describe("Dot path of a category. Without it, nested JSON group keys (joined by \" / \") are used."),
+    name: z.string().regex(DATASET_NAME_PATTERN, "letters, digits, '.', '_' or '-', starting with a letter or digit").optional().describe("Dataset name (goes into prompt ids); defaults to the file name without extensions."),
+    path: z.string().min(1).optional().describe("JSON only: dot path to the array/object holding the records."),
   })
   .strict();
 
