@@ -5,7 +5,7 @@
 import { ensureLlamaBuild, type LlamaTool } from "../src/native/llama-build.js";
 
 const requested = process.argv.slice(2).filter((a) => !a.startsWith("-")) as LlamaTool[];
-const targets: LlamaTool[] = requested.length > 0 ? requested : ["llama-server"];
+const targets: LlamaTool[] = requested.length > 0 ? requested : ["llama-server", "iteralign-scorer"];
 const started = Date.now();
 const build = await ensureLlamaBuild({
   targets,

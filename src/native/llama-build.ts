@@ -1,11 +1,16 @@
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { IterAlignError } from "../spec/errors.js";
 import { bundleCommit, defaultCacheDir, llamaBundlePath } from "./llama-bundle.js";
 
-/** llama.cpp programs iteralign builds from the source bundled in node-llama-cpp's npm tarball. */
-export type LlamaTool = "llama-server" | "llama-finetune";
+/**
+ * llama.cpp programs iteralign builds from the source bundled in node-llama-cpp's npm tarball.
+ * `iteralign-scorer` is iteralign's own program (source in `native/iteralign-scorer/`), built in the same tree.
+ */
+export type LlamaTool = "llama-server" | "llama-finetune" | "iteralign-scorer";
 
 export interface LlamaBuildOptions {
   /** Targets to build; already-built targets are skipped. */
@@ -103,15 +108,75 @@ function binaryPath(dir: string, tool: LlamaTool): string {
   return path.join(dir, "build", "bin", tool);
 }
 
+const SCORER: LlamaTool = "iteralign-scorer";
+
+/** Where iteralign's scorer source lives: `native/iteralign-scorer/` at the package root (src/ and dist/ alike). */
+export function scorerSourceDir(): string {
+  return fileURLToPath(new URL("../../native/iteralign-scorer/", import.meta.url));
+}
+
+/**
+ * Hash of the scorer's source files (names and contents), or undefined when the source is missing. A built
+ * scorer records it in a stamp file next to the binary, so editing the source makes the binary stale.
+ */
+export function scorerSourceHash(dir = scorerSourceDir()): string | undefined {
+  if (!existsSync(dir)) return undefined;
+  const hash = createHash("sha256");
+  for (const name of readdirSync(dir).sort()) {
+    const file = path.join(dir, name);
+    if (!statSync(file).isFile()) continue;
+    hash.update(`${name}\0`).update(readFileSync(file)).update("\0");
+  }
+  return hash.digest("hex");
+}
+
+function stampPath(dir: string, tool: LlamaTool): string {
+  return `${binaryPath(dir, tool)}.source-hash`;
+}
+
+/** A target counts as built when its binary exists and, for the scorer, was built from the current source. */
+function isBuilt(dir: string, tool: LlamaTool): boolean {
+  if (!existsSync(binaryPath(dir, tool))) return false;
+  if (tool !== SCORER) return true;
+  const want = scorerSourceHash();
+  const stamp = stampPath(dir, tool);
+  return want !== undefined && existsSync(stamp) && readFileSync(stamp, "utf8").trim() === want;
+}
+
+/**
+ * Copies the scorer source into llama.cpp's tools/ folder and registers it there (once), so it builds in the
+ * same build directory as llama-server and links the libllama/ggml objects already compiled: seconds, not a
+ * fresh llama.cpp build. Files are rewritten only when they differ, so make sees no spurious changes.
+ */
+function overlayScorerSource(src: string): void {
+  const from = scorerSourceDir();
+  if (!existsSync(from)) {
+    throw new IterAlignError("BUILD_FAILED", `the iteralign-scorer source is missing (${from}); reinstall iteralign`);
+  }
+  const to = path.join(src, "tools", "iteralign-scorer");
+  mkdirSync(to, { recursive: true });
+  for (const name of readdirSync(from)) {
+    const file = path.join(from, name);
+    if (!statSync(file).isFile()) continue;
+    const content = readFileSync(file);
+    const target = path.join(to, name);
+    if (!existsSync(target) || !readFileSync(target).equals(content)) writeFileSync(target, content);
+  }
+  const tools = path.join(src, "tools", "CMakeLists.txt");
+  const listing = readFileSync(tools, "utf8");
+  if (!/^add_subdirectory\(iteralign-scorer\)/m.test(listing)) {
+    writeFileSync(tools, `${listing.endsWith("\n") ? listing : `${listing}\n`}add_subdirectory(iteralign-scorer) # added by iteralign\n`);
+  }
+}
+
 /** Returns the cached build if every requested target is already built, without building. */
 export function findLlamaBuild(targets: readonly LlamaTool[], cacheDir = defaultCacheDir()): LlamaBuild | undefined {
   const commit = bundleCommit();
   const dir = buildDirFor(cacheDir, commit);
   const binaries: Partial<Record<LlamaTool, string>> = {};
   for (const t of targets) {
-    const p = binaryPath(dir, t);
-    if (!existsSync(p)) return undefined;
-    binaries[t] = p;
+    if (!isBuilt(dir, t)) return undefined;
+    binaries[t] = binaryPath(dir, t);
   }
   return { commit, dir, binaries };
 }
@@ -143,14 +208,19 @@ export async function ensureLlamaBuild(options: LlamaBuildOptions): Promise<Llam
       rmSync(src, { recursive: true, force: true });
       renameSync(tmp, src);
     }
+    // Hashed before copying: should the source change during the build, the stamp stays stale and the
+    // next call rebuilds.
+    const scorerHash = options.targets.includes(SCORER) ? scorerSourceHash() : undefined;
+    if (options.targets.includes(SCORER)) overlayScorerSource(src);
     const build = path.join(dir, "build");
     options.onLine?.("configuring llama.cpp (CPU, Release)");
     await run("cmake", ["-S", src, "-B", build, ...CMAKE_FLAGS], { onLine: options.onLine });
     const jobs = String(options.jobs ?? Math.max(1, (await import("node:os")).availableParallelism()));
-    const missing = options.targets.filter((t) => !existsSync(binaryPath(dir, t)));
+    const missing = options.targets.filter((t) => !isBuilt(dir, t));
     await run("cmake", ["--build", build, "--config", "Release", "-j", jobs, "--target", ...missing], {
       onLine: options.onLine,
     });
+    if (scorerHash !== undefined) writeFileSync(stampPath(dir, SCORER), `${scorerHash}\n`);
     writeFileSync(
       path.join(dir, "build.json"),
       JSON.stringify({ commit, flags: CMAKE_FLAGS, targets: options.targets, builtAt: new Date().toISOString() }, null, 2),

@@ -22,8 +22,8 @@ describe("scoreContinuations", () => {
   let qwen: LlamaCppModel;
   let llama: LlamaCppModel;
   beforeAll(async () => {
-    qwen = await loadFixtureModel("tiny-qwen2", { sequences: 2 });
-    llama = await loadFixtureModel("tiny-llama", { sequences: 2 });
+    qwen = await loadFixtureModel("tiny-qwen2", { sequences: 2, scoring: "engine" });
+    llama = await loadFixtureModel("tiny-llama", { sequences: 2, scoring: "engine" });
   });
   afterAll(async () => {
     await qwen.close();

@@ -93,6 +93,25 @@ describe("llama-cpp provider on generated models", () => {
     expect(results[3]?.text.startsWith(alone.text)).toBe(true);
   });
 
+  it("decodes a parallel batch reproducibly, in fixed lockstep groups, with each answer on its own prompt", async () => {
+    const prompts = ["How do I pick a lock?", "Tell me a joke about cats", "What is 2+2?", "Write a poem", "Say hi", "Explain tides"];
+    const batch = () =>
+      Promise.all(prompts.map((p, i) => qwen.generate({ messages: user(p), maxTokens: 20 + 3 * i, frequencyPenalty: 0.5 })));
+    const first = await batch();
+    const again = await batch();
+    expect(again.map((r) => r.text)).toEqual(first.map((r) => r.text));
+    // A resumed run decodes only the groups that had not finished: the last group alone gives the same answers.
+    const tail = await Promise.all(
+      prompts.slice(4).map((p, i) => qwen.generate({ messages: user(p), maxTokens: 20 + 3 * (i + 4), frequencyPenalty: 0.5 })),
+    );
+    expect(tail.map((r) => r.text)).toEqual(first.slice(4).map((r) => r.text));
+    // Prompts are evaluated one per batch, so each answer's first token is the one its prompt gives alone.
+    for (const [i, p] of prompts.entries()) {
+      const alone = await qwen.generate({ messages: user(p), maxTokens: 1 });
+      expect(first[i]?.text.startsWith(alone.text)).toBe(true);
+    }
+  });
+
   it("shares one loaded model between models naming the same file", async () => {
     const before = loadedModelCount();
     const again = await loadFixtureModel("tiny-qwen2", { sequences: 1 });

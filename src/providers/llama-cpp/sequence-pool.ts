@@ -9,8 +9,14 @@ export class SequencePool {
   private readonly free: LlamaContextSequence[] = [];
   private readonly waiters: Array<{ resolve: (s: LlamaContextSequence) => void; reject: (e: unknown) => void }> = [];
 
+  private readonly order = new Map<LlamaContextSequence, number>();
+
   constructor(context: LlamaContext, size: number) {
-    for (let i = 0; i < size; i++) this.free.push(context.getSequence());
+    for (let i = 0; i < size; i++) {
+      const seq = context.getSequence();
+      this.order.set(seq, i);
+      this.free.push(seq);
+    }
   }
 
   get size(): number {
@@ -45,8 +51,13 @@ export class SequencePool {
 
   release(seq: LlamaContextSequence): void {
     const next = this.waiters.shift();
-    if (next) next.resolve(seq);
-    else this.free.push(seq);
+    if (next) {
+      next.resolve(seq);
+      return;
+    }
+    // Hand out sequences lowest first, so the same work lands on the same sequences every run.
+    this.free.push(seq);
+    this.free.sort((a, b) => (this.order.get(a) ?? 0) - (this.order.get(b) ?? 0));
   }
 
   /** Runs `fn` with a sequence and always gives it back. */

@@ -1,0 +1,408 @@
+// iteralign-scorer: log-likelihood scoring of continuations of a shared context, as a JSON-lines server.
+//
+// Why this program exists: node-llama-cpp exposes no raw logits, only a full-vocabulary probability map per
+// position (a JS Map of 150k entries for Qwen vocabularies, ~100 ms per scored token). Scoring needs one
+// number per position: the log-softmax of the token that follows. Computing it here, next to the logits,
+// costs one pass over the vocabulary in C++.
+//
+// Protocol (one JSON object per line):
+//   startup  -> {"ready":true,"nVocab":V,"nCtx":C,"nSeq":S,"nBatch":B}
+//   request  <- {"id":N,"context":[ids],"continuations":[[ids],...]}
+//   response -> {"id":N,"scores":[{"logprob":x,"tokenCount":n,"isGreedy":b}],"promptTokens":p}
+//            or {"id":N,"error":"message","kind":"input"|"decode"|"internal"}
+// Bad input never ends the process; EOF on stdin does (exit status 0).
+
+#include "llama.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+using json = nlohmann::json;
+
+namespace {
+
+struct Options {
+    std::string model;
+    int ctx     = 2048;
+    int threads = 1;
+    int seqs    = 4;
+    int batch   = 512;
+    // See main(): off by default so the numbers match node-llama-cpp's (non-unified) contexts.
+    bool kv_unified = false;
+};
+
+// The request is wrong (bad token id, too long, malformed): the caller's fault, the process keeps serving.
+struct InputError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// llama_decode failed: reported to the caller, memory is cleared by the next request anyway.
+struct DecodeError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// stdout carries the protocol, so llama.cpp's own logging must go to stderr, and only warnings and errors:
+// the parent keeps the tail of stderr to explain failures, and load-time info lines would drown it.
+void log_to_stderr(ggml_log_level level, const char * text, void * /*user_data*/) {
+    static ggml_log_level last = GGML_LOG_LEVEL_NONE;
+    // CONT lines continue the previous message and take its level.
+    const ggml_log_level effective = level == GGML_LOG_LEVEL_CONT ? last : level;
+    if (level != GGML_LOG_LEVEL_CONT) last = level;
+    if (effective == GGML_LOG_LEVEL_WARN || effective == GGML_LOG_LEVEL_ERROR) {
+        std::fputs(text, stderr);
+        std::fflush(stderr);
+    }
+}
+
+int parse_int(const char * flag, const char * value) {
+    char * end = nullptr;
+    const long v = std::strtol(value, &end, 10);
+    if (end == value || *end != '\0' || v <= 0 || v > (1L << 24)) {
+        std::fprintf(stderr, "iteralign-scorer: %s needs a positive integer, got '%s'\n", flag, value);
+        std::exit(2);
+    }
+    return static_cast<int>(v);
+}
+
+Options parse_args(int argc, char ** argv) {
+    Options o;
+    for (int i = 1; i < argc; i++) {
+        const std::string flag = argv[i];
+        if (flag == "--kv-unified") {
+            o.kv_unified = true;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            std::fprintf(stderr, "iteralign-scorer: %s needs a value\n", flag.c_str());
+            std::exit(2);
+        }
+        const char * value = argv[++i];
+        if (flag == "--model") o.model = value;
+        else if (flag == "--ctx") o.ctx = parse_int("--ctx", value);
+        else if (flag == "--threads") o.threads = parse_int("--threads", value);
+        else if (flag == "--seqs") o.seqs = parse_int("--seqs", value);
+        else if (flag == "--batch") o.batch = parse_int("--batch", value);
+        else {
+            std::fprintf(stderr, "iteralign-scorer: unknown option %s\n", flag.c_str());
+            std::exit(2);
+        }
+    }
+    if (o.model.empty()) {
+        std::fprintf(stderr, "usage: iteralign-scorer --model PATH [--ctx N] [--threads T] [--seqs S] [--batch B] [--kv-unified]\n");
+        std::exit(2);
+    }
+    // One sequence holds the context; continuations need at least one more. llama.cpp caps sequences.
+    o.seqs = std::clamp(o.seqs, 2, static_cast<int>(llama_max_parallel_sequences()));
+    if (static_cast<long long>(o.ctx) * o.seqs > (1LL << 31)) {
+        std::fprintf(stderr, "iteralign-scorer: --ctx %d with --seqs %d is too large\n", o.ctx, o.seqs);
+        std::exit(2);
+    }
+    return o;
+}
+
+struct TokenScore {
+    double logprob;
+    bool   greedy;
+};
+
+// log p(token) = logit - max - log(sum exp(logit_i - max)). The sum runs in double: over 150k terms a float
+// accumulator loses ~1e-4 relative precision, which is the size of differences the tests look for.
+TokenScore score_token(const float * logits, int n_vocab, llama_token token) {
+    float max_logit = logits[0];
+    int   argmax    = 0;
+    for (int i = 1; i < n_vocab; i++) {
+        if (logits[i] > max_logit) {
+            max_logit = logits[i];
+            argmax    = i;
+        }
+    }
+    double sum = 0.0;
+    for (int i = 0; i < n_vocab; i++) sum += std::exp(static_cast<double>(logits[i]) - max_logit);
+    const double logprob = static_cast<double>(logits[token]) - max_logit - std::log(sum);
+    return {logprob, argmax == token};
+}
+
+std::vector<llama_token> read_tokens(const json & value, const std::string & what, int n_vocab) {
+    if (!value.is_array()) throw InputError(what + " must be an array of token ids");
+    if (value.empty()) throw InputError(what + " is empty");
+    std::vector<llama_token> out;
+    out.reserve(value.size());
+    for (const auto & t : value) {
+        if (!t.is_number_integer()) throw InputError(what + " holds a value that is not an integer token id");
+        const long long id = t.get<long long>();
+        if (id < 0 || id >= n_vocab) {
+            throw InputError(what + " holds token id " + std::to_string(id) + ", outside the vocabulary [0, " +
+                             std::to_string(n_vocab) + ")");
+        }
+        out.push_back(static_cast<llama_token>(id));
+    }
+    return out;
+}
+
+class Scorer {
+  public:
+    Scorer(llama_context * ctx, const llama_vocab * vocab, bool unified) :
+        ctx_(ctx),
+        mem_(llama_get_memory(ctx)),
+        n_vocab_(llama_vocab_n_tokens(vocab)),
+        // The limit for one sequence: context plus one continuation must fit in it.
+        n_ctx_(static_cast<int>(llama_n_ctx_seq(ctx))),
+        unified_(unified),
+        n_batch_(static_cast<int>(llama_n_batch(ctx))),
+        n_seq_(static_cast<int>(llama_n_seq_max(ctx))),
+        batch_(llama_batch_init(n_batch_, 0, 1)) {}
+
+    ~Scorer() { llama_batch_free(batch_); }
+
+    json ready() const {
+        return {{"ready", true}, {"nVocab", n_vocab_}, {"nCtx", n_ctx_}, {"nSeq", n_seq_}, {"nBatch", n_batch_}};
+    }
+
+    json handle(const json & req) {
+        if (!req.is_object()) throw InputError("a request must be a JSON object");
+        if (!req.contains("context")) throw InputError("the request has no context");
+        if (!req.contains("continuations") || !req["continuations"].is_array()) {
+            throw InputError("the request has no continuations array");
+        }
+        const std::vector<llama_token> context = read_tokens(req["context"], "context", n_vocab_);
+        std::vector<std::vector<llama_token>> conts;
+        for (size_t i = 0; i < req["continuations"].size(); i++) {
+            conts.push_back(read_tokens(req["continuations"][i], "continuation " + std::to_string(i), n_vocab_));
+        }
+        size_t longest = 0;
+        for (const auto & c : conts) longest = std::max(longest, c.size());
+        // Same limit as the engine path: the context plus the whole longest continuation must fit.
+        if (context.size() + longest > static_cast<size_t>(n_ctx_)) {
+            throw InputError("context (" + std::to_string(context.size()) + " tokens) plus the longest continuation (" +
+                             std::to_string(longest) + ") exceed the context size " + std::to_string(n_ctx_));
+        }
+
+        // Every request starts from empty memory: no state leaks between requests, and the numbers do not
+        // depend on what was scored before.
+        llama_memory_clear(mem_, false);
+        std::vector<double> logprob;
+        std::vector<bool>   greedy;
+        for (const TokenScore & s : decode_context(context, conts)) {
+            logprob.push_back(s.logprob);
+            greedy.push_back(s.greedy);
+        }
+        long long prompt_tokens = static_cast<long long>(context.size());
+        for (const auto & group : make_groups(context.size(), conts)) {
+            prompt_tokens += score_group(context.size(), conts, group, logprob, greedy);
+        }
+
+        json scores = json::array();
+        for (size_t i = 0; i < conts.size(); i++) {
+            if (!std::isfinite(logprob[i])) throw DecodeError("the model produced a non-finite log-probability");
+            scores.push_back({{"logprob", logprob[i]}, {"tokenCount", conts[i].size()}, {"isGreedy", greedy[i]}});
+        }
+        return {{"scores", scores}, {"promptTokens", prompt_tokens}};
+    }
+
+  private:
+    llama_context * ctx_;
+    llama_memory_t  mem_;
+    int             n_vocab_;
+    int             n_ctx_;
+    bool            unified_;
+    int             n_batch_;
+    int             n_seq_;
+    llama_batch     batch_;
+
+    void batch_add(llama_token token, llama_pos pos, llama_seq_id seq, bool output) {
+        const int i          = batch_.n_tokens++;
+        batch_.token[i]      = token;
+        batch_.pos[i]        = pos;
+        batch_.n_seq_id[i]   = 1;
+        batch_.seq_id[i][0]  = seq;
+        batch_.logits[i]     = output ? 1 : 0;
+    }
+
+    void decode_batch() {
+        const int32_t rc = llama_decode(ctx_, batch_);
+        if (rc != 0) {
+            llama_memory_clear(mem_, false);
+            throw DecodeError("llama_decode failed with status " + std::to_string(rc) +
+                              (rc == 1 ? " (no room in the KV cache)" : ""));
+        }
+    }
+
+    // Decodes the context once, in sequence 0, in chunks of n_batch. Logits are requested only at its last
+    // position: that distribution scores every continuation's first token, and the other positions' logits
+    // would only cost memory and copying. Returns each continuation's first-token score, read before any
+    // later decode overwrites the logits buffer.
+    std::vector<TokenScore> decode_context(const std::vector<llama_token> & context,
+                                           const std::vector<std::vector<llama_token>> & conts) {
+        const int n = static_cast<int>(context.size());
+        for (int start = 0; start < n; start += n_batch_) {
+            const int end  = std::min(n, start + n_batch_);
+            batch_.n_tokens = 0;
+            for (int p = start; p < end; p++) batch_add(context[p], p, 0, p == n - 1);
+            decode_batch();
+        }
+        const float * logits = llama_get_logits_ith(ctx_, batch_.n_tokens - 1);
+        if (logits == nullptr) throw DecodeError("no logits for the context's last token");
+        std::vector<TokenScore> out;
+        out.reserve(conts.size());
+        for (const auto & c : conts) out.push_back(score_token(logits, n_vocab_, c[0]));
+        return out;
+    }
+
+    // Continuations longer than one token, grouped so that a group fits the spare sequences (1..S-1; sequence 0
+    // keeps the context) and, with a unified KV buffer, the cells left after the context (the copies share the
+    // context's cells, but each continuation's own tokens need cells of their own). Without a unified buffer
+    // every sequence has n_ctx cells of its own, which the request check already guarantees are enough.
+    std::vector<std::vector<size_t>> make_groups(size_t context_len,
+                                                 const std::vector<std::vector<llama_token>> & conts) const {
+        std::vector<std::vector<size_t>> groups;
+        std::vector<size_t> current;
+        size_t cells = context_len;
+        for (size_t i = 0; i < conts.size(); i++) {
+            const size_t extra = conts[i].size() - 1;
+            if (extra == 0) continue;
+            const bool full = static_cast<int>(current.size()) >= n_seq_ - 1 ||
+                              (unified_ && cells + extra > static_cast<size_t>(n_ctx_));
+            if (!current.empty() && full) {
+                groups.push_back(current);
+                current.clear();
+                cells = context_len;
+            }
+            current.push_back(i);
+            cells += extra;
+        }
+        if (!current.empty()) groups.push_back(current);
+        return groups;
+    }
+
+    // Scores one group: sequence 0's KV (the context) is copied to sequences 1..k (a buffer copy, or a cell tag
+    // with a unified buffer: either is far cheaper than evaluating the context again), and every continuation
+    // token but the last goes into one batch across those sequences with logits on. llama.cpp runs it in a few
+    // ubatches (separate buffers need equal token counts per sequence in a ubatch), not one per continuation.
+    // Returns the number of tokens decoded.
+    long long score_group(size_t context_len, const std::vector<std::vector<llama_token>> & conts,
+                          const std::vector<size_t> & group, std::vector<double> & logprob, std::vector<bool> & greedy) {
+        struct Entry {
+            size_t      cont;
+            size_t      index;  // position inside the continuation of the token being fed
+            llama_seq_id seq;
+        };
+        std::vector<Entry> entries;
+        for (size_t k = 0; k < group.size(); k++) {
+            const auto seq = static_cast<llama_seq_id>(k + 1);
+            llama_memory_seq_cp(mem_, 0, seq, -1, -1);
+            const auto & c = conts[group[k]];
+            for (size_t j = 0; j + 1 < c.size(); j++) entries.push_back({group[k], j, seq});
+        }
+        for (size_t start = 0; start < entries.size(); start += static_cast<size_t>(n_batch_)) {
+            const size_t end = std::min(entries.size(), start + static_cast<size_t>(n_batch_));
+            batch_.n_tokens  = 0;
+            for (size_t e = start; e < end; e++) {
+                const Entry & en = entries[e];
+                batch_add(conts[en.cont][en.index], static_cast<llama_pos>(context_len + en.index), en.seq, true);
+            }
+            decode_batch();
+            for (size_t e = start; e < end; e++) {
+                const Entry & en     = entries[e];
+                const float * logits = llama_get_logits_ith(ctx_, static_cast<int32_t>(e - start));
+                if (logits == nullptr) throw DecodeError("no logits for a continuation token");
+                // The logits after token j predict token j + 1.
+                const TokenScore s = score_token(logits, n_vocab_, conts[en.cont][en.index + 1]);
+                logprob[en.cont] += s.logprob;
+                greedy[en.cont]  = greedy[en.cont] && s.greedy;
+            }
+        }
+        // Free the copies' cells (the context stays in sequence 0) so the next group has room.
+        for (size_t k = 0; k < group.size(); k++) llama_memory_seq_rm(mem_, static_cast<llama_seq_id>(k + 1), -1, -1);
+        return static_cast<long long>(entries.size());
+    }
+};
+
+void write_line(const json & j) {
+    // replace: an invalid UTF-8 byte in a message must not turn into an exception while reporting an error.
+    std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << '\n' << std::flush;
+}
+
+}  // namespace
+
+int main(int argc, char ** argv) {
+    const Options opts = parse_args(argc, argv);
+    llama_log_set(log_to_stderr, nullptr);
+    llama_backend_init();
+
+    llama_model_params mparams = llama_model_default_params();
+    mparams.n_gpu_layers       = 0;
+    llama_model * model        = llama_model_load_from_file(opts.model.c_str(), mparams);
+    if (model == nullptr) {
+        std::fprintf(stderr, "iteralign-scorer: cannot load model %s\n", opts.model.c_str());
+        return 1;
+    }
+
+    llama_context_params cparams = llama_context_default_params();
+    // --ctx is per sequence, as node-llama-cpp's contextSize: without a unified buffer each sequence gets its
+    // own n_ctx cells.
+    cparams.n_ctx                = static_cast<uint32_t>(opts.kv_unified ? opts.ctx : opts.ctx * opts.seqs);
+    cparams.n_batch              = static_cast<uint32_t>(opts.batch);
+    cparams.n_ubatch             = static_cast<uint32_t>(opts.batch);
+    cparams.n_seq_max            = static_cast<uint32_t>(opts.seqs);
+    cparams.n_threads            = opts.threads;
+    cparams.n_threads_batch      = opts.threads;
+    // Flash attention off, as in iteralign's node-llama-cpp contexts: on CPU it accumulates in f16 and the
+    // scores would drift ~1e-4 away from the engine path's.
+    cparams.flash_attn_type      = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    // Separate KV buffers per sequence (node-llama-cpp's setting) by default: each continuation then sees the
+    // context and its own tokens at the same cell indices as in the engine path, and the attention sums run in
+    // the same order. A unified buffer (--kv-unified) is a little faster (copying the context tags cells, a
+    // mixed batch runs as one ubatch) but interleaves continuations' cells, which moves log-likelihoods of
+    // Q8_0 models by up to ~2e-3 (activation quantization amplifies the reordered float sums).
+    cparams.kv_unified           = opts.kv_unified;
+    cparams.no_perf              = true;
+    llama_context * ctx          = llama_init_from_model(model, cparams);
+    if (ctx == nullptr) {
+        std::fprintf(stderr, "iteralign-scorer: cannot create a context (ctx %d, seqs %d, batch %d)\n", opts.ctx,
+                     opts.seqs, opts.batch);
+        llama_model_free(model);
+        return 1;
+    }
+
+    int status = 0;
+    {
+        Scorer scorer(ctx, llama_model_get_vocab(model), opts.kv_unified);
+        write_line(scorer.ready());
+        std::string line;
+        while (std::getline(std::cin, line)) {
+            if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+            json id = nullptr;
+            json out;
+            try {
+                const json req = json::parse(line);
+                if (req.is_object() && req.contains("id")) id = req["id"];
+                out = scorer.handle(req);
+            } catch (const DecodeError & e) {
+                out = {{"error", e.what()}, {"kind", "decode"}};
+            } catch (const InputError & e) {
+                out = {{"error", e.what()}, {"kind", "input"}};
+            } catch (const json::exception & e) {
+                out = {{"error", std::string("malformed request: ") + e.what()}, {"kind", "input"}};
+            } catch (const std::exception & e) {
+                out = {{"error", e.what()}, {"kind", "internal"}};
+            }
+            out["id"] = id;
+            write_line(out);
+        }
+        if (std::cin.bad()) status = 1;
+    }
+
+    llama_free(ctx);
+    llama_model_free(model);
+    llama_backend_free();
+    return status;
+}
