@@ -4,6 +4,7 @@ import { IterAlignError } from "../spec/errors.js";
 import { chatCommand } from "./commands/chat.js";
 import { initCommand } from "./commands/init.js";
 import { modelsCheckCommand } from "./commands/models-check.js";
+import { runCommand } from "./commands/run.js";
 import { processIo, type CommandIo } from "./io.js";
 
 /** Exit codes: 0 ok, 1 failure, 2 bad usage or config. */
@@ -52,6 +53,13 @@ function buildProgram(io: CommandIo, setCode: (code: number) => void): Command {
     .action(async (opts: { config: string; role: string; system?: string; maxTokens?: number }) =>
       setCode(await chatCommand(opts, io)),
     );
+  program
+    .command("run")
+    .description("run the IterAlign loop: red-team, judge, propose constitutions, self-correct, gate, export")
+    .option("-c, --config <file>", "config file", DEFAULT_CONFIG)
+    .option("--run-id <id>", "id of the new run (default: time stamp and random suffix)")
+    .option("--resume <id>", "continue an interrupted run")
+    .action(async (opts: { config: string; runId?: string; resume?: string }) => setCode(await runCommand(opts, io)));
   return program;
 }
 

@@ -1,0 +1,79 @@
+import path from "node:path";
+import { loadConfig } from "../../config/load-config.js";
+import { newRunId, runLoop } from "../../pipeline/run-loop.js";
+import type { LoopEvent } from "../../pipeline/run-context.js";
+import { createMeter } from "../../providers/middleware/accounting.js";
+import { IterAlignError } from "../../spec/errors.js";
+import type { CommandIo } from "../io.js";
+import { createProgress, type Progress } from "../progress.js";
+
+/**
+ * `iteralign run`: the IterAlign loop. Ctrl-C stops cleanly after the current model calls and prints how to
+ * resume; `--resume <id>` continues a run (its stored config is used) without repeating finished calls.
+ */
+export async function runCommand(
+  options: { config: string; resume?: string; runId?: string },
+  io: CommandIo,
+): Promise<number> {
+  const loaded = loadConfig(options.config);
+  const storePath = path.resolve(loaded.baseDir, loaded.config.store.path);
+  const abort = new AbortController();
+  const onSigint = (): void => {
+    io.err("\nstopping after the calls in flight (Ctrl-C again to force)...\n");
+    abort.abort(new IterAlignError("ABORTED", "interrupted by the user"));
+    process.off("SIGINT", onSigint);
+  };
+  process.on("SIGINT", onSigint);
+  const meter = createMeter();
+  let bar: Progress | undefined;
+  const onEvent = (event: LoopEvent): void => {
+    const tps = meter.snapshot().totals.tokensPerSecond;
+    if (event.type === "iteration-start") {
+      bar?.stop();
+      bar = createProgress(`iteration ${event.iteration}`, 6);
+      io.err(`iteration ${event.iteration}: ${event.batch} prompts (${event.remaining} left in the train split)\n`);
+    } else if (event.type === "stage-start") {
+      bar?.update(stageIndex(event.stage), tps, event.stage);
+    } else if (event.type === "stage-end") {
+      bar?.update(stageIndex(event.stage) + 1, tps, event.stage);
+      io.err(
+        `  ${event.stage}: ${event.items} items${event.errors ? `, ${event.errors} errors` : ""}${
+          event.resumed ? " (from the store)" : ` in ${event.seconds.toFixed(1)} s`
+        }\n`,
+      );
+    } else if (event.type === "iteration-end") {
+      bar?.stop();
+      bar = undefined;
+    } else {
+      io.err(`stopped: ${event.reason}\n`);
+    }
+  };
+  const runId = options.resume ?? options.runId ?? newRunId();
+  try {
+    const summary = await runLoop({
+      ...(options.resume ? { resume: { runId: options.resume, storePath } } : { loaded }),
+      runId,
+      signal: abort.signal,
+      onEvent,
+      meter,
+    });
+    bar?.stop();
+    io.out(`run ${summary.runId}: ${summary.iterations.length} iterations, ${summary.activePrinciples} active principles\n`);
+    io.out(`outputs: ${summary.dir}\n`);
+    return 0;
+  } catch (err) {
+    bar?.stop();
+    if (abort.signal.aborted) {
+      io.err(`interrupted; resume with: iteralign run --config ${options.config} --resume ${runId}\n`);
+      return 1;
+    }
+    throw err;
+  } finally {
+    process.off("SIGINT", onSigint);
+  }
+}
+
+const STAGES = ["red-team", "judge", "propose", "self-correct", "gate"];
+function stageIndex(stage: string): number {
+  return Math.max(0, STAGES.indexOf(stage));
+}

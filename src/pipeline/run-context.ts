@@ -1,0 +1,45 @@
+import type { IterAlignConfig } from "../config/config-schema.js";
+import type { LanguageModel } from "../spec/language-model.js";
+import type { RunStore } from "../store/run-store.js";
+import type { RunLayout } from "./run-layout.js";
+
+/** Time source; injected so tests can fix it. */
+export interface Clock {
+  isoNow(): string;
+  /** Monotonic milliseconds. */
+  now(): number;
+}
+
+export const systemClock: Clock = {
+  isoNow: () => new Date().toISOString(),
+  now: () => performance.now(),
+};
+
+/** Progress events the loop emits (the CLI renders them as bars). */
+export type LoopEvent =
+  | { type: "iteration-start"; iteration: number; batch: number; remaining: number }
+  | { type: "stage-start"; iteration: number; stage: string; items: number }
+  | { type: "stage-end"; iteration: number; stage: string; items: number; errors: number; seconds: number; resumed: boolean }
+  | { type: "iteration-end"; iteration: number; summary: unknown }
+  | { type: "stop"; reason: string };
+
+/** The models of the roles the loop uses. */
+export interface LoopModels {
+  readonly target: LanguageModel;
+  readonly oracle: LanguageModel;
+  readonly judge: LanguageModel;
+  readonly embedder?: LanguageModel;
+}
+
+/** Everything one run's stages need. */
+export interface RunContext {
+  readonly runId: string;
+  readonly config: IterAlignConfig;
+  readonly baseDir: string;
+  readonly store: RunStore;
+  readonly models: LoopModels;
+  readonly layout: RunLayout;
+  readonly clock: Clock;
+  readonly signal: AbortSignal;
+  readonly onEvent: (event: LoopEvent) => void;
+}

@@ -1,0 +1,43 @@
+import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import path from "node:path";
+
+/**
+ * Where a run's files go: `runs/<id>/`. Every file is rendered from stored records and written atomically
+ * (temporary file, then rename), so a crash never leaves a half-written artifact and a resumed run rewrites
+ * the same bytes.
+ */
+export class RunLayout {
+  constructor(readonly dir: string) {}
+
+  static forRun(runsDir: string, runId: string): RunLayout {
+    return new RunLayout(path.join(runsDir, runId));
+  }
+
+  iterationDir(iteration: number): string {
+    return path.join(this.dir, "iterations", String(iteration).padStart(3, "0"));
+  }
+
+  /** Writes a file under the run directory atomically. */
+  write(relativePath: string, content: string): string {
+    const file = path.join(this.dir, relativePath);
+    mkdirSync(path.dirname(file), { recursive: true });
+    const tmp = `${file}.tmp-${process.pid}`;
+    writeFileSync(tmp, content);
+    renameSync(tmp, file);
+    return file;
+  }
+
+  writeIteration(iteration: number, name: string, content: string): string {
+    return this.write(path.join(path.relative(this.dir, this.iterationDir(iteration)), name), content);
+  }
+}
+
+/** JSON with a trailing newline, keys in insertion order. */
+export function jsonFile(value: unknown): string {
+  return `${JSON.stringify(value, null, 2)}\n`;
+}
+
+/** One JSON value per line. */
+export function jsonlFile(values: readonly unknown[]): string {
+  return values.map((v) => `${JSON.stringify(v)}\n`).join("");
+}
