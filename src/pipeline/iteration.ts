@@ -161,7 +161,8 @@ export async function runIteration(
 
 /**
  * The principles a failure is revised under: those whose evidence names it (proposed for it, possibly merged),
- * then the most relevant other active principles by word overlap with the prompt, ties in pool order.
+ * then the most relevant other active principles by word overlap with the prompt, ties in pool order; when
+ * none qualifies, the first `topK` active principles.
  */
 export function principlesFor(attempt: Attempt, active: readonly Principle[], topK: number): Principle[] {
   const own = active.filter((p) => p.evidence.includes(attempt.id));
@@ -179,7 +180,9 @@ export function principlesFor(attempt: Attempt, active: readonly Principle[], to
     .sort((a, b) => b.score - a.score || a.index - b.index)
     .slice(0, topK)
     .map((s) => s.p);
-  return [...own, ...scored];
+  if (own.length + scored.length > 0) return [...own, ...scored];
+  // Nothing cites or resembles this failure: revise it under the pool's first principles rather than not at all.
+  return active.slice(0, Math.max(1, topK));
 }
 
 function writeConstitution(ctx: RunContext, iteration: number, before: ConstitutionPool, after: ConstitutionPool): void {

@@ -57,7 +57,7 @@ export type Verdict = z.infer<typeof VerdictSchema>;
 /** One principle as the oracle proposes it. */
 export const ProposedConstitutionSchema = z.object({
   title: z.string().min(1).max(80),
-  principle: z.string().min(1).max(600),
+  principle: z.string().min(1).max(400),
   failureIds: z.array(z.string()).min(1),
 });
 export type ProposedConstitution = z.infer<typeof ProposedConstitutionSchema>;

@@ -2,7 +2,7 @@ import { z } from "zod";
 import { canonicalJson, sha256Hex } from "../providers/middleware/canonical-json.js";
 import { MAX_PROPOSED_PRINCIPLES, proposeMessages, type ProposeCase } from "../prompts/propose.js";
 import { OutputInvalidError } from "../spec/errors.js";
-import type { GenerationParams, LanguageModel } from "../spec/language-model.js";
+import type { GenerationParams, JsonSchema, LanguageModel } from "../spec/language-model.js";
 import {
   ProposeOutputSchema,
   ProposedConstitutionSchema,
@@ -27,7 +27,7 @@ export interface Failure {
 }
 
 /** Greedy, with room for five principles in JSON. */
-export const DEFAULT_PROPOSE_PARAMS: Readonly<GenerationParams> = Object.freeze({ temperature: 0, maxTokens: 1500 });
+export const DEFAULT_PROPOSE_PARAMS: Readonly<GenerationParams> = Object.freeze({ temperature: 0, maxTokens: 4096 });
 
 /** Dependencies of {@link propose}. */
 export interface ProposeOptions {
@@ -73,6 +73,26 @@ export function resolveFailureIds(
  * (`it<n>:proposal:<16 hex of the failure ids>`, parents = the failures' attempt ids), or an error row when the
  * call fails or no proposed constitution names a known failure.
  */
+/**
+ * The JSON schema sent to the oracle: like ProposeOutputSchema, but failure ids are limited to this batch's case
+ * ids and at most {@link MAX_PROPOSED_PRINCIPLES} principles, so constrained decoders (llama.cpp grammars,
+ * servers' JSON-schema response formats) cannot cite a failure that does not exist. The answer is still validated
+ * with the lenient zod schema and unknown ids dropped, for servers that do not enforce schemas.
+ */
+export function proposeJsonSchema(caseIds: readonly string[]): JsonSchema {
+  const constrained = ProposeOutputSchema.extend({
+    constitutions: z
+      .array(
+        ProposedConstitutionSchema.extend({
+          failureIds: z.array(z.enum(caseIds as [string, ...string[]])).min(1).max(Math.max(1, caseIds.length)),
+        }),
+      )
+      .min(1)
+      .max(MAX_PROPOSED_PRINCIPLES),
+  });
+  return z.toJSONSchema(constrained, { io: "output" });
+}
+
 export async function propose(failures: readonly Failure[], options: ProposeOptions): Promise<StageItem<Proposal>[]> {
   if (failures.length === 0) return [];
   const { oracle, iteration, signal } = options;
@@ -90,7 +110,14 @@ export async function propose(failures: readonly Failure[], options: ProposeOpti
   const messages = proposeMessages(cases);
 
   const item = await settleItem({ id, parentIds, signal }, async (): Promise<Proposal> => {
-    const result = await oracle.generateObject({ ...params, messages, signal, schema: ProposeOutputSchema, schemaName: "constitutions" });
+    const result = await oracle.generateObject({
+      ...params,
+      messages,
+      signal,
+      schema: ProposeOutputSchema,
+      jsonSchema: proposeJsonSchema(cases.map((c) => c.caseId)),
+      schemaName: "constitutions",
+    });
     const constitutions = resolveFailureIds(result.object.constitutions, idsByCitation);
     if (constitutions.length === 0) {
       throw new OutputInvalidError("the oracle proposed no constitution that names one of the given failures", result.text);

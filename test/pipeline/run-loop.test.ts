@@ -22,7 +22,7 @@ function loopConfig(dir: string, options: { target: string; oracle: string }): s
   oracle:
     provider: llama-cpp
     model: ${fixtureModelPath(options.oracle as "tiny-llama")}
-    contextSize: 4096
+    contextSize: 8192
     sequences: 4
 roles:
   target: target
@@ -68,13 +68,41 @@ describe("iteralign run", () => {
       stopReason: string;
     };
     expect(summary.stopReason).toBe("train split exhausted");
+    const finalPool = JSON.parse(readFileSync(path.join(runDir, "constitution.json"), "utf8")) as { principles: unknown[] };
+    expect(finalPool.principles.length).toBeGreaterThan(0);
     expect(summary.iterations.map((m) => [m.iteration, m.prompts, m.attempts])).toEqual([
       [0, 4, 4],
       [1, 4, 4],
     ]);
     for (const it of ["000", "001"]) {
       const files = readdirSync(path.join(runDir, "iterations", it));
-      expect(files).toEqual(expect.arrayContaining(["attempts.jsonl", "verdicts.jsonl", "constitution.json", "constitution.md", "metrics.json"]));
+      // The random judge fails answers here, so every stage runs: propose, merge, self-correct, gate, export.
+      expect(files).toEqual(
+        expect.arrayContaining([
+          "attempts.jsonl",
+          "verdicts.jsonl",
+          "proposals.json",
+          "constitution.json",
+          "constitution.md",
+          "constitution.diff.md",
+          "revisions.jsonl",
+          "gate.jsonl",
+          "sft.sharegpt.jsonl",
+          "sft.trl.jsonl",
+          "sft.openai.jsonl",
+          "preference.trl.jsonl",
+          "preference.openai.jsonl",
+          "metrics.json",
+        ]),
+      );
+      const metrics = JSON.parse(readFileSync(path.join(runDir, "iterations", it, "metrics.json"), "utf8")) as {
+        failures: number;
+        revisions: number;
+        errors: number;
+      };
+      expect(metrics.failures).toBeGreaterThan(0);
+      expect(metrics.revisions).toBe(metrics.failures);
+      expect(metrics.errors).toBe(0);
       expect(readFileSync(path.join(runDir, "iterations", it, "attempts.jsonl"), "utf8").trim().split("\n")).toHaveLength(4);
     }
     const split = JSON.parse(readFileSync(path.join(runDir, "split.json"), "utf8")) as { train: number; heldout: number };

@@ -217,7 +217,7 @@ export class LlamaCppModel implements LanguageModel {
   ): { ok: true; object: T } | { ok: false; error: OutputInvalidError } {
     if (result.finishReason === "length") {
       const error = new OutputInvalidError(
-        `${this.modelId}: structured output hit maxTokens (${String(request.maxTokens ?? DEFAULT_MAX_TOKENS)}) before the JSON was complete`,
+        `${this.modelId}: structured output hit its token limit (maxTokens ${String(request.maxTokens ?? DEFAULT_MAX_TOKENS)}, or the room left in the ${this.context.contextSize}-token context) before the JSON was complete`,
         result.text,
         { truncated: true },
       );
