@@ -53,12 +53,21 @@ export async function runIteration(
   const checkpoint = new StageCheckpoint(ctx.store, ctx.runId, ctx.clock);
   const stage = async <T>(name: string, schema: z.ZodType<T>, items: number, run: () => Promise<StageItem<T>[]>): Promise<StageItem<T>[]> => {
     const started = ctx.clock.now();
+    const tokensBefore = ctx.meter?.snapshot().totals;
     ctx.onEvent({ type: "stage-start", iteration, stage: name, items });
     const loaded = checkpoint.load(iteration, name, schema);
     const out = loaded ?? (await run());
-    if (!loaded) checkpoint.save(iteration, name, out as StageItem<T & { id: string }>[]);
+    const tokensAfter = ctx.meter?.snapshot().totals;
+    // Time and engine tokens of the stage, kept in the store (not in the run's files, which must not depend on
+    // how fast a machine is or on what a resumed run found in the cache).
+    const usage = {
+      seconds: (ctx.clock.now() - started) / 1000,
+      promptTokens: (tokensAfter?.promptTokens ?? 0) - (tokensBefore?.promptTokens ?? 0),
+      completionTokens: (tokensAfter?.completionTokens ?? 0) - (tokensBefore?.completionTokens ?? 0),
+    };
+    if (!loaded) checkpoint.save(iteration, name, out as StageItem<T & { id: string }>[], usage);
     const errors = out.filter((i) => i.status === "error").length;
-    ctx.onEvent({ type: "stage-end", iteration, stage: name, items: out.length, errors, seconds: (ctx.clock.now() - started) / 1000, resumed: loaded !== undefined });
+    ctx.onEvent({ type: "stage-end", iteration, stage: name, items: out.length, errors, resumed: loaded !== undefined, ...usage });
     return out;
   };
 

@@ -1,4 +1,5 @@
 import type { IterAlignConfig } from "../config/config-schema.js";
+import type { Meter } from "../providers/middleware/accounting.js";
 import type { LanguageModel } from "../spec/language-model.js";
 import type { RunStore } from "../store/run-store.js";
 import type { RunLayout } from "./run-layout.js";
@@ -19,7 +20,17 @@ export const systemClock: Clock = {
 export type LoopEvent =
   | { type: "iteration-start"; iteration: number; batch: number; remaining: number }
   | { type: "stage-start"; iteration: number; stage: string; items: number }
-  | { type: "stage-end"; iteration: number; stage: string; items: number; errors: number; seconds: number; resumed: boolean }
+  | {
+      type: "stage-end";
+      iteration: number;
+      stage: string;
+      items: number;
+      errors: number;
+      seconds: number;
+      resumed: boolean;
+      promptTokens: number;
+      completionTokens: number;
+    }
   | { type: "iteration-end"; iteration: number; summary: unknown }
   | { type: "stop"; reason: string };
 
@@ -42,4 +53,6 @@ export interface RunContext {
   readonly clock: Clock;
   readonly signal: AbortSignal;
   readonly onEvent: (event: LoopEvent) => void;
+  /** Tallies the run's model calls; stages record their tokens from it. */
+  readonly meter?: Meter;
 }

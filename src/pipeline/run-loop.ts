@@ -192,7 +192,18 @@ async function loop(input: {
       metrics = done.metrics as IterationMetrics;
       pool = ConstitutionPool.fromSnapshot(done.pool);
     } else {
-      const ctx: RunContext = { runId, config, baseDir, store, models: await loopModels(pool), layout, clock, signal, onEvent };
+      const ctx: RunContext = {
+        runId,
+        config,
+        baseDir,
+        store,
+        models: await loopModels(pool),
+        layout,
+        clock,
+        signal,
+        onEvent,
+        meter: input.models.meter,
+      };
       const result = await runIteration(ctx, { iteration, batch, pool });
       metrics = result.metrics;
       pool = result.pool;

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { fixtureModelPath } from "../../src/gguf/fixture-models.js";
+import { SqliteRunStore } from "../../src/store/sqlite-run-store.js";
 import { runCli } from "../helpers/cli.js";
 
 const root = path.resolve(import.meta.dirname, "../..");
@@ -108,6 +109,14 @@ describe("iteralign run", () => {
     const split = JSON.parse(readFileSync(path.join(runDir, "split.json"), "utf8")) as { train: number; heldout: number };
     expect(split.train).toBe(8);
     expect(split.heldout).toBeGreaterThan(0);
+
+    // Each stage's time and engine tokens are kept in the store with its completion marker.
+    const store = new SqliteRunStore(path.join(dir, ".iteralign", "iteralign.db"));
+    const marker = store.getRecord("loop-a", "it0:done:red-team") as { payload: { record: { seconds: number; promptTokens: number; completionTokens: number } } };
+    store.close();
+    expect(marker.payload.record.seconds).toBeGreaterThan(0);
+    expect(marker.payload.record.promptTokens).toBeGreaterThan(0);
+    expect(marker.payload.record.completionTokens).toBeGreaterThan(0);
 
     const before = artifacts(runDir);
     const again = await runCli(["run", "--config", config, "--resume", "loop-a"]);

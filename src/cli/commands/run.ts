@@ -38,7 +38,9 @@ export async function runCommand(
       bar?.update(stageIndex(event.stage) + 1, tps, event.stage);
       io.err(
         `  ${event.stage}: ${event.items} items${event.errors ? `, ${event.errors} errors` : ""}${
-          event.resumed ? " (from the store)" : ` in ${event.seconds.toFixed(1)} s`
+          event.resumed
+            ? " (from the store)"
+            : ` in ${event.seconds.toFixed(1)} s, ${event.promptTokens + event.completionTokens} tokens`
         }\n`,
       );
     } else if (event.type === "iteration-end") {
