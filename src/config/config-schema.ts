@@ -23,7 +23,9 @@ const callPolicy = {
     .int()
     .positive()
     .optional()
-    .describe("Most calls in flight at once (default: `sequences` for llama-cpp, 8 for HTTP providers)."),
+    .describe(
+      "Most calls in flight at once (default: no limit for llama-cpp, whose engine queues calls into decode groups itself; 8 for HTTP providers).",
+    ),
 };
 
 export const LlamaCppModelConfigSchema = z

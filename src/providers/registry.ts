@@ -131,10 +131,11 @@ export class ModelSet {
       raw.catch(() => this.raw.delete(name));
       this.raw.set(name, raw);
     }
+    const limiter = this.limiterFor(name, config);
     const model = applyMiddleware(await raw, {
       timeout: { timeoutMs: config.timeoutMs },
       retry: { maxRetries: config.retries },
-      concurrency: this.limiterFor(name, config),
+      ...(limiter ? { concurrency: limiter } : {}),
       meter: this.meter,
       ...(this.options.callLog && this.options.config.cache.enabled
         ? {
@@ -150,11 +151,17 @@ export class ModelSet {
     return model;
   }
 
-  private limiterFor(name: string, config: ModelConfig): Limiter {
+  /**
+   * HTTP endpoints get a shared limit. Embedded models get none unless configured: their engine cuts concurrent
+   * calls into fixed decode groups, and a limit of `sequences` above it would feed it a batch in dribs instead of
+   * as one wave, which changes the groups (and so the numerics) with timing.
+   */
+  private limiterFor(name: string, config: ModelConfig): Limiter | undefined {
+    if (config.provider === "llama-cpp" && config.concurrency === undefined) return undefined;
     const endpoint = config.provider === "llama-cpp" ? `llama-cpp:${name}` : `http:${config.baseUrl}`;
     let limiter = this.limiters.get(endpoint);
     if (!limiter) {
-      const max = config.concurrency ?? (config.provider === "llama-cpp" ? config.sequences : HTTP_CONCURRENCY);
+      const max = config.concurrency ?? HTTP_CONCURRENCY;
       limiter = createLimiter(max);
       this.limiters.set(endpoint, limiter);
     }
