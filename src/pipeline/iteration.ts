@@ -51,12 +51,17 @@ export async function runIteration(
   const { iteration, batch } = input;
   const { config, models, signal } = ctx;
   const checkpoint = new StageCheckpoint(ctx.store, ctx.runId, ctx.clock);
-  const stage = async <T>(name: string, schema: z.ZodType<T>, items: number, run: () => Promise<StageItem<T>[]>): Promise<StageItem<T>[]> => {
+  const stage = async <T>(name: string, schema: z.ZodType<T>, items: number, run: (onItem: () => void) => Promise<StageItem<T>[]>): Promise<StageItem<T>[]> => {
     const started = ctx.clock.now();
     const tokensBefore = ctx.meter?.snapshot().totals;
     ctx.onEvent({ type: "stage-start", iteration, stage: name, items });
     const loaded = checkpoint.load(iteration, name, schema);
-    const out = loaded ?? (await run());
+    let done = 0;
+    const onItem = (): void => {
+      done++;
+      ctx.onEvent({ type: "stage-progress", iteration, stage: name, done, items });
+    };
+    const out = loaded ?? (await run(onItem));
     const tokensAfter = ctx.meter?.snapshot().totals;
     // Time and engine tokens of the stage, kept in the store (not in the run's files, which must not depend on
     // how fast a machine is or on what a resumed run found in the cache).
@@ -71,12 +76,12 @@ export async function runIteration(
     return out;
   };
 
-  const attemptItems = await stage("red-team", AttemptSchema, batch.length, () =>
-    redTeam(batch, { target: models.target, iteration, params: config.loop.redTeam, signal }),
+  const attemptItems = await stage("red-team", AttemptSchema, batch.length, (onItem) =>
+    redTeam(batch, { target: models.target, iteration, params: config.loop.redTeam, signal, onItem }),
   );
   const attempts = okRecords(attemptItems);
-  const verdictItems = await stage("judge", VerdictSchema, attempts.length, () =>
-    judge(attempts, { judge: models.judge, iteration, preset: config.loop.judge, signal }),
+  const verdictItems = await stage("judge", VerdictSchema, attempts.length, (onItem) =>
+    judge(attempts, { judge: models.judge, iteration, preset: config.loop.judge, signal, onItem }),
   );
   const verdicts = okRecords(verdictItems);
   const byAttempt = new Map(attempts.map((a) => [a.id, a]));
@@ -101,7 +106,9 @@ export async function runIteration(
     return { metrics, pool: input.pool, tokens: 0 };
   }
 
-  const proposalItems = await stage("propose", ProposalSchema, 1, () => propose(failures, { oracle: models.oracle, iteration, signal }));
+  const proposalItems = await stage("propose", ProposalSchema, 1, (onItem) =>
+    propose(failures, { oracle: models.oracle, iteration, signal, onItem }),
+  );
   errors += proposalItems.length - okRecords(proposalItems).length;
   const proposals = okRecords(proposalItems).flatMap((p) => p.constitutions);
   layoutDir("proposals.json", jsonFile(proposalItems));
@@ -128,17 +135,17 @@ export async function runIteration(
 
   const active = pool.active();
   const items = failures.map(({ attempt }) => ({ attempt, principles: principlesFor(attempt, active, config.loop.topKPrinciples) }));
-  const revisionItems = await stage("self-correct", RevisionSchema, items.length, () =>
-    selfCorrect(items.filter((i) => i.principles.length > 0), { target: models.target, iteration, mode: config.loop.selfCorrect, signal }),
+  const revisionItems = await stage("self-correct", RevisionSchema, items.length, (onItem) =>
+    selfCorrect(items.filter((i) => i.principles.length > 0), { target: models.target, iteration, mode: config.loop.selfCorrect, signal, onItem }),
   );
   const revisions = okRecords(revisionItems);
   errors += revisionItems.length - revisions.length;
   layoutDir("revisions.jsonl", jsonlFile(revisionItems));
 
-  const gateItems = await stage("gate", GateOutcomeRecordSchema, revisions.length, async () => {
+  const gateItems = await stage("gate", GateOutcomeRecordSchema, revisions.length, async (onItem) => {
     const outcomes = await gate(
       revisions.map((revision) => ({ revision, attempt: byAttempt.get(revision.attemptId) as Attempt })),
-      { judge: models.judge, iteration, signal },
+      { judge: models.judge, iteration, signal, onItem },
     );
     return outcomes.map((o) => ({ status: "ok" as const, record: o.decision }));
   });

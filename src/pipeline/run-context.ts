@@ -20,6 +20,7 @@ export const systemClock: Clock = {
 export type LoopEvent =
   | { type: "iteration-start"; iteration: number; batch: number; remaining: number }
   | { type: "stage-start"; iteration: number; stage: string; items: number }
+  | { type: "stage-progress"; iteration: number; stage: string; done: number; items: number }
   | {
       type: "stage-end";
       iteration: number;

@@ -40,6 +40,8 @@ export interface GateOptions {
   /** Decoding settings; default {@link DEFAULT_JUDGE_PARAMS}. */
   readonly params?: GenerationParams;
   readonly signal?: AbortSignal;
+  /** Called as each item settles (per-item progress). */
+  readonly onItem?: () => void;
 }
 
 /**
@@ -74,7 +76,7 @@ export async function gate(items: readonly GateItem[], options: GateOptions): Pr
       const messages = judgeMessages({ prompt: attempt.prompt, response: revision.revised }, { askRefusal: true });
       const hash = promptHash(messages);
       const provenance = { iteration, model: judge.modelId, promptHash: hash };
-      const item = await settleItem({ id: verdictId, parentIds: [revision.id], signal }, async () => {
+      const item = await settleItem({ id: verdictId, parentIds: [revision.id], signal, ...(options.onItem ? { onSettled: options.onItem } : {}) }, async () => {
         const result = await judge.generateObject({ ...params, messages, signal, schema: GateJudgeSchema, schemaName: "gate_verdict" });
         return result.object;
       });

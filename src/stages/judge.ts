@@ -29,6 +29,8 @@ export interface JudgeOptions {
   /** Decoding settings; default {@link DEFAULT_JUDGE_PARAMS}. */
   readonly params?: GenerationParams;
   readonly signal?: AbortSignal;
+  /** Called as each item settles (per-item progress). */
+  readonly onItem?: () => void;
 }
 
 /**
@@ -53,7 +55,7 @@ export async function judge(attempts: readonly Attempt[], options: JudgeOptions)
     attempts.map((attempt) => {
       const id = recordId(iteration, "verdict", attempt.promptId);
       const parentIds = [attempt.id];
-      return settleItem({ id, parentIds, signal }, async (): Promise<Verdict> => {
+      return settleItem({ id, parentIds, signal, ...(options.onItem ? { onSettled: options.onItem } : {}) }, async (): Promise<Verdict> => {
         const base = { id, iteration, parentIds, model: model.modelId, subjectId: attempt.id, preset };
         if (preset === "paper") {
           const messages = paperJudgeMessages(attempt.response);

@@ -36,6 +36,8 @@ export interface ProposeOptions {
   /** Decoding settings; default {@link DEFAULT_PROPOSE_PARAMS}. */
   readonly params?: GenerationParams;
   readonly signal?: AbortSignal;
+  /** Called as each item settles (per-item progress). */
+  readonly onItem?: () => void;
 }
 
 /** The id the oracle cites for the i-th failure (0-based). Short, because models mangle long hash ids. */
@@ -109,7 +111,7 @@ export async function propose(failures: readonly Failure[], options: ProposeOpti
   });
   const messages = proposeMessages(cases);
 
-  const item = await settleItem({ id, parentIds, signal }, async (): Promise<Proposal> => {
+  const item = await settleItem({ id, parentIds, signal, ...(options.onItem ? { onSettled: options.onItem } : {}) }, async (): Promise<Proposal> => {
     const result = await oracle.generateObject({
       ...params,
       messages,

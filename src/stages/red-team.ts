@@ -19,6 +19,8 @@ export interface RedTeamOptions {
   /** Decoding settings; default {@link PAPER_RED_TEAM_PARAMS}. */
   readonly params?: GenerationParams;
   readonly signal?: AbortSignal;
+  /** Called as each item settles (per-item progress). */
+  readonly onItem?: () => void;
 }
 
 /**
@@ -33,7 +35,7 @@ export async function redTeam(prompts: readonly RedTeamPrompt[], options: RedTea
     prompts.map((prompt) => {
       const id = recordId(iteration, "attempt", prompt.id);
       const parentIds = [prompt.id];
-      return settleItem({ id, parentIds, signal }, async (): Promise<Attempt> => {
+      return settleItem({ id, parentIds, signal, ...(options.onItem ? { onSettled: options.onItem } : {}) }, async (): Promise<Attempt> => {
         const messages = targetMessages(prompt.text);
         const result = await target.generate({ ...params, messages, signal });
         return {

@@ -23,6 +23,8 @@ export interface SelfCorrectOptions {
   /** Decoding settings for every call; default the red-team's paper settings, so answers are comparable. */
   readonly params?: GenerationParams;
   readonly signal?: AbortSignal;
+  /** Called as each item settles (per-item progress). */
+  readonly onItem?: () => void;
 }
 
 /**
@@ -46,7 +48,7 @@ export async function selfCorrect(items: readonly SelfCorrectItem[], options: Se
       const id = recordId(iteration, "revision", attempt.promptId);
       const principleIds = principles.map((p) => p.id);
       const parentIds = [attempt.id, ...principleIds];
-      return settleItem({ id, parentIds, signal }, async (): Promise<Revision> => {
+      return settleItem({ id, parentIds, signal, ...(options.onItem ? { onSettled: options.onItem } : {}) }, async (): Promise<Revision> => {
         const base = { id, iteration, parentIds, model: target.modelId, attemptId: attempt.id, mode, principleIds };
         if (mode === "paper") {
           const messages = paperRevisionMessages(attempt.prompt, principles);

@@ -42,6 +42,8 @@ export interface ItemContext {
   readonly parentIds: readonly string[];
   /** The stage's abort signal: once it fired, errors abort the stage instead of becoming rows. */
   readonly signal?: AbortSignal;
+  /** Called once the item is settled (ok or error row): per-item progress. */
+  readonly onSettled?: () => void;
 }
 
 /**
@@ -49,12 +51,15 @@ export interface ItemContext {
  * any error after the caller aborted is rethrown, because neither is a property of this one item.
  */
 export async function settleItem<T>(context: ItemContext, run: () => Promise<T>): Promise<StageItem<T>> {
+  let item: StageItem<T>;
   try {
-    return okItem(await run());
+    item = okItem(await run());
   } catch (error) {
     if (context.signal?.aborted === true || !(error instanceof IterAlignError)) throw error;
-    return errorItem(context.id, context.parentIds, error);
+    item = errorItem(context.id, context.parentIds, error);
   }
+  context.onSettled?.();
+  return item;
 }
 
 /** The records of the ok items, in order. */

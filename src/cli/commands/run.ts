@@ -29,13 +29,16 @@ export async function runCommand(
   const onEvent = (event: LoopEvent): void => {
     const tps = meter.snapshot().totals.tokensPerSecond;
     if (event.type === "iteration-start") {
-      bar?.stop();
-      bar = createProgress(`iteration ${event.iteration}`, 6);
       io.err(`iteration ${event.iteration}: ${event.batch} prompts (${event.remaining} left in the train split)\n`);
     } else if (event.type === "stage-start") {
-      bar?.update(stageIndex(event.stage), tps, event.stage);
+      bar?.stop();
+      // One bar per stage, counting its items (calls settle in any order; the bar shows how many are done).
+      bar = createProgress(`  ${event.stage.padEnd(12)}`, event.items);
+    } else if (event.type === "stage-progress") {
+      bar?.update(event.done, tps, `${event.done}/${event.items} items`);
     } else if (event.type === "stage-end") {
-      bar?.update(stageIndex(event.stage) + 1, tps, event.stage);
+      bar?.stop();
+      bar = undefined;
       io.err(
         `  ${event.stage}: ${event.items} items${event.errors ? `, ${event.errors} errors` : ""}${
           event.resumed
@@ -73,9 +76,4 @@ export async function runCommand(
   } finally {
     process.off("SIGINT", onSigint);
   }
-}
-
-const STAGES = ["red-team", "judge", "propose", "self-correct", "gate"];
-function stageIndex(stage: string): number {
-  return Math.max(0, STAGES.indexOf(stage));
 }
