@@ -1,11 +1,12 @@
 /**
- * Builds llama.cpp programs (llama-server by default) from the source bundled with node-llama-cpp,
- * once per machine, into the user cache. Usage: npm run build:llama [-- llama-server llama-finetune]
+ * Builds llama.cpp programs from the source bundled with node-llama-cpp, once per machine, into the user cache.
+ * Default: llama-server and iteralign's own programs (iteralign-scorer, iteralign-finetune).
+ * Usage: npm run build:llama [-- llama-server iteralign-finetune ...]
  */
 import { ensureLlamaBuild, type LlamaTool } from "../src/native/llama-build.js";
 
 const requested = process.argv.slice(2).filter((a) => !a.startsWith("-")) as LlamaTool[];
-const targets: LlamaTool[] = requested.length > 0 ? requested : ["llama-server", "iteralign-scorer"];
+const targets: LlamaTool[] = requested.length > 0 ? requested : ["llama-server", "iteralign-scorer", "iteralign-finetune"];
 const started = Date.now();
 const build = await ensureLlamaBuild({
   targets,

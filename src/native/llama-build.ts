@@ -3,14 +3,16 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { z } from "zod";
 import { IterAlignError } from "../spec/errors.js";
 import { bundleCommit, defaultCacheDir, llamaBundlePath } from "./llama-bundle.js";
 
 /**
  * llama.cpp programs iteralign builds from the source bundled in node-llama-cpp's npm tarball.
- * `iteralign-scorer` is iteralign's own program (source in `native/iteralign-scorer/`), built in the same tree.
+ * `iteralign-scorer` (log-likelihood scoring) and `iteralign-finetune` (SFT with the loss on answer tokens) are
+ * iteralign's own programs (source in `native/<name>/`), built in the same tree.
  */
-export type LlamaTool = "llama-server" | "llama-finetune" | "iteralign-scorer";
+export type LlamaTool = "llama-server" | "llama-finetune" | "iteralign-scorer" | "iteralign-finetune";
 
 export interface LlamaBuildOptions {
   /** Targets to build; already-built targets are skipped. */
@@ -108,18 +110,29 @@ function binaryPath(dir: string, tool: LlamaTool): string {
   return path.join(dir, "build", "bin", tool);
 }
 
-const SCORER: LlamaTool = "iteralign-scorer";
+/** iteralign's own programs: source in `native/<tool>/`, overlaid into llama.cpp's tools/ and stamped. */
+const OWN_TOOLS = ["iteralign-scorer", "iteralign-finetune"] as const;
+export type OwnTool = (typeof OWN_TOOLS)[number];
 
-/** Where iteralign's scorer source lives: `native/iteralign-scorer/` at the package root (src/ and dist/ alike). */
+function isOwnTool(tool: LlamaTool): tool is OwnTool {
+  return (OWN_TOOLS as readonly string[]).includes(tool);
+}
+
+/** Where one of iteralign's programs' source lives: `native/<tool>/` at the package root (src/ and dist/ alike). */
+export function ownToolSourceDir(tool: OwnTool): string {
+  return fileURLToPath(new URL(`../../native/${tool}/`, import.meta.url));
+}
+
+/** Where iteralign's scorer source lives (see {@link ownToolSourceDir}). */
 export function scorerSourceDir(): string {
-  return fileURLToPath(new URL("../../native/iteralign-scorer/", import.meta.url));
+  return ownToolSourceDir("iteralign-scorer");
 }
 
 /**
- * Hash of the scorer's source files (names and contents), or undefined when the source is missing. A built
- * scorer records it in a stamp file next to the binary, so editing the source makes the binary stale.
+ * Hash of a program's source files (names and contents), or undefined when the source is missing. A built
+ * program records it in a stamp file next to the binary, so editing the source makes the binary stale.
  */
-export function scorerSourceHash(dir = scorerSourceDir()): string | undefined {
+export function sourceHash(dir: string): string | undefined {
   if (!existsSync(dir)) return undefined;
   const hash = createHash("sha256");
   for (const name of readdirSync(dir).sort()) {
@@ -130,30 +143,35 @@ export function scorerSourceHash(dir = scorerSourceDir()): string | undefined {
   return hash.digest("hex");
 }
 
+/** Hash of the scorer's source files (see {@link sourceHash}). */
+export function scorerSourceHash(dir = scorerSourceDir()): string | undefined {
+  return sourceHash(dir);
+}
+
 function stampPath(dir: string, tool: LlamaTool): string {
   return `${binaryPath(dir, tool)}.source-hash`;
 }
 
-/** A target counts as built when its binary exists and, for the scorer, was built from the current source. */
+/** A target counts as built when its binary exists and, for iteralign's own programs, was built from the current source. */
 function isBuilt(dir: string, tool: LlamaTool): boolean {
   if (!existsSync(binaryPath(dir, tool))) return false;
-  if (tool !== SCORER) return true;
-  const want = scorerSourceHash();
+  if (!isOwnTool(tool)) return true;
+  const want = sourceHash(ownToolSourceDir(tool));
   const stamp = stampPath(dir, tool);
   return want !== undefined && existsSync(stamp) && readFileSync(stamp, "utf8").trim() === want;
 }
 
 /**
- * Copies the scorer source into llama.cpp's tools/ folder and registers it there (once), so it builds in the
- * same build directory as llama-server and links the libllama/ggml objects already compiled: seconds, not a
- * fresh llama.cpp build. Files are rewritten only when they differ, so make sees no spurious changes.
+ * Copies one of iteralign's programs into llama.cpp's tools/ folder and registers it there (once), so it builds
+ * in the same build directory as llama-server and links the libllama/ggml objects already compiled: seconds, not
+ * a fresh llama.cpp build. Files are rewritten only when they differ, so make sees no spurious changes.
  */
-function overlayScorerSource(src: string): void {
-  const from = scorerSourceDir();
+function overlayOwnTool(src: string, tool: OwnTool): void {
+  const from = ownToolSourceDir(tool);
   if (!existsSync(from)) {
-    throw new IterAlignError("BUILD_FAILED", `the iteralign-scorer source is missing (${from}); reinstall iteralign`);
+    throw new IterAlignError("BUILD_FAILED", `the ${tool} source is missing (${from}); reinstall iteralign`);
   }
-  const to = path.join(src, "tools", "iteralign-scorer");
+  const to = path.join(src, "tools", tool);
   mkdirSync(to, { recursive: true });
   for (const name of readdirSync(from)) {
     const file = path.join(from, name);
@@ -164,8 +182,36 @@ function overlayScorerSource(src: string): void {
   }
   const tools = path.join(src, "tools", "CMakeLists.txt");
   const listing = readFileSync(tools, "utf8");
-  if (!/^add_subdirectory\(iteralign-scorer\)/m.test(listing)) {
-    writeFileSync(tools, `${listing.endsWith("\n") ? listing : `${listing}\n`}add_subdirectory(iteralign-scorer) # added by iteralign\n`);
+  if (!new RegExp(`^add_subdirectory\\(${tool}\\)`, "m").test(listing)) {
+    writeFileSync(tools, `${listing.endsWith("\n") ? listing : `${listing}\n`}add_subdirectory(${tool}) # added by iteralign\n`);
+  }
+}
+
+const LlamaPatchesSchema = z.array(
+  z.object({ file: z.string(), why: z.string(), find: z.string().min(1), replace: z.string().min(1) }).strict(),
+);
+
+/**
+ * Applies the edits of llama.cpp's own source that one of iteralign's programs needs, listed with their reasons
+ * in `native/<tool>/llama-patches.json` (part of the program's source, so of its stamp). An edit already in place
+ * is skipped; one whose anchor text is missing (another llama.cpp version) fails the build with a clear message.
+ */
+function applyLlamaPatches(src: string, tool: OwnTool): void {
+  const list = path.join(ownToolSourceDir(tool), "llama-patches.json");
+  if (!existsSync(list)) return;
+  const patches = LlamaPatchesSchema.parse(JSON.parse(readFileSync(list, "utf8")));
+  for (const patch of patches) {
+    const file = path.join(src, patch.file);
+    const text = readFileSync(file, "utf8");
+    if (text.includes(patch.replace)) continue;
+    const at = text.indexOf(patch.find);
+    if (at < 0 || text.indexOf(patch.find, at + 1) >= 0) {
+      throw new IterAlignError(
+        "BUILD_FAILED",
+        `${tool} needs an edit of llama.cpp's ${patch.file} whose anchor text is ${at < 0 ? "missing" : "not unique"} in this llama.cpp version (${patch.why})`,
+      );
+    }
+    writeFileSync(file, text.slice(0, at) + patch.replace + text.slice(at + patch.find.length));
   }
 }
 
@@ -210,8 +256,12 @@ export async function ensureLlamaBuild(options: LlamaBuildOptions): Promise<Llam
     }
     // Hashed before copying: should the source change during the build, the stamp stays stale and the
     // next call rebuilds.
-    const scorerHash = options.targets.includes(SCORER) ? scorerSourceHash() : undefined;
-    if (options.targets.includes(SCORER)) overlayScorerSource(src);
+    const stamps = new Map<OwnTool, string | undefined>();
+    for (const tool of options.targets.filter(isOwnTool)) {
+      stamps.set(tool, sourceHash(ownToolSourceDir(tool)));
+      overlayOwnTool(src, tool);
+      applyLlamaPatches(src, tool);
+    }
     const build = path.join(dir, "build");
     options.onLine?.("configuring llama.cpp (CPU, Release)");
     await run("cmake", ["-S", src, "-B", build, ...CMAKE_FLAGS], { onLine: options.onLine });
@@ -220,7 +270,7 @@ export async function ensureLlamaBuild(options: LlamaBuildOptions): Promise<Llam
     await run("cmake", ["--build", build, "--config", "Release", "-j", jobs, "--target", ...missing], {
       onLine: options.onLine,
     });
-    if (scorerHash !== undefined) writeFileSync(stampPath(dir, SCORER), `${scorerHash}\n`);
+    for (const [tool, hash] of stamps) if (hash !== undefined) writeFileSync(stampPath(dir, tool), `${hash}\n`);
     writeFileSync(
       path.join(dir, "build.json"),
       JSON.stringify({ commit, flags: CMAKE_FLAGS, targets: options.targets, builtAt: new Date().toISOString() }, null, 2),

@@ -20,6 +20,7 @@ export type ErrorCode =
   | "BUILD_TOOL_MISSING"
   | "BUILD_FAILED"
   | "DATA_INVALID"
+  | "TRAINING_FAILED"
   | "USAGE";
 
 /** Error with a code, an optional cause and structured details. */

@@ -1,0 +1,284 @@
+import { closeSync, existsSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import path from "node:path";
+import { z } from "zod";
+import { ensureLlamaBuild } from "../native/llama-build.js";
+import { IterAlignError } from "../spec/errors.js";
+import type { TrainingExample } from "../spec/records.js";
+import { tokenizeExamples, writeTokenizedExamples, type TokenizedExamples } from "./llama-cpp-examples.js";
+import { runFinetune, type FinetuneEvent } from "./llama-cpp-finetune-process.js";
+import { sha256OfFiles, type ModelRef, type Trainer, type TrainInput, type TrainResult } from "./trainer.js";
+
+/** Settings of the `llama-cpp` trainer (full supervised fine-tuning on this machine's CPU). */
+export const LlamaCppTrainerOptionsSchema = z
+  .object({
+    epochs: z.number().int().min(1).max(100).default(2).describe("Passes over the training examples (the paper: 3)."),
+    learningRate: z
+      .number()
+      .positive()
+      .default(1e-5)
+      .describe(
+        "Peak AdamW learning rate. One example per optimizer step, so 1e-5 (5x the paper's 2e-6 at batch 128) moves a small model measurably in a few dozen steps without drifting far from it.",
+      ),
+    schedule: z
+      .enum(["constant", "linear", "cosine"])
+      .default("cosine")
+      .describe("Learning-rate decay after warm-up: constant, linear to zero, or cosine to zero (the paper)."),
+    warmupRatio: z
+      .number()
+      .min(0)
+      .max(0.5)
+      .default(0.03)
+      .describe("Share of the steps spent ramping the learning rate up linearly (the paper: 0.03)."),
+    contextLength: z
+      .number()
+      .int()
+      .min(32)
+      .max(131072)
+      .default(1024)
+      .describe("Longest example in tokens (prompt + answer + end of turn); a longer example loses the end of its answer."),
+    warmStart: z
+      .enum(["previous", "base"])
+      .default("previous")
+      .describe(
+        "previous: train the model this iteration red-teamed on this iteration's examples (the paper). base: train the config's target on every iteration's examples so far.",
+      ),
+    quantize: z
+      .enum(["none", "q8_0"])
+      .default("none")
+      .describe("Format of the trained model: none keeps the F32 weights training produced; q8_0 re-quantizes them (4x smaller)."),
+    threads: z
+      .number()
+      .int()
+      .min(1)
+      .max(1024)
+      .optional()
+      .describe("CPU threads for training. Default: all cores. On a machine busy with other work fewer threads train faster (ggml's workers spin while they wait)."),
+    seed: z.number().int().min(0).max(2147483647).default(0).describe("Seed of the example order in each epoch."),
+    chatTemplate: z
+      .enum(["auto", "jinja"])
+      .default("auto")
+      .describe("How prompts are rendered: must match the target model's chatTemplate setting, so training sees what generation sees."),
+  })
+  .strict();
+
+export type LlamaCppTrainerOptions = z.infer<typeof LlamaCppTrainerOptionsSchema>;
+export type LlamaCppTrainerOptionsInput = z.input<typeof LlamaCppTrainerOptionsSchema>;
+
+/** What a finished training records in the trainer state, so a resumed run does not train again. */
+const FinishedSchema = z.object({ dataHash: z.string(), result: z.record(z.string(), z.unknown()) });
+
+/** File names inside the iteration's training directory. */
+export const LLAMA_CPP_TRAINER_FILES = {
+  model: "model.gguf",
+  data: "train-data.jsonl",
+  log: "train.log",
+  loss: "loss.json",
+} as const;
+
+/**
+ * The training window (positions computed per step, padding included) is the longest example rounded up to
+ * this, so examples of similar lengths share one graph size. Padding positions are masked out of the loss.
+ */
+const WINDOW_STEP = 32;
+
+/**
+ * Full fine-tuning of a GGUF model on the iteration's SFT examples with `iteralign-finetune` (llama.cpp's
+ * training API, AdamW, one example per step, loss on the answer and end-of-turn tokens only). A quantized
+ * model is converted to F32 for training. The new model is `outDir/model.gguf`; it appears only when training
+ * succeeded, so a failure (divergence, out of memory, abort) leaves the previous model in use.
+ * An iteration without new examples returns the model it red-teamed, unchanged.
+ */
+export class LlamaCppTrainer implements Trainer {
+  readonly name = "llama-cpp";
+  readonly options: LlamaCppTrainerOptions;
+  private readonly cacheDir: string | undefined;
+
+  constructor(options: LlamaCppTrainerOptionsInput = {}, deps: { readonly cacheDir?: string } = {}) {
+    const parsed = LlamaCppTrainerOptionsSchema.safeParse(options);
+    if (!parsed.success) {
+      throw new IterAlignError("CONFIG_INVALID", `llama-cpp trainer options: ${z.prettifyError(parsed.error)}`);
+    }
+    this.options = parsed.data;
+    this.cacheDir = deps.cacheDir;
+  }
+
+  async train(input: TrainInput): Promise<TrainResult> {
+    const o = this.options;
+    const settings: Record<string, unknown> = { ...o, threads: o.threads ?? availableParallelism() };
+    if (input.examples.length === 0) {
+      input.onProgress({ type: "status", message: "no new training examples: the model stays as it is" });
+      return { model: input.current, trainer: this.name, settings, dataHash: sha256OfFiles([]), examples: 0 };
+    }
+    const start = o.warmStart === "previous" ? input.current : input.base;
+    const examples: readonly TrainingExample[] = o.warmStart === "previous" ? input.examples : input.allExamples;
+    const startFile = localModel(start);
+    const files = Object.fromEntries(
+      Object.entries(LLAMA_CPP_TRAINER_FILES).map(([k, v]) => [k, path.join(path.resolve(input.outDir), v)]),
+    ) as Record<keyof typeof LLAMA_CPP_TRAINER_FILES, string>;
+
+    input.onProgress({ type: "status", message: `tokenizing ${examples.length} examples with ${path.basename(startFile)}'s chat template` });
+    const tokenized = await tokenizeExamples(startFile, examples, { chatTemplate: o.chatTemplate, maxTokens: o.contextLength });
+    for (const s of tokenized.skipped) input.onProgress({ type: "log", line: `skipped example ${s.id}: ${s.reason}` });
+    if (tokenized.examples.length === 0) {
+      throw new IterAlignError("TRAINING_FAILED", `no example fits in contextLength ${o.contextLength}: every prompt is longer`, {
+        details: { kind: "input" },
+      });
+    }
+    writeTokenizedExamples(files.data, tokenized.examples);
+    const dataHash = sha256OfFiles([files.data]);
+    const window = Math.ceil(Math.max(...tokenized.examples.map((e) => e.tokens.length)) / WINDOW_STEP) * WINDOW_STEP;
+    Object.assign(settings, {
+      startModel: startFile,
+      trainingWindow: window,
+      chatTemplateUsed: tokenized.chatTemplate,
+      endOfTurn: tokenized.endOfTurn,
+      lossOn: "answer and end-of-turn tokens",
+      optimizer: "adamw",
+      examplesPerStep: 1,
+    });
+
+    const finished = FinishedSchema.safeParse(input.state.get("llama-cpp"));
+    if (finished.success && finished.data.dataHash === dataHash && existsSync(files.model)) {
+      input.onProgress({ type: "status", message: "training of this iteration already finished: reusing its model" });
+      return finished.data.result as unknown as TrainResult;
+    }
+    // A model file without a finished record is a leftover of an interrupted attempt: never hand it on.
+    for (const leftover of [files.model, ...temporaryFiles(input.outDir)]) rmSync(leftover, { force: true });
+
+    const binary = await this.binary(input);
+    const temporary = path.join(path.resolve(input.outDir), `${LLAMA_CPP_TRAINER_FILES.model}.tmp`);
+    const args = [
+      "train",
+      ...["--model", startFile, "--data", files.data, "--out", temporary, "--work-dir", path.resolve(input.outDir)],
+      ...["--epochs", String(o.epochs), "--lr", String(o.learningRate), "--schedule", o.schedule],
+      ...["--warmup", String(o.warmupRatio), "--ctx", String(window), "--seed", String(o.seed)],
+      ...["--threads", String(settings.threads), "--out-type", o.quantize === "q8_0" ? "q8_0" : "f32"],
+    ];
+    const log = openSync(files.log, "a");
+    const events: FinetuneEvent[] = [];
+    try {
+      writeSync(log, `# ${new Date().toISOString()} iteralign-finetune ${args.join(" ")}\n`);
+      input.onProgress({
+        type: "status",
+        message: `training ${tokenized.examples.length} examples x ${o.epochs} epochs (window ${window} tokens)`,
+      });
+      await runFinetune({
+        binary,
+        args,
+        signal: input.signal,
+        onLine: (line) => writeSync(log, `${line}\n`),
+        onEvent: (event) => {
+          events.push(event);
+          reportEvent(event, input);
+        },
+      });
+      renameSync(temporary, files.model);
+    } catch (err) {
+      for (const leftover of temporaryFiles(input.outDir)) rmSync(leftover, { force: true });
+      writeSync(log, `# failed: ${err instanceof Error ? err.message : String(err)}\n`);
+      throw err;
+    } finally {
+      closeSync(log);
+    }
+
+    const result = this.result({ events, files, settings, dataHash, tokenized });
+    input.state.set("llama-cpp", { dataHash, result });
+    return result;
+  }
+
+  private async binary(input: TrainInput): Promise<string> {
+    const build = await ensureLlamaBuild({
+      targets: ["iteralign-finetune"],
+      ...(this.cacheDir ? { cacheDir: this.cacheDir } : {}),
+      onLine: (line) => {
+        if (/^\[\s*\d+%\]|^cloning|^configuring|^waiting/.test(line)) input.onProgress({ type: "log", line });
+      },
+    });
+    const binary = build.binaries["iteralign-finetune"];
+    if (binary === undefined) throw new IterAlignError("BUILD_FAILED", "the llama.cpp build has no iteralign-finetune");
+    return binary;
+  }
+
+  private result(run: {
+    events: readonly FinetuneEvent[];
+    files: Record<keyof typeof LLAMA_CPP_TRAINER_FILES, string>;
+    settings: Record<string, unknown>;
+    dataHash: string;
+    tokenized: TokenizedExamples;
+  }): TrainResult {
+    const steps = run.events.flatMap((e) => (e.event === "step" ? [e] : []));
+    const epochs = run.events.flatMap((e) => (e.event === "epoch" ? [e] : []));
+    const done = run.events.find((e) => e.event === "done");
+    const start = run.events.find((e) => e.event === "start");
+    const lossCurve = steps.flatMap((s) => (s.loss === null ? [] : [{ step: s.step, loss: s.loss }]));
+    const finalLoss = epochs.at(-1)?.loss ?? undefined;
+    writeFileSync(
+      run.files.loss,
+      `${JSON.stringify(
+        {
+          steps: steps.map(({ event: _event, ...s }) => s),
+          epochs: epochs.map(({ event: _event, ...e }) => e),
+          answerTokensPerEpoch: start?.event === "start" ? start.answerTokensPerEpoch : undefined,
+          trainableParameters: start?.event === "start" ? start.trainableParameters : undefined,
+          examples: run.tokenized.examples.map((e) => ({ id: e.id, tokens: e.tokens.length, answerTokens: e.answerTokens, truncated: e.truncated })),
+          skipped: run.tokenized.skipped,
+          ...(done?.event === "done" ? { trainedTokens: done.trainedTokens, tokensPerSecond: done.tokensPerSecond, seconds: done.seconds } : {}),
+        },
+        null,
+        2,
+      )}\n`,
+    );
+    const model: ModelRef = { provider: "llama-cpp", model: run.files.model };
+    return {
+      model,
+      trainer: this.name,
+      settings: run.settings,
+      dataHash: run.dataHash,
+      examples: run.tokenized.examples.length,
+      metrics: {
+        ...(finalLoss === undefined ? {} : { finalLoss }),
+        ...(done?.event === "done" && done.tokensPerSecond !== undefined ? { tokensPerSecond: done.tokensPerSecond } : {}),
+        ...(done?.event === "done" ? { seconds: done.seconds } : {}),
+        lossCurve,
+      },
+    };
+  }
+}
+
+function reportEvent(event: FinetuneEvent, input: TrainInput): void {
+  if (event.event === "step") {
+    input.onProgress({
+      type: "step",
+      step: event.step,
+      totalSteps: event.totalSteps,
+      epoch: event.epoch,
+      ...(event.loss === null ? {} : { loss: event.loss }),
+      tokensPerSecond: event.tokensPerSecond,
+    });
+  } else if (event.event === "convert") {
+    input.onProgress({ type: "status", message: `converted ${event.from.join("/")} weights to F32 for training (${event.seconds.toFixed(1)} s)` });
+  } else if (event.event === "error") {
+    input.onProgress({ type: "log", line: `iteralign-finetune: ${event.kind}: ${event.message}` });
+  }
+}
+
+function localModel(ref: ModelRef): string {
+  if (ref.provider !== "llama-cpp") {
+    throw new IterAlignError("USAGE", `the llama-cpp trainer trains local GGUF models; ${ref.provider} model ${ref.model} is not one`);
+  }
+  if (!path.isAbsolute(ref.model) || !existsSync(ref.model)) {
+    throw new IterAlignError("MODEL_NOT_FOUND", `the model to train, ${ref.model}, is not an existing absolute GGUF path`);
+  }
+  return ref.model;
+}
+
+/** Files the native trainer writes before it finishes (see iteralign-finetune.cpp). */
+function temporaryFiles(outDir: string): string[] {
+  const dir = path.resolve(outDir);
+  return [
+    path.join(dir, `${LLAMA_CPP_TRAINER_FILES.model}.tmp`),
+    path.join(dir, `${LLAMA_CPP_TRAINER_FILES.model}.tmp.f32.tmp`),
+    path.join(dir, "finetune-input-f32.gguf.tmp"),
+  ];
+}
