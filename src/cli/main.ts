@@ -2,6 +2,8 @@ import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { ConfigError } from "../config/load-config.js";
 import { IterAlignError } from "../spec/errors.js";
 import { chatCommand } from "./commands/chat.js";
+import { compareCommand } from "./commands/compare.js";
+import { evalCommand, type EvalCommandOptions } from "./commands/eval.js";
 import { initCommand } from "./commands/init.js";
 import { modelsCheckCommand } from "./commands/models-check.js";
 import { runCommand } from "./commands/run.js";
@@ -60,6 +62,25 @@ function buildProgram(io: CommandIo, setCode: (code: number) => void): Command {
     .option("--run-id <id>", "id of the new run (default: time stamp and random suffix)")
     .option("--resume <id>", "continue an interrupted run")
     .action(async (opts: { config: string; runId?: string; resume?: string }) => setCode(await runCommand(opts, io)));
+  program
+    .command("eval")
+    .description("run benchmarks on a model; print the metrics and write eval.json, eval.csv and metrics.csv")
+    .option("-c, --config <file>", "config file", DEFAULT_CONFIG)
+    .requiredOption("-m, --model <model>", "a role, the name of a model in the config, or a GGUF path / hf: URI")
+    .requiredOption("-b, --bench <list>", "comma-separated benchmarks: truthfulqa, hhh, asr, xstest, mc:<file>")
+    .option("--mode <mode>", "multiple-choice scoring: loglik or generative", "loglik")
+    .option("-n, --limit <n>", "at most this many items per benchmark (the first N)", positiveInt)
+    .option("-o, --out <dir>", "output directory (default: <runsDir>/eval-<time>)")
+    .option("--hhh-file <jsonl>", "Anthropic's HHH comparisons (CAI 438HHHEvaluations.jsonl format) for hhh")
+    .option("--bigbench-dir <dir>", "BIG-bench hhh_alignment folder (harmless/helpful/honest/other task.json) for hhh")
+    .action(async (opts: EvalCommandOptions) => setCode(await evalCommand(opts, io)));
+  program
+    .command("compare")
+    .description("print a run's per-iteration evaluation table (runs/<id>/eval/summary.json)")
+    .argument("<run>", "run id (under the config's runsDir) or run directory")
+    .option("-c, --config <file>", "config file", DEFAULT_CONFIG)
+    .option("--json", "print the table as JSON")
+    .action(async (run: string, opts: { config: string; json?: boolean }) => setCode(await compareCommand({ ...opts, run }, io)));
   return program;
 }
 
