@@ -1,6 +1,9 @@
 import { z } from "zod";
 import { BUNDLED_DATASET_NAMES } from "../datasets/bundled.js";
 import { UserDatasetSpecSchema } from "../datasets/mapping.js";
+import { CommandTrainerOptionsSchema } from "../train/command-trainer.js";
+import { LlamaCppTrainerOptionsSchema } from "../train/llama-cpp-trainer.js";
+import { OpenAITrainerOptionsSchema } from "../train/openai-trainer.js";
 
 /** Defaults a model applies to every call unless the call sets its own. */
 const generationDefaults = {
@@ -146,9 +149,35 @@ export const LoopConfigSchema = z
 export const TrainConfigSchema = z
   .object({
     trainer: z
-      .enum(["none", "in-context"])
+      .enum(["none", "in-context", "llama-cpp", "openai", "command"])
       .default("none")
-      .describe("`none`: export data only; `in-context`: the next iteration's target gets the active constitution as a system prompt."),
+      .describe(
+        "`none`: export data only; `in-context`: the next iteration's target gets the active constitution as a system prompt; `llama-cpp`: fine-tune the target GGUF (masked SFT); `openai`: a hosted fine-tuning job; `command`: your own trainer command.",
+      ),
+    llamaCpp: LlamaCppTrainerOptionsSchema.optional().describe("Options of the `llama-cpp` trainer."),
+    openai: OpenAITrainerOptionsSchema.optional().describe("Options of the `openai` trainer."),
+    command: CommandTrainerOptionsSchema.optional().describe("Options of the `command` trainer (required with it)."),
+  })
+  .strict()
+  .superRefine((train, ctx) => {
+    if (train.trainer === "command" && !train.command)
+      ctx.addIssue({ code: "custom", path: ["command"], message: "the command trainer needs train.command.command" });
+  });
+
+export const EvalConfigSchema = z
+  .object({
+    benchmarks: z
+      .string()
+      .default("")
+      .describe("Benchmarks to run on the target, e.g. `truthfulqa,asr,xstest,mc:my.jsonl` (empty: none)."),
+    when: z
+      .enum(["base-and-trained", "every-iteration", "base"])
+      .default("base-and-trained")
+      .describe("Evaluate the target before the first iteration and after every trained iteration, after every iteration, or only before."),
+    mode: z.enum(["loglik", "generative"]).default("loglik").describe("Scoring mode of the multiple-choice benchmarks."),
+    limit: z.number().int().positive().optional().describe("At most this many items per benchmark."),
+    hhhFile: z.string().optional().describe("Anthropic's HHH comparisons JSONL (not bundled), relative to the config file."),
+    bigbenchDir: z.string().optional().describe("Folder with BIG-bench's hhh_alignment task.json files."),
   })
   .strict();
 
@@ -180,6 +209,7 @@ export const ConfigSchema = z
     data: DataConfigSchema.default(DataConfigSchema.parse({})).describe("Red-team data and the train/heldout split."),
     loop: LoopConfigSchema.default(LoopConfigSchema.parse({})).describe("The IterAlign loop."),
     train: TrainConfigSchema.default({ trainer: "none" }).describe("What happens with each iteration's training data."),
+    eval: EvalConfigSchema.default(EvalConfigSchema.parse({})).describe("Benchmarks run on the target during `iteralign run`."),
     runsDir: z.string().min(1).default("runs").describe("Where run outputs go, relative to the config file."),
     store: z
       .object({

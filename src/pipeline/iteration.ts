@@ -3,7 +3,7 @@ import { ConstitutionPool, type PoolChanges } from "../constitutions/pool.js";
 import { lexicalSimilarity, embeddingSimilarity, oracleConfirm, DEFAULT_EMBEDDING_THRESHOLD, DEFAULT_LEXICAL_THRESHOLD } from "../constitutions/similarity.js";
 import { diffConstitutions, renderConstitutionJson, renderConstitutionMarkdown } from "../constitutions/render.js";
 import type { RedTeamPrompt } from "../datasets/red-team-prompt.js";
-import { AttemptSchema, GateDecisionSchema, RevisionSchema, VerdictSchema, type Attempt, type Principle, type Verdict } from "../spec/records.js";
+import { AttemptSchema, GateDecisionSchema, RevisionSchema, VerdictSchema, type Attempt, type Principle, type TrainingExample, type Verdict } from "../spec/records.js";
 import { EXPORTERS, type ExportFormat, gate, gateStats, judge, okRecords, propose, ProposalSchema, redTeam, selfCorrect, toTrainingExamples, type StageItem } from "../stages/index.js";
 import { StageCheckpoint } from "./checkpoint.js";
 import { jsonFile, jsonlFile } from "./run-layout.js";
@@ -47,7 +47,7 @@ const GateOutcomeRecordSchema = GateDecisionSchema;
 export async function runIteration(
   ctx: RunContext,
   input: { iteration: number; batch: readonly RedTeamPrompt[]; pool: ConstitutionPool },
-): Promise<{ metrics: IterationMetrics; pool: ConstitutionPool; tokens: number }> {
+): Promise<{ metrics: IterationMetrics; pool: ConstitutionPool; examples: TrainingExample[] }> {
   const { iteration, batch } = input;
   const { config, models, signal } = ctx;
   const checkpoint = new StageCheckpoint(ctx.store, ctx.runId, ctx.clock);
@@ -103,7 +103,7 @@ export async function runIteration(
     const metrics: IterationMetrics = { ...base, failureRate, errors, principlesAdded: 0, principlesMerged: 0, principlesRetired: 0, revisions: 0, gatePassRate: null, fixed: 0, gateRejections: {}, trainingExamples: 0, skipped: true };
     writeConstitution(ctx, iteration, input.pool, input.pool);
     layoutDir("metrics.json", jsonFile(metrics));
-    return { metrics, pool: input.pool, tokens: 0 };
+    return { metrics, pool: input.pool, examples: [] };
   }
 
   const proposalItems = await stage("propose", ProposalSchema, 1, (onItem) =>
@@ -172,7 +172,7 @@ export async function runIteration(
     skipped: false,
   };
   layoutDir("metrics.json", jsonFile(metrics));
-  return { metrics, pool, tokens: 0 };
+  return { metrics, pool, examples };
 }
 
 /**

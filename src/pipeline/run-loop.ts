@@ -8,6 +8,10 @@ import { ConstitutionPool } from "../constitutions/pool.js";
 import { loadSeeds } from "../constitutions/seeds.js";
 import { ModelSet } from "../providers/registry.js";
 import { IterAlignError } from "../spec/errors.js";
+import { TrainingExampleSchema, type TrainingExample } from "../spec/records.js";
+import type { ModelRef } from "../train/trainer.js";
+import { evaluateTarget, evaluatesAt } from "./evaluation.js";
+import { baseModelRef, createTrainer, trainIteration } from "./training.js";
 import type { GenerateObjectRequest, GenerateObjectResult, GenerateRequest, LanguageModel } from "../spec/language-model.js";
 import { SqliteRunStore } from "../store/sqlite-run-store.js";
 import type { Meter } from "../providers/middleware/accounting.js";
@@ -40,7 +44,11 @@ export interface RunSummary {
 }
 
 const StoredRunConfigSchema = z.object({ config: z.unknown(), baseDir: z.string(), configFile: z.string() });
-const IterationValueSchema = z.object({ metrics: z.unknown(), pool: z.object({ principles: z.array(z.unknown()) }) });
+const IterationValueSchema = z.object({
+  metrics: z.unknown(),
+  pool: z.object({ principles: z.array(z.unknown()) }),
+  examples: z.array(TrainingExampleSchema).default([]),
+});
 
 /** A new run id: UTC time stamp and a random suffix, e.g. `20261127-041500-a1b2c3`. */
 export function newRunId(clock: Clock = systemClock): string {
@@ -161,9 +169,11 @@ async function loop(input: {
   const prompts = await loadLoopPrompts(config.data, baseDir);
   layout.write("split.json", jsonFile({ ...prompts.manifest, train: prompts.train.length, heldout: prompts.heldout.length }));
   layout.write("heldout.jsonl", prompts.heldout.map((p) => `${JSON.stringify({ id: p.id, dataset: p.dataset, text: p.text })}\n`).join(""));
-  const baseTarget = await input.models.forRole("target");
   const loopModels = async (pool: ConstitutionPool): Promise<LoopModels> => ({
-    target: config.train.trainer === "in-context" ? withConstitutionPrompt(baseTarget, pool) : baseTarget,
+    target:
+      config.train.trainer === "in-context"
+        ? withConstitutionPrompt(await input.models.forRole("target"), pool)
+        : await input.models.forRole("target"),
     oracle: await input.models.forRole("oracle"),
     judge: await input.models.forRole("judge"),
     ...(config.roles.embedder ? { embedder: await input.models.forRole("embedder") } : {}),
@@ -174,6 +184,31 @@ async function loop(input: {
     pool = pool.addSeeds(seeds, { iteration: 0 }).pool;
   }
   const checkpoint = new StageCheckpoint(store, runId, clock);
+  const trainer = createTrainer(config, baseDir);
+  const base: ModelRef | undefined = trainer ? await baseModelRef(config, baseDir) : undefined;
+  let current = base;
+  const allExamples: TrainingExample[] = [];
+  const targetsUsed: Array<{ iteration: number; model: string }> = [];
+  const evaluate = async (iteration: number | null, target: LanguageModel): Promise<void> => {
+    const started = clock.now();
+    const name = iteration === null ? "eval (base)" : "eval";
+    onEvent({ type: "stage-start", iteration: iteration ?? 0, stage: name, items: 0 });
+    await evaluateTarget({
+      config,
+      baseDir,
+      checkpoint,
+      layout,
+      iteration,
+      trainer: config.train.trainer,
+      models: { model: target, judge: await input.models.forRole("judge") },
+      heldout: prompts.heldout,
+      signal,
+      onProgress: (benchmark, done, total) =>
+        onEvent({ type: "stage-progress", iteration: iteration ?? 0, stage: `${name} ${benchmark}`, done, items: total }),
+    });
+    onEvent({ type: "stage-end", iteration: iteration ?? 0, stage: name, items: 0, errors: 0, resumed: false, seconds: (clock.now() - started) / 1000, promptTokens: 0, completionTokens: 0 });
+  };
+  if (evaluatesAt(config, null, false)) await evaluate(null, await input.models.forRole("target"));
   const iterations: IterationMetrics[] = [];
   let clean = 0;
   let stopReason = "train split exhausted";
@@ -188,9 +223,12 @@ async function loop(input: {
     onEvent({ type: "iteration-start", iteration, batch: batch.length, remaining: prompts.train.length - iteration * batchSize });
     const done = checkpoint.loadValue(iteration, "iteration", IterationValueSchema);
     let metrics: IterationMetrics;
+    let examples: TrainingExample[];
+    if (current) targetsUsed.push({ iteration, model: current.model });
     if (done) {
       metrics = done.metrics as IterationMetrics;
       pool = ConstitutionPool.fromSnapshot(done.pool);
+      examples = done.examples;
     } else {
       const ctx: RunContext = {
         runId,
@@ -207,8 +245,38 @@ async function loop(input: {
       const result = await runIteration(ctx, { iteration, batch, pool });
       metrics = result.metrics;
       pool = result.pool;
-      checkpoint.saveValue(iteration, "iteration", { metrics, pool: pool.snapshot() });
+      examples = result.examples;
+      checkpoint.saveValue(iteration, "iteration", { metrics, pool: pool.snapshot(), examples });
     }
+    allExamples.push(...examples);
+    let trained = config.train.trainer === "in-context" && pool.active().length > 0;
+    if (trainer && base && current) {
+      const started = clock.now();
+      onEvent({ type: "stage-start", iteration, stage: "train", items: examples.length });
+      const value = await trainIteration({
+        trainer,
+        checkpoint,
+        layout,
+        runId,
+        iteration,
+        base,
+        current,
+        examples,
+        allExamples,
+        signal,
+        onProgress: (p) => {
+          if (p.type === "step" && p.totalSteps !== undefined) onEvent({ type: "stage-progress", iteration, stage: "train", done: p.step, items: p.totalSteps });
+        },
+      });
+      onEvent({ type: "stage-end", iteration, stage: "train", items: value.examples, errors: 0, resumed: false, seconds: (clock.now() - started) / 1000, promptTokens: 0, completionTokens: 0 });
+      if (value.model.model !== current.model) {
+        // The next iteration red-teams (and evaluation measures) the trained model.
+        await input.models.rebindRole("target", value.model.model);
+        current = value.model;
+        trained = true;
+      }
+    }
+    if (evaluatesAt(config, iteration, trained)) await evaluate(iteration, (await loopModels(pool)).target);
     iterations.push(metrics);
     onEvent({ type: "iteration-end", iteration, summary: metrics });
     const items = metrics.prompts + metrics.failures * 3;
@@ -232,6 +300,15 @@ async function loop(input: {
   onEvent({ type: "stop", reason: stopReason });
   const summary: RunSummary = { runId, dir: layout.dir, iterations, stopReason, activePrinciples: pool.active().length };
   layout.write("constitution.json", jsonFile(pool.snapshot()));
-  layout.write("summary.json", jsonFile({ runId, stopReason, iterations, activePrinciples: summary.activePrinciples }));
+  layout.write(
+    "summary.json",
+    jsonFile({
+      runId,
+      stopReason,
+      iterations,
+      activePrinciples: summary.activePrinciples,
+      ...(trainer && current ? { trainer: trainer.name, targets: targetsUsed, finalTarget: current.model } : {}),
+    }),
+  );
   return summary;
 }

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { IterAlignConfig, ModelConfig } from "../config/config-schema.js";
 import type { CallLog } from "../spec/call-log.js";
 import { IterAlignError } from "../spec/errors.js";
@@ -101,6 +102,9 @@ export class ModelSet {
   private readonly raw = new Map<string, Promise<LanguageModel>>();
   private readonly wrapped = new Map<string, LanguageModel>();
   private readonly limiters = new Map<string, Limiter>();
+  /** Entries made at run time (a role rebound to trained weights), by name. */
+  private readonly extraEntries = new Map<string, ModelConfig>();
+  private readonly roleOverrides = new Map<Role, string>();
 
   constructor(private readonly options: ModelSetOptions) {
     this.meter = options.meter ?? createMeter();
@@ -113,14 +117,14 @@ export class ModelSet {
 
   /** The model playing `role`, loading it on first use. */
   async forRole(role: Role): Promise<LanguageModel> {
-    const name = modelNameForRole(this.options.config, role);
+    const name = this.roleOverrides.get(role) ?? modelNameForRole(this.options.config, role);
     if (!name) throw new IterAlignError("CONFIG_INVALID", `roles.${role}: no model is bound to the ${role} role`);
     return this.byName(name, role);
   }
 
   /** The model of a config entry; `role` is recorded with its calls. */
   async byName(name: string, role?: string): Promise<LanguageModel> {
-    const config = this.options.config.models[name];
+    const config = this.options.config.models[name] ?? this.extraEntries.get(name);
     if (!config) throw new IterAlignError("CONFIG_INVALID", `unknown model '${name}' (defined: ${this.modelNames.join(", ")})`);
     const key = `${name}\u0000${role ?? ""}`;
     const existing = this.wrapped.get(key);
@@ -166,6 +170,30 @@ export class ModelSet {
       this.limiters.set(endpoint, limiter);
     }
     return limiter;
+  }
+
+  /**
+   * Binds `role` to the config entry of that role with another `model` (a trained GGUF path or a fine-tuned
+   * model id); other roles naming the same entry keep the original. The role's previous override is freed.
+   */
+  async rebindRole(role: Role, model: string): Promise<void> {
+    const base = modelNameForRole(this.options.config, role);
+    const entry = base === undefined ? undefined : this.options.config.models[base];
+    if (!base || !entry) throw new IterAlignError("CONFIG_INVALID", `roles.${role}: no model is bound to the ${role} role`);
+    const previous = this.roleOverrides.get(role);
+    const name = `${base}@${createHash("sha256").update(model).digest("hex").slice(0, 12)}`;
+    if (previous === name) return;
+    this.extraEntries.set(name, { ...entry, model });
+    this.roleOverrides.set(role, name);
+    if (previous) await this.closeEntry(previous);
+  }
+
+  private async closeEntry(name: string): Promise<void> {
+    const raw = this.raw.get(name);
+    this.raw.delete(name);
+    for (const key of [...this.wrapped.keys()]) if (key.startsWith(`${name}\u0000`)) this.wrapped.delete(key);
+    this.extraEntries.delete(name);
+    if (raw) await (await raw).close();
   }
 
   /** Frees every loaded model. */

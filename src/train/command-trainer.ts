@@ -21,7 +21,7 @@ export const CommandTrainerOptionsSchema = z
       .describe(
         "Argv array, run without a shell, `{placeholders}` substituted per element; or one string run with `/bin/sh -c` (use \"$ITERALIGN_*\" variables there, never placeholders).",
       ),
-    cwd: z.string().min(1).optional().describe("Working directory of the command (relative: to iteralign's). Default: iteralign's."),
+    cwd: z.string().min(1).optional().describe("Working directory of the command (relative paths: to the config file in `iteralign run`). Default: the config file's folder."),
     env: z
       .record(z.string().regex(ENV_NAME, "environment variable names use letters, digits and '_'"), z.string())
       .default({})

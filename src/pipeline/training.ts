@@ -1,0 +1,158 @@
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { z } from "zod";
+import type { IterAlignConfig } from "../config/config-schema.js";
+import { isRemoteModelRef, resolveModelPath } from "../providers/llama-cpp/engine.js";
+import { IterAlignError } from "../spec/errors.js";
+import type { TrainingExample } from "../spec/records.js";
+import { CommandTrainer } from "../train/command-trainer.js";
+import { LlamaCppTrainer } from "../train/llama-cpp-trainer.js";
+import { OpenAITrainer, OpenAITrainerOptionsSchema } from "../train/openai-trainer.js";
+import type { ModelRef, Trainer, TrainerState, TrainProgress, TrainResult } from "../train/trainer.js";
+import type { StageCheckpoint } from "./checkpoint.js";
+import { jsonFile, type RunLayout } from "./run-layout.js";
+
+/** Trainers that change weights (the next iteration red-teams a new model). */
+export const WEIGHT_TRAINERS = ["llama-cpp", "openai", "command"] as const;
+
+export function isWeightTrainer(trainer: IterAlignConfig["train"]["trainer"]): trainer is (typeof WEIGHT_TRAINERS)[number] {
+  return (WEIGHT_TRAINERS as readonly string[]).includes(trainer);
+}
+
+/** The trainer the config names, or undefined for `none` / `in-context`. */
+export function createTrainer(config: IterAlignConfig, baseDir: string): Trainer | undefined {
+  const train = config.train;
+  switch (train.trainer) {
+    case "llama-cpp":
+    {
+      const target = config.models[config.roles.target];
+      const chatTemplate = target?.provider === "llama-cpp" ? target.chatTemplate : undefined;
+      // Training renders prompts the way the target's generation does unless the user set it.
+      return new LlamaCppTrainer({ ...(chatTemplate ? { chatTemplate } : {}), ...(train.llamaCpp ?? {}) });
+    }
+    case "openai":
+      return new OpenAITrainer(train.openai ?? OpenAITrainerOptionsSchema.parse({}));
+    case "command":
+      if (!train.command) throw new IterAlignError("CONFIG_INVALID", "train.command: the command trainer needs train.command.command");
+      return new CommandTrainer({ ...train.command, ...(train.command.cwd ? { cwd: path.resolve(baseDir, train.command.cwd) } : { cwd: baseDir }) });
+    default:
+      return undefined;
+  }
+}
+
+/** The config's target as a trainer sees it: an absolute GGUF path, or the API's model id. */
+export async function baseModelRef(config: IterAlignConfig, baseDir: string): Promise<ModelRef> {
+  const entry = config.models[config.roles.target];
+  if (!entry) throw new IterAlignError("CONFIG_INVALID", `roles.target: unknown model '${config.roles.target}'`);
+  if (entry.provider === "openai-compatible") return { provider: "openai-compatible", model: entry.model };
+  const model = isRemoteModelRef(entry.model) ? await resolveModelPath(entry.model, { baseDir }) : path.resolve(baseDir, entry.model);
+  return { provider: "llama-cpp", model };
+}
+
+export const TrainValueSchema = z.object({
+  model: z.object({ provider: z.enum(["llama-cpp", "openai-compatible"]), model: z.string() }),
+  trainer: z.string(),
+  settings: z.record(z.string(), z.unknown()),
+  dataHash: z.string(),
+  examples: z.number().int().nonnegative(),
+  metrics: z.unknown().optional(),
+});
+export type TrainValue = z.infer<typeof TrainValueSchema>;
+
+/**
+ * Durable trainer state in the run store. Records are immutable, so each `set` adds a new version of the key;
+ * `get` returns the newest.
+ */
+function storeState(checkpoint: StageCheckpoint, iteration: number): TrainerState {
+  const versions = new Map<string, number>();
+  const name = (key: string, version: number): string => `train-state:${key}:${version}`;
+  const latest = (key: string): number => {
+    let v = versions.get(key);
+    if (v === undefined) {
+      v = 0;
+      while (checkpoint.loadValue(iteration, name(key, v + 1), z.object({ value: z.unknown() })) !== undefined) v++;
+      versions.set(key, v);
+    }
+    return v;
+  };
+  return {
+    get(key) {
+      const v = latest(key);
+      return v === 0 ? undefined : checkpoint.loadValue(iteration, name(key, v), z.object({ value: z.unknown() }))?.value;
+    },
+    set(key, value) {
+      const v = latest(key) + 1;
+      checkpoint.saveValue(iteration, name(key, v), { value });
+      versions.set(key, v);
+    },
+  };
+}
+
+/**
+ * Trains after an iteration (or loads the finished training from the store): returns the model the next
+ * iteration uses. The result, the trainer's settings and the data hash are written to
+ * `iterations/NNN/train/result.json` and kept in the store; a failed training keeps the previous model and
+ * the run can resume (the trainer's durable state lets a hosted job be picked up).
+ */
+export async function trainIteration(input: {
+  trainer: Trainer;
+  checkpoint: StageCheckpoint;
+  layout: RunLayout;
+  runId: string;
+  iteration: number;
+  base: ModelRef;
+  current: ModelRef;
+  examples: readonly TrainingExample[];
+  allExamples: readonly TrainingExample[];
+  signal: AbortSignal;
+  onProgress: (progress: TrainProgress) => void;
+}): Promise<TrainValue> {
+  const { checkpoint, layout, iteration } = input;
+  const done = checkpoint.loadValue(iteration, "train", TrainValueSchema);
+  if (done) return done;
+  const dir = layout.iterationDir(iteration);
+  const outDir = path.join(dir, "train");
+  mkdirSync(outDir, { recursive: true });
+  let result: TrainResult;
+  if (input.examples.length === 0) {
+    // Nothing passed the gate: nothing to train on; the next iteration red-teams the same model.
+    result = { model: input.current, trainer: input.trainer.name, settings: {}, dataHash: "", examples: 0 };
+  } else {
+    result = await input.trainer.train({
+      runId: input.runId,
+      iteration,
+      base: input.base,
+      current: input.current,
+      examples: input.examples,
+      allExamples: input.allExamples,
+      files: {
+        sharegpt: path.join(dir, "sft.sharegpt.jsonl"),
+        trlSft: path.join(dir, "sft.trl.jsonl"),
+        openaiChat: path.join(dir, "sft.openai.jsonl"),
+        trlPreference: path.join(dir, "preference.trl.jsonl"),
+        openaiPreference: path.join(dir, "preference.openai.jsonl"),
+      },
+      outDir,
+      state: storeState(checkpoint, iteration),
+      signal: input.signal,
+      onProgress: input.onProgress,
+    });
+  }
+  if (result.model.provider !== input.current.provider) {
+    throw new IterAlignError(
+      "TRAINING_FAILED",
+      `iteration ${iteration}: the ${result.trainer} trainer returned a ${result.model.provider} model, but the target is a ${input.current.provider} model`,
+    );
+  }
+  const value: TrainValue = {
+    model: result.model,
+    trainer: result.trainer,
+    settings: { ...result.settings },
+    dataHash: result.dataHash,
+    examples: result.examples,
+    ...(result.metrics ? { metrics: result.metrics } : {}),
+  };
+  layout.writeIteration(iteration, "train/result.json", jsonFile({ ...value, startedFrom: input.current }));
+  checkpoint.saveValue(iteration, "train", value);
+  return value;
+}
