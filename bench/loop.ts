@@ -37,6 +37,8 @@ const RUNS = arg("runs", 3);
 const SERIAL_PROMPTS = arg("serial-prompts", 4);
 const THREADS = Math.min(os.availableParallelism(), 4);
 const RED_TEAM: GenerationParams = { temperature: 0, maxTokens: 64, frequencyPenalty: 0.5 };
+/** Room for a random-weight judge, which fills every string of the verdict to its maximum length. */
+const JUDGE: GenerationParams = { temperature: 0, maxTokens: 1024 };
 const CONTEXT = 1536;
 
 const file = ensureFixtureModels(["bench-qwen2-100m"], { log: (l) => process.stderr.write(`${l}\n`) })["bench-qwen2-100m"]!;
@@ -96,7 +98,10 @@ async function stages(set: ModelSet, count: number, record?: Recorded[]): Promis
   const attempts = okRecords(
     await redTeam(prompts.slice(0, count), { target: record ? recording(target, record) : target, iteration: 0, params: RED_TEAM }),
   );
-  await judge(attempts, { judge: record ? recording(judgeModel, record) : judgeModel, iteration: 0, preset: "full" });
+  const verdicts = await judge(attempts, { judge: record ? recording(judgeModel, record) : judgeModel, iteration: 0, preset: "full", params: JUDGE });
+  // A failed call's tokens are not metered: every call must succeed for tokens/s to be comparable.
+  const failed = verdicts.length - okRecords(verdicts).length;
+  if (failed > 0) throw new Error(`${failed} judge calls failed; raise the judge's maxTokens`);
   return { seconds: (performance.now() - start) / 1000, tokens: set.meter.snapshot().totals.completionTokens - before };
 }
 
