@@ -1,8 +1,6 @@
+import { chooseChatWrapper, toChatHistory } from "../providers/llama-cpp/chat-render.js";
 import { writeFileSync } from "node:fs";
 import {
-  JinjaTemplateChatWrapper,
-  resolveChatWrapper,
-  type ChatHistoryItem,
   type ChatWrapper,
   type LlamaModel,
   type Token,
@@ -60,7 +58,7 @@ export async function tokenizeExamples(
     throw new IterAlignError("MODEL_LOAD_FAILED", `cannot read the tokenizer of ${modelFile}: ${errorText(err)}`, { cause: err });
   }
   try {
-    const wrapper = chooseWrapper(model, options.chatTemplate, modelFile);
+    const wrapper = chooseChatWrapper(model, options.chatTemplate, modelFile);
     const out: TokenizedExample[] = [];
     const skipped: { id: string; reason: string }[] = [];
     let endOfTurn: Token | undefined;
@@ -98,34 +96,13 @@ export function writeTokenizedExamples(file: string, examples: readonly Tokenize
   writeFileSync(file, examples.map((e) => `${JSON.stringify({ tokens: e.tokens, mask: e.mask })}\n`).join(""));
 }
 
-/** Mirrors `LlamaCppModel`'s choice of chat wrapper. */
-function chooseWrapper(model: LlamaModel, mode: "auto" | "jinja", file: string): ChatWrapper {
-  if (mode === "jinja") {
-    const template = model.fileInfo.metadata?.tokenizer?.chat_template;
-    if (typeof template !== "string") {
-      throw new IterAlignError("MODEL_LOAD_FAILED", `${file} has no tokenizer.chat_template; use chatTemplate: auto`);
-    }
-    return new JinjaTemplateChatWrapper({ template });
-  }
-  const wrapper = resolveChatWrapper(model);
-  if (!wrapper) throw new IterAlignError("MODEL_LOAD_FAILED", `no chat template could be resolved for ${file}`);
-  return wrapper;
-}
-
 /**
  * The prompt's tokens (with the assistant turn opened, as for generation) and the end-of-turn token: the
  * template's own end-of-turn token when it is one of the decoder's stop tokens, else the first other special
  * stop token, else end-of-sequence.
  */
 function renderPrompt(model: LlamaModel, wrapper: ChatWrapper, messages: readonly ChatMessage[]): { prompt: Token[]; end: Token } {
-  const history: ChatHistoryItem[] = messages.map((m) =>
-    m.role === "system"
-      ? { type: "system", text: m.content }
-      : m.role === "user"
-        ? { type: "user", text: m.content }
-        : { type: "model", response: [m.content] },
-  );
-  history.push({ type: "model", response: [] });
+  const history = toChatHistory(messages);
   const state = wrapper.generateContextState({ chatHistory: history });
   const stops: Token[] = [];
   for (const trigger of state.stopGenerationTriggers) {

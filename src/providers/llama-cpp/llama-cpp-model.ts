@@ -1,7 +1,5 @@
+import { chooseChatWrapper, toChatHistory } from "./chat-render.js";
 import {
-  JinjaTemplateChatWrapper,
-  resolveChatWrapper,
-  type ChatHistoryItem,
   type ChatWrapper,
   type Llama,
   type LlamaContext,
@@ -151,14 +149,7 @@ export class LlamaCppModel implements LanguageModel {
 
   /** Renders chat messages to prompt tokens with the model's own chat template. */
   renderChat(messages: readonly ChatMessage[]): { tokens: Token[]; stopTokens: Set<Token>; stopTexts: string[] } {
-    const history: ChatHistoryItem[] = messages.map((m) =>
-      m.role === "system"
-        ? { type: "system", text: m.content }
-        : m.role === "user"
-          ? { type: "user", text: m.content }
-          : { type: "model", response: [m.content] },
-    );
-    history.push({ type: "model", response: [] });
+    const history = toChatHistory(messages);
     const state = this.chatWrapper.generateContextState({ chatHistory: history });
     const tokens = state.contextText.tokenize(this.model.tokenizer);
     const stopTokens = new Set<Token>();
@@ -337,18 +328,6 @@ export class LlamaCppModel implements LanguageModel {
       ),
     );
   }
-}
-
-function chooseChatWrapper(model: LlamaModel, mode: "auto" | "jinja", file: string): ChatWrapper {
-  const template = model.fileInfo.metadata?.tokenizer?.chat_template;
-  if (mode === "jinja") {
-    if (typeof template !== "string")
-      throw new IterAlignError("MODEL_LOAD_FAILED", `${file} has no tokenizer.chat_template; use chatTemplate: auto`);
-    return new JinjaTemplateChatWrapper({ template });
-  }
-  const wrapper = resolveChatWrapper(model);
-  if (!wrapper) throw new IterAlignError("MODEL_LOAD_FAILED", `no chat template could be resolved for ${file}`);
-  return wrapper;
 }
 
 function definedOnly(request: GenerationParams): GenerationParams {
