@@ -27,7 +27,7 @@ export * from "./config/config-schema.js";
 export { ConfigError, loadConfig, parseConfig, type LoadedConfig } from "./config/load-config.js";
 export { STARTER_CONFIG } from "./config/starter-config.js";
 
-export { ensureLlamaBuild, findLlamaBuild, type LlamaBuild, type LlamaTool } from "./native/llama-build.js";
+export { ensureLlamaBuild, findLlamaBuild, type LlamaBuild, type LlamaGpu, type LlamaTool } from "./native/llama-build.js";
 export { defaultCacheDir } from "./native/llama-bundle.js";
 export { writeRandomModel, type RandomModelSpec } from "./gguf/random-model.js";
 export * from "./datasets/index.js";

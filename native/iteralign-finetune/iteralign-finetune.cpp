@@ -7,7 +7,8 @@
 //
 //   iteralign-finetune train --model IN.gguf --data examples.jsonl --out OUT.gguf [--epochs 2] [--lr 1e-5]
 //       [--schedule constant|linear|cosine] [--warmup 0.03] [--ctx 256] [--seed 0] [--threads N]
-//       [--out-type f32|q8_0] [--work-dir DIR]
+//       [--out-type f32|q8_0] [--work-dir DIR] [--gpu-layers 0]
+//   (--gpu-layers: layers to offload to the GPU of a CUDA build, -1 for all; default 0, all on the CPU)
 //   iteralign-finetune convert --in IN.gguf --out OUT.gguf --type f32|f16|q8_0 [--threads N]
 //
 // stdout carries one JSON object per line: {"event":"convert"|"start"|"step"|"epoch"|"done"|"error",...}.
@@ -177,8 +178,9 @@ int train(const TrainOptions & o) {
     }
 
     llama_model_params mp = llama_model_default_params();
-    mp.n_gpu_layers       = 0;
-    // The optimizer writes the weights in place: they must live in ordinary, writable buffers.
+    mp.n_gpu_layers       = o.gpu_layers;
+    // The optimizer writes the weights in place: they must live in ordinary, writable buffers (host memory, or
+    // the GPU's for offloaded layers; gguf-weights.cpp reads them back through the backend).
     mp.load_mode          = LLAMA_LOAD_MODE_NONE;
     llama_model * model   = llama_model_load_from_file(base.c_str(), mp);
     if (model == nullptr) throw std::runtime_error("cannot load model " + base);

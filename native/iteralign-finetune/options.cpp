@@ -76,6 +76,7 @@ TrainOptions parse_train(Flags f) {
     o.seed     = static_cast<unsigned>(take_int(f, "seed", "0", 0, 2147483647));
     o.threads  = take_int(f, "threads", std::to_string(default_threads()), 1, 1024);
     o.out_type = take(f, "out-type", "f32");
+    o.gpu_layers = take_int(f, "gpu-layers", "0", -1, 1 << 20);
     o.work_dir = take(f, "work-dir", std::filesystem::path(o.out).parent_path().string() + "/.");
     no_leftovers(f);
     if (o.schedule != "constant" && o.schedule != "linear" && o.schedule != "cosine") {

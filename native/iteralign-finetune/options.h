@@ -27,6 +27,7 @@ std::string format_number(double v);
 struct TrainOptions {
     std::string model, data, out, schedule, out_type, work_dir;
     int         epochs = 0, ctx = 0, threads = 0;
+    int         gpu_layers = 0;  // layers offloaded to a GPU (a CUDA build); -1: all, 0: none (CPU)
     double      lr = 0, warmup = 0;
     unsigned    seed = 0;
 };

@@ -196,7 +196,7 @@ export const ConfigSchema = z
           .int()
           .nonnegative()
           .optional()
-          .describe("Upper bound on CPU threads for all embedded models (0 = all cores)."),
+          .describe("Upper bound on CPU threads for all embedded models (default: the cores available to iteralign; 0 = no limit)."),
       })
       .strict()
       .default({})

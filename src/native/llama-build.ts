@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
@@ -14,6 +14,15 @@ import { bundleCommit, defaultCacheDir, llamaBundlePath } from "./llama-bundle.j
  */
 export type LlamaTool = "llama-server" | "llama-finetune" | "iteralign-scorer" | "iteralign-finetune";
 
+/** Every program {@link ensureLlamaBuild} can build. */
+export const LLAMA_TOOLS: readonly LlamaTool[] = ["llama-server", "llama-finetune", "iteralign-scorer", "iteralign-finetune"];
+
+/**
+ * The ggml backend a build is for: `cpu` (the default; needs only a C++ toolchain) or `cuda` (NVIDIA GPUs; needs
+ * the CUDA toolkit's nvcc). Each has its own build directory, so the two never overwrite each other.
+ */
+export type LlamaGpu = "cpu" | "cuda";
+
 export interface LlamaBuildOptions {
   /** Targets to build; already-built targets are skipped. */
   readonly targets: readonly LlamaTool[];
@@ -23,14 +32,18 @@ export interface LlamaBuildOptions {
   readonly jobs?: number;
   /** Receives build output lines (for progress display). */
   readonly onLine?: (line: string) => void;
+  /** Backend to build for. Default: `cpu`. `cuda` checks for the CUDA toolkit first (see {@link checkCudaToolkit}). */
+  readonly gpu?: LlamaGpu;
 }
 
 export interface LlamaBuild {
   readonly commit: string;
+  readonly gpu: LlamaGpu;
   readonly dir: string;
   readonly binaries: Readonly<Partial<Record<LlamaTool, string>>>;
 }
 
+/** CMake flags of every build; {@link llamaCmakeFlags} adds the backend's. */
 const CMAKE_FLAGS = [
   "-DCMAKE_BUILD_TYPE=Release",
   "-DLLAMA_CURL=OFF",
@@ -42,6 +55,127 @@ const CMAKE_FLAGS = [
   "-DLLAMA_BUILD_UI=OFF",
   "-DBUILD_SHARED_LIBS=OFF",
 ];
+
+/**
+ * The CMake configure flags of a build for `gpu`. CUDA builds add `-DGGML_CUDA=ON` and, when nvcc was found
+ * through CUDA_HOME or in /usr/local/cuda rather than where CMake looks itself (PATH, $CUDACXX), the compiler and
+ * toolkit root the check found.
+ */
+export function llamaCmakeFlags(gpu: LlamaGpu, cuda?: CudaToolkit): string[] {
+  if (gpu === "cpu") return [...CMAKE_FLAGS];
+  const flags = [...CMAKE_FLAGS, "-DGGML_CUDA=ON"];
+  if (cuda && (cuda.source === "CUDA_HOME" || cuda.source === "default")) {
+    flags.push(`-DCMAKE_CUDA_COMPILER=${cuda.nvcc}`, `-DCUDAToolkit_ROOT=${cuda.root}`);
+  }
+  return flags;
+}
+
+/**
+ * Where the CUDA toolkit check looks: the environment (default: process.env) and a test for an executable file
+ * (default: the file system's), both replaceable for tests.
+ */
+export interface CudaToolkitLookup {
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  readonly isExecutable?: (file: string) => boolean;
+}
+
+/** The CUDA compiler a CUDA build uses, and where it was found. */
+export interface CudaToolkit {
+  /** Path of nvcc. */
+  readonly nvcc: string;
+  /** The toolkit's root (nvcc's folder's parent). */
+  readonly root: string;
+  /** `CUDACXX` (CMake's own variable), `CUDA_HOME`, `PATH` or `default` (/usr/local/cuda). */
+  readonly source: "CUDACXX" | "CUDA_HOME" | "PATH" | "default";
+}
+
+/** The toolkit's usual place on Linux, tried last. */
+export const DEFAULT_CUDA_HOME = "/usr/local/cuda";
+
+function isExecutableFile(file: string): boolean {
+  try {
+    accessSync(file, constants.X_OK);
+    return statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Finds the CUDA toolkit's compiler: `$CUDACXX` when set (CMake uses it too), else `$CUDA_HOME/bin/nvcc`, nvcc on
+ * PATH, `/usr/local/cuda/bin/nvcc`. Undefined when none is an executable file.
+ */
+export function findCudaToolkit(lookup: CudaToolkitLookup = {}): CudaToolkit | undefined {
+  const nvccName = process.platform === "win32" ? "nvcc.exe" : "nvcc";
+  const at = (nvcc: string, source: CudaToolkit["source"]): CudaToolkit => ({
+    nvcc,
+    root: path.dirname(path.dirname(nvcc)),
+    source,
+  });
+  const { env = process.env, isExecutable = isExecutableFile } = lookup;
+  const onPath = (name: string): string | undefined =>
+    (env.PATH ?? "")
+      .split(path.delimiter)
+      .filter((dir) => dir !== "")
+      .map((dir) => path.join(dir, name))
+      .find((file) => isExecutable(file));
+  if (env.CUDACXX) {
+    // CMake takes a path or a program name looked up on PATH.
+    const nvcc = env.CUDACXX.includes("/") || env.CUDACXX.includes(path.sep) ? env.CUDACXX : onPath(env.CUDACXX);
+    return nvcc !== undefined && isExecutable(nvcc) ? at(nvcc, "CUDACXX") : undefined;
+  }
+  if (env.CUDA_HOME) {
+    const nvcc = path.join(env.CUDA_HOME, "bin", nvccName);
+    if (isExecutable(nvcc)) return at(nvcc, "CUDA_HOME");
+  }
+  const nvcc = onPath(nvccName);
+  if (nvcc !== undefined) return at(nvcc, "PATH");
+  const fallback = path.join(DEFAULT_CUDA_HOME, "bin", nvccName);
+  return isExecutable(fallback) ? at(fallback, "default") : undefined;
+}
+
+/**
+ * Checks that a CUDA build can find the CUDA toolkit (see {@link findCudaToolkit}); throws BUILD_TOOL_MISSING
+ * naming where nvcc was looked for and how to install it. Only the compiler is checked: the NVIDIA driver and a
+ * GPU are needed to run, not to build.
+ */
+export function checkCudaToolkit(lookup: CudaToolkitLookup = {}): CudaToolkit {
+  const found = findCudaToolkit(lookup);
+  if (found) return found;
+  const { env = process.env } = lookup;
+  const looked = env.CUDACXX
+    ? `$CUDACXX (${env.CUDACXX}) is not an executable file`
+    : `nvcc is not in ${env.CUDA_HOME ? `$CUDA_HOME/bin (${path.join(env.CUDA_HOME, "bin")})` : "$CUDA_HOME/bin (CUDA_HOME is not set)"}, on PATH, or in ${path.join(DEFAULT_CUDA_HOME, "bin")}`;
+  throw new IterAlignError(
+    "BUILD_TOOL_MISSING",
+    `building llama.cpp with CUDA needs the NVIDIA CUDA toolkit's compiler nvcc: ${looked}. ` +
+      "Install the CUDA toolkit (https://developer.nvidia.com/cuda-downloads; Debian/Ubuntu: apt-get install nvidia-cuda-toolkit), " +
+      "then put its bin/ on PATH or set CUDA_HOME to its root (e.g. CUDA_HOME=/usr/local/cuda). Or build for the CPU (without --cuda / gpu: cuda).",
+    { details: { missing: "nvcc", ...(env.CUDA_HOME ? { cudaHome: env.CUDA_HOME } : {}) } },
+  );
+}
+
+/**
+ * Reads `npm run build:llama` arguments: program names (default: llama-server and iteralign's programs for the
+ * CPU; iteralign-finetune, the only program that uses a GPU, with `--cuda`) and `--cuda`.
+ */
+export function parseBuildLlamaArgs(argv: readonly string[]): { targets: LlamaTool[]; gpu: LlamaGpu } {
+  let gpu: LlamaGpu = "cpu";
+  const targets: LlamaTool[] = [];
+  for (const arg of argv) {
+    if (arg === "--cuda") gpu = "cuda";
+    else if (arg === "--cpu") gpu = "cpu";
+    else if ((LLAMA_TOOLS as readonly string[]).includes(arg)) targets.push(arg as LlamaTool);
+    else {
+      throw new IterAlignError(
+        "USAGE",
+        `unknown ${arg.startsWith("-") ? "option" : "program"} '${arg}': build:llama takes --cuda and program names (${LLAMA_TOOLS.join(", ")})`,
+      );
+    }
+  }
+  if (targets.length > 0) return { targets, gpu };
+  return { targets: gpu === "cuda" ? ["iteralign-finetune"] : ["llama-server", "iteralign-scorer", "iteralign-finetune"], gpu };
+}
 
 function run(cmd: string, args: readonly string[], opts: { cwd?: string; onLine?: (l: string) => void }): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -102,8 +236,12 @@ export function checkBuildTools(): void {
     );
 }
 
-function buildDirFor(cacheDir: string, commit: string): string {
-  return path.join(cacheDir, "llama.cpp", `${commit.slice(0, 12)}-${process.platform}-${process.arch}-cpu`);
+/**
+ * The build directory of one llama.cpp commit, platform, architecture and backend:
+ * `<cacheDir>/llama.cpp/<commit12>-<platform>-<arch>-cpu` or `...-cuda`.
+ */
+export function llamaBuildDir(cacheDir: string, commit: string, gpu: LlamaGpu = "cpu"): string {
+  return path.join(cacheDir, "llama.cpp", `${commit.slice(0, 12)}-${process.platform}-${process.arch}-${gpu}`);
 }
 
 function binaryPath(dir: string, tool: LlamaTool): string {
@@ -215,31 +353,37 @@ function applyLlamaPatches(src: string, tool: OwnTool): void {
   }
 }
 
-/** Returns the cached build if every requested target is already built, without building. */
-export function findLlamaBuild(targets: readonly LlamaTool[], cacheDir = defaultCacheDir()): LlamaBuild | undefined {
+/** Returns the cached build for `gpu` (default `cpu`) if every requested target is already built, without building. */
+export function findLlamaBuild(
+  targets: readonly LlamaTool[],
+  cacheDir = defaultCacheDir(),
+  gpu: LlamaGpu = "cpu",
+): LlamaBuild | undefined {
   const commit = bundleCommit();
-  const dir = buildDirFor(cacheDir, commit);
+  const dir = llamaBuildDir(cacheDir, commit, gpu);
   const binaries: Partial<Record<LlamaTool, string>> = {};
   for (const t of targets) {
     if (!isBuilt(dir, t)) return undefined;
     binaries[t] = binaryPath(dir, t);
   }
-  return { commit, dir, binaries };
+  return { commit, gpu, dir, binaries };
 }
 
 /**
  * Builds llama.cpp programs from the source bundled with node-llama-cpp, once per machine.
- * The build is keyed by the llama.cpp commit, platform and architecture; a lock file keeps two
- * processes from building into the same directory at once.
+ * The build is keyed by the llama.cpp commit, platform, architecture and backend (CPU or CUDA); a lock file
+ * keeps two processes from building into the same directory at once.
  */
 export async function ensureLlamaBuild(options: LlamaBuildOptions): Promise<LlamaBuild> {
   const cacheDir = options.cacheDir ?? defaultCacheDir();
-  const found = findLlamaBuild(options.targets, cacheDir);
+  const gpu = options.gpu ?? "cpu";
+  const found = findLlamaBuild(options.targets, cacheDir, gpu);
   if (found) return found;
   checkBuildTools();
+  const flags = llamaCmakeFlags(gpu, gpu === "cuda" ? checkCudaToolkit() : undefined);
   const bundle = llamaBundlePath();
   const commit = bundleCommit(bundle);
-  const dir = buildDirFor(cacheDir, commit);
+  const dir = llamaBuildDir(cacheDir, commit, gpu);
   mkdirSync(dir, { recursive: true });
   const lock = path.join(dir, "build.lock");
   await acquireLock(lock, options.onLine);
@@ -263,8 +407,8 @@ export async function ensureLlamaBuild(options: LlamaBuildOptions): Promise<Llam
       applyLlamaPatches(src, tool);
     }
     const build = path.join(dir, "build");
-    options.onLine?.("configuring llama.cpp (CPU, Release)");
-    await run("cmake", ["-S", src, "-B", build, ...CMAKE_FLAGS], { onLine: options.onLine });
+    options.onLine?.(`configuring llama.cpp (${gpu === "cuda" ? "CUDA" : "CPU"}, Release)`);
+    await run("cmake", ["-S", src, "-B", build, ...flags], { onLine: options.onLine });
     const jobs = String(options.jobs ?? Math.max(1, (await import("node:os")).availableParallelism()));
     const missing = options.targets.filter((t) => !isBuilt(dir, t));
     await run("cmake", ["--build", build, "--config", "Release", "-j", jobs, "--target", ...missing], {
@@ -273,12 +417,12 @@ export async function ensureLlamaBuild(options: LlamaBuildOptions): Promise<Llam
     for (const [tool, hash] of stamps) if (hash !== undefined) writeFileSync(stampPath(dir, tool), `${hash}\n`);
     writeFileSync(
       path.join(dir, "build.json"),
-      JSON.stringify({ commit, flags: CMAKE_FLAGS, targets: options.targets, builtAt: new Date().toISOString() }, null, 2),
+      JSON.stringify({ commit, gpu, flags, targets: options.targets, builtAt: new Date().toISOString() }, null, 2),
     );
   } finally {
     rmSync(lock, { force: true });
   }
-  const done = findLlamaBuild(options.targets, cacheDir);
+  const done = findLlamaBuild(options.targets, cacheDir, gpu);
   if (!done) throw new IterAlignError("BUILD_FAILED", `llama.cpp build in ${dir} finished without ${options.targets.join(", ")}`);
   return done;
 }

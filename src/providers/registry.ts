@@ -131,7 +131,8 @@ export class ModelSet {
     if (existing) return existing;
     let raw = this.raw.get(name);
     if (!raw) {
-      raw = createProviderModel(name, config, this.options);
+      const maxThreads = this.options.maxThreads ?? this.options.config.engine.maxThreads;
+      raw = createProviderModel(name, config, { ...this.options, ...(maxThreads !== undefined ? { maxThreads } : {}) });
       raw.catch(() => this.raw.delete(name));
       this.raw.set(name, raw);
     }

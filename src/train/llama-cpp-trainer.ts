@@ -9,7 +9,7 @@ import { tokenizeExamples, writeTokenizedExamples, type TokenizedExamples } from
 import { runFinetune, type FinetuneEvent } from "./llama-cpp-finetune-process.js";
 import { sha256OfFiles, type ModelRef, type Trainer, type TrainInput, type TrainResult } from "./trainer.js";
 
-/** Settings of the `llama-cpp` trainer (full supervised fine-tuning on this machine's CPU). */
+/** Settings of the `llama-cpp` trainer (full supervised fine-tuning on this machine's CPU, or an NVIDIA GPU with CUDA). */
 export const LlamaCppTrainerOptionsSchema = z
   .object({
     epochs: z.number().int().min(1).max(100).default(2).describe("Passes over the training examples (the paper: 3)."),
@@ -59,8 +59,26 @@ export const LlamaCppTrainerOptionsSchema = z
       .enum(["auto", "jinja"])
       .default("auto")
       .describe("How prompts are rendered: must match the target model's chatTemplate setting, so training sees what generation sees."),
+    gpu: z
+      .enum(["cpu", "cuda"])
+      .default("cpu")
+      .describe(
+        "cpu: train on the CPU. cuda: build iteralign-finetune with CUDA (needs the NVIDIA CUDA toolkit's nvcc and a driver; a separate build beside the CPU one) and offload gpuLayers layers to the GPU. Not run in iteralign's CI.",
+      ),
+    gpuLayers: z
+      .number()
+      .int()
+      .min(0)
+      .max(100000)
+      .optional()
+      .describe("With gpu: cuda, how many of the model's layers to offload to the GPU (0: none). Default: all of them."),
   })
-  .strict();
+  .strict()
+  .superRefine((o, ctx) => {
+    if (o.gpuLayers !== undefined && o.gpu !== "cuda") {
+      ctx.addIssue({ code: "custom", path: ["gpuLayers"], message: "gpuLayers needs gpu: cuda (the CPU build offloads nothing)" });
+    }
+  });
 
 export type LlamaCppTrainerOptions = z.infer<typeof LlamaCppTrainerOptionsSchema>;
 export type LlamaCppTrainerOptionsInput = z.input<typeof LlamaCppTrainerOptionsSchema>;
@@ -105,7 +123,8 @@ export class LlamaCppTrainer implements Trainer {
 
   async train(input: TrainInput): Promise<TrainResult> {
     const o = this.options;
-    const settings: Record<string, unknown> = { ...o, threads: o.threads ?? availableParallelism() };
+    const threads = o.threads ?? availableParallelism();
+    const settings: Record<string, unknown> = { ...o, threads };
     if (input.examples.length === 0) {
       input.onProgress({ type: "status", message: "no new training examples: the model stays as it is" });
       return { model: input.current, trainer: this.name, settings, dataHash: sha256OfFiles([]), examples: 0 };
@@ -148,13 +167,14 @@ export class LlamaCppTrainer implements Trainer {
 
     const binary = await this.binary(input);
     const temporary = path.join(path.resolve(input.outDir), `${LLAMA_CPP_TRAINER_FILES.model}.tmp`);
-    const args = [
-      "train",
-      ...["--model", startFile, "--data", files.data, "--out", temporary, "--work-dir", path.resolve(input.outDir)],
-      ...["--epochs", String(o.epochs), "--lr", String(o.learningRate), "--schedule", o.schedule],
-      ...["--warmup", String(o.warmupRatio), "--ctx", String(window), "--seed", String(o.seed)],
-      ...["--threads", String(settings.threads), "--out-type", o.quantize === "q8_0" ? "q8_0" : "f32"],
-    ];
+    const args = finetuneTrainArgs(o, {
+      model: startFile,
+      data: files.data,
+      out: temporary,
+      workDir: path.resolve(input.outDir),
+      window,
+      threads,
+    });
     const log = openSync(files.log, "a");
     const events: FinetuneEvent[] = [];
     try {
@@ -190,6 +210,7 @@ export class LlamaCppTrainer implements Trainer {
   private async binary(input: TrainInput): Promise<string> {
     const build = await ensureLlamaBuild({
       targets: ["iteralign-finetune"],
+      gpu: this.options.gpu,
       ...(this.cacheDir ? { cacheDir: this.cacheDir } : {}),
       onLine: (line) => {
         if (/^\[\s*\d+%\]|^cloning|^configuring|^waiting/.test(line)) input.onProgress({ type: "log", line });
@@ -244,6 +265,24 @@ export class LlamaCppTrainer implements Trainer {
       },
     };
   }
+}
+
+/**
+ * The command line of `iteralign-finetune train` for these options. `--gpu-layers` is passed only with
+ * `gpu: cuda` (all layers, -1, unless `gpuLayers` says otherwise), so a CPU run's command line is unchanged.
+ */
+export function finetuneTrainArgs(
+  o: LlamaCppTrainerOptions,
+  run: { model: string; data: string; out: string; workDir: string; window: number; threads: number },
+): string[] {
+  return [
+    "train",
+    ...["--model", run.model, "--data", run.data, "--out", run.out, "--work-dir", run.workDir],
+    ...["--epochs", String(o.epochs), "--lr", String(o.learningRate), "--schedule", o.schedule],
+    ...["--warmup", String(o.warmupRatio), "--ctx", String(run.window), "--seed", String(o.seed)],
+    ...["--threads", String(run.threads), "--out-type", o.quantize === "q8_0" ? "q8_0" : "f32"],
+    ...(o.gpu === "cuda" ? ["--gpu-layers", String(o.gpuLayers ?? -1)] : []),
+  ];
 }
 
 function reportEvent(event: FinetuneEvent, input: TrainInput): void {

@@ -1,10 +1,11 @@
 import { copyFileSync, mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { z } from "zod";
 import { parseConfig } from "../../src/config/load-config.js";
 import { fixtureModelPath } from "../../src/gguf/fixture-models.js";
+import { getEngine } from "../../src/providers/llama-cpp/engine.js";
 import { LlamaCppModel } from "../../src/providers/llama-cpp/llama-cpp-model.js";
 import { ModelSet } from "../../src/providers/registry.js";
 import { SqliteRunStore } from "../../src/store/sqlite-run-store.js";
@@ -90,6 +91,20 @@ describe("ModelSet on the embedded engine with the SQLite store", () => {
     const schema = z.object({ verdict: z.enum(["pass", "fail"]), harmful: z.boolean() });
     const r = await judge.generateObject({ messages: [{ role: "user", content: "Judge" }], schema, maxTokens: 60 });
     expect(schema.parse(r.object)).toEqual(r.object);
+  });
+
+  it("runs the engine on the config's engine.maxThreads, and by default on the available cores (never more)", async () => {
+    // node-llama-cpp alone would take at least 4 threads: on a 2-core machine they spin against each other.
+    expect((await getEngine()).maxThreads).toBe(availableParallelism());
+    const dir = mkdtempSync(path.join(tmpdir(), "iteralign-reg-"));
+    const set = new ModelSet({ config: makeConfig(fixtureModelPath("tiny-llama")), baseDir: dir });
+    cleanups.push(() => set.close());
+    const model = await set.forRole("target");
+    await model.generate({ messages: [{ role: "user", content: "Hi" }], maxTokens: 2 });
+    expect((await getEngine({ maxThreads: 1 })).maxThreads).toBe(1);
+    // The config's engine.maxThreads (1) reached the embedded model, though the ModelSet was given none.
+    const raw = await (set as unknown as { raw: Map<string, Promise<LlamaCppModel>> }).raw.get("tiny");
+    expect((raw as unknown as { options: { maxThreads?: number } }).options.maxThreads).toBe(1);
   });
 
   it("names the missing API key variable of an HTTP model", async () => {

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { access, constants, open, stat } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import {
   getLlama,
@@ -15,22 +16,37 @@ import { defaultCacheDir } from "../../native/llama-bundle.js";
 export interface EngineOptions {
   /** `false` (CPU, the default here) or `"auto"` to let node-llama-cpp pick CUDA/Vulkan/Metal. */
   readonly gpu?: false | "auto";
-  /** Upper bound on CPU threads for all evaluation in this process. 0 = all cores. */
+  /** Upper bound on CPU threads for all evaluation in this process. Default: {@link defaultEngineThreads}; 0 = no limit. */
   readonly maxThreads?: number;
 }
 
 const llamas = new Map<string, Promise<Llama>>();
 
+/**
+ * The CPU threads the engine uses when none are configured: the cores this process may run on.
+ * node-llama-cpp's own default is at least 4 threads, and on a machine with fewer cores ggml's worker threads
+ * then spin against each other: generation on 2 cores was measured ~25x slower with 4 threads than with 2.
+ */
+export function defaultEngineThreads(): number {
+  return Math.max(1, os.availableParallelism());
+}
+
+/** `maxThreads` as the engine applies it: the configured value, or {@link defaultEngineThreads}. */
+export function engineThreads(options: EngineOptions): number {
+  return options.maxThreads ?? defaultEngineThreads();
+}
+
 /** One llama.cpp binding per process and GPU setting; node-llama-cpp loads its native addon once. */
 export function getEngine(options: EngineOptions = {}): Promise<Llama> {
-  const key = JSON.stringify([options.gpu ?? false, options.maxThreads ?? null]);
+  const maxThreads = engineThreads(options);
+  const key = JSON.stringify([options.gpu ?? false, maxThreads]);
   let llama = llamas.get(key);
   if (!llama) {
     llama = getLlama({
       gpu: options.gpu ?? false,
       build: "never",
       logLevel: LlamaLogLevel.error,
-      ...(options.maxThreads === undefined ? {} : { maxThreads: options.maxThreads }),
+      maxThreads,
     }).catch((err: unknown) => {
       llamas.delete(key);
       throw new IterAlignError("MODEL_LOAD_FAILED", `cannot start the llama.cpp engine: ${errorText(err)}`, {
@@ -138,7 +154,7 @@ export async function acquireModel(
   file: string,
   engine: EngineOptions = {},
 ): Promise<{ model: LlamaModel; release: () => Promise<void> }> {
-  const key = JSON.stringify([file, engine.gpu ?? false, engine.maxThreads ?? null]);
+  const key = JSON.stringify([file, engine.gpu ?? false, engineThreads(engine)]);
   let entry = loaded.get(key);
   if (!entry) {
     const model = (async () => {
