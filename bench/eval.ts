@@ -68,6 +68,15 @@ const choices = items.reduce((a, i) => a + i.choices.length, 0);
 log(`${choices} choices; ${contextTokens} context + ${continuationTokens} continuation tokens; ${evaluatedTokens} evaluated`);
 
 const native = (model as unknown as { native(): NativeScoring }).native();
+// The scorer reports the milliseconds it spent computing log-softmax from logits (readMs): summed here to show
+// what reading log-probabilities costs inside (a), apart from the model's own work.
+let scorerReadMs = 0;
+const nativeScore = native.score.bind(native);
+native.score = async (...callArgs: Parameters<NativeScoring["score"]>) => {
+  const r = await nativeScore(...callArgs);
+  scorerReadMs += r?.readMs ?? 0;
+  return r;
+};
 /** The vocabulary size the scorer reports (its process is running by now). */
 async function nVocabOf(n: NativeScoring): Promise<number> {
   const scorer = await (n as unknown as { scorer: Promise<{ nVocab: number }> }).scorer;
@@ -112,6 +121,7 @@ const outcomes: McOutcome[] = [];
 let mcTime = 0;
 let plainTime = 0;
 let nodeTime = 0;
+let mcReadMs = 0;
 for (let k = 0; k * CHUNK < LIMIT; k++) {
   const lo = k * CHUNK;
   const chunkItems = items.slice(lo, lo + CHUNK);
@@ -119,8 +129,10 @@ for (let k = 0; k * CHUNK < LIMIT; k++) {
   const phases: Array<() => Promise<void>> = [
     async () => {
       const t0 = performance.now();
+      const read0 = scorerReadMs;
       outcomes.push(...(await scoreChunk(chunkItems)));
       mcTime += seconds(t0);
+      mcReadMs += scorerReadMs - read0;
     },
     async () => {
       const t0 = performance.now();
@@ -246,6 +258,8 @@ report(
     { name: "(a) per question", value: perQuestion * 1000, unit: "ms" },
     { name: `(a) MC1 scoring, all ${TOTAL} questions${partial}`, value: mcFull, unit: "s" },
     { name: `(a) evaluated tokens per second (${evaluatedTokens} tokens)`, value: evaluatedTokens / mcTime, unit: "tok/s" },
+    { name: "(a) of which computing log-softmax from logits (reading), in the scorer", value: mcReadMs / 1000, unit: "s" },
+    { name: "(a) reading share of MC1 scoring time", value: mcReadMs / 1000 / mcTime, unit: "" },
     { name: `(b) plain evaluation of the same ${evaluatedTokens} tokens, scorer binary, no log-probabilities`, value: plainTime, unit: "s" },
     { name: "(b) tokens per second", value: evaluatedTokens / plainTime, unit: "tok/s" },
     ...(NODE_BASELINE
@@ -284,6 +298,7 @@ report(
     referenceSecondsPerQuestion: referenceTime / REFERENCE_SAMPLE,
     maxAbsLogprobDiff: maxDiff,
     outputLayerFloorRatio: floorRatio,
+    readSeconds: mcReadMs / 1000,
     macsPerToken: { body: bodyPerToken, outputLayer: headPerToken, extraLogitRows },
     mc1: mc1.value,
     loadAverageStart: loadStart,

@@ -90,19 +90,37 @@ function recording(model: LanguageModel, into: Recorded[]): LanguageModel {
 }
 
 /** Red team then judge over `count` prompts through the stage functions; returns seconds and generated tokens. */
-async function stages(set: ModelSet, count: number, record?: Recorded[]): Promise<{ seconds: number; tokens: number }> {
+interface StagesRun {
+  readonly seconds: number;
+  readonly tokens: number;
+  /** Per stage: seconds, generated tokens, prompt tokens. */
+  readonly redTeam: { seconds: number; tokens: number; promptTokens: number };
+  readonly judge: { seconds: number; tokens: number; promptTokens: number };
+}
+
+async function stages(set: ModelSet, count: number, record?: Recorded[]): Promise<StagesRun> {
   const target = await set.forRole("target");
   const judgeModel = await set.forRole("judge");
-  const before = set.meter.snapshot().totals.completionTokens;
+  const totals = (): { completionTokens: number; promptTokens: number } => set.meter.snapshot().totals;
+  const t0 = totals();
   const start = performance.now();
   const attempts = okRecords(
     await redTeam(prompts.slice(0, count), { target: record ? recording(target, record) : target, iteration: 0, params: RED_TEAM }),
   );
+  const t1 = totals();
+  const mid = performance.now();
   const verdicts = await judge(attempts, { judge: record ? recording(judgeModel, record) : judgeModel, iteration: 0, preset: "full", params: JUDGE });
+  const end = performance.now();
+  const t2 = totals();
   // A failed call's tokens are not metered: every call must succeed for tokens/s to be comparable.
   const failed = verdicts.length - okRecords(verdicts).length;
   if (failed > 0) throw new Error(`${failed} judge calls failed; raise the judge's maxTokens`);
-  return { seconds: (performance.now() - start) / 1000, tokens: set.meter.snapshot().totals.completionTokens - before };
+  return {
+    seconds: (end - start) / 1000,
+    tokens: t2.completionTokens - t0.completionTokens,
+    redTeam: { seconds: (mid - start) / 1000, tokens: t1.completionTokens - t0.completionTokens, promptTokens: t1.promptTokens - t0.promptTokens },
+    judge: { seconds: (end - mid) / 1000, tokens: t2.completionTokens - t1.completionTokens, promptTokens: t2.promptTokens - t1.promptTokens },
+  };
 }
 
 const log = (m: string): void => void process.stderr.write(`${m}\n`);
@@ -113,7 +131,7 @@ const loop = modelSet("loop", undefined, storeDir);
 const recorded: Recorded[] = [];
 await stages(loop.set, 2); // warm-up: loads the model, builds the grammar
 log("warm");
-const loopRuns: Array<{ seconds: number; tokens: number }> = [];
+const loopRuns: StagesRun[] = [];
 for (let r = 0; r < RUNS; r++) loopRuns.push(await stages(loop.set, PROMPTS, r === 0 ? recorded : undefined));
 await loop.set.close();
 loop.store.close();
@@ -143,8 +161,27 @@ async function grammarFor(schema: JsonSchema): Promise<LlamaGrammar> {
   return g;
 }
 
+// Prompts are evaluated one sequence at a time, then every sequence decodes concurrently in node-llama-cpp's own
+// batches. With several prompts in one batch node-llama-cpp was seen handing a sequence another request's first
+// token (see LockstepBarrier): the baseline must generate the same answers as the loop, or its tokens/s would
+// count a different workload.
+let prefillChain: Promise<void> = Promise.resolve();
+function jsonComplete(text: string): boolean {
+  const trimmed = text.trimEnd();
+  if (!trimmed.endsWith("}") && !trimmed.endsWith("]")) return false;
+  try {
+    JSON.parse(trimmed);
+    return true;
+  } catch {
+    return false;
+  }
+}
 async function rawDecode(seq: LlamaContextSequence, request: Recorded): Promise<number> {
   const { tokens, stopTokens } = renderer.renderChat(request.messages);
+  let prefillDone!: () => void;
+  const myTurn = prefillChain;
+  prefillChain = new Promise<void>((resolve) => (prefillDone = resolve));
+  await myTurn;
   const grammar = request.jsonSchema ? await grammarFor(request.jsonSchema) : undefined;
   const state = grammar ? new LlamaGrammarEvaluationState({ model: handle.model, grammar }) : undefined;
   const generated: Token[] = [];
@@ -155,22 +192,27 @@ async function rawDecode(seq: LlamaContextSequence, request: Recorded): Promise<
     ...(state ? { grammarEvaluationState: state } : {}),
     ...(freq !== 0 ? { repeatPenalty: { punishTokens: () => generated, maxPunishTokens: max, penalty: 1, frequencyPenalty: freq } } : {}),
   })) {
+    prefillDone();
     if (stopTokens.has(token) || handle.model.isEogToken(token)) break;
     generated.push(token);
     if (generated.length >= max) break;
+    // As the engine does: a complete JSON value ends a grammar-constrained answer (the grammar would allow only
+    // trailing whitespace after it).
+    if (state && jsonComplete(handle.model.detokenize(generated))) break;
   }
+  prefillDone();
   await seq.clearHistory();
   return generated.length;
 }
 
+// The context's sequences, taken once: a disposed sequence is not free again at once.
+const rawSequences = Array.from({ length: SEQUENCES }, () => rawContext.getSequence());
 async function rawStage(requests: readonly Recorded[]): Promise<number> {
   let next = 0;
   let tokens = 0;
-  const sequences = Array.from({ length: Math.min(SEQUENCES, requests.length) }, () => rawContext.getSequence());
   await Promise.all(
-    sequences.map(async (seq) => {
+    rawSequences.slice(0, Math.min(SEQUENCES, requests.length)).map(async (seq) => {
       for (let i = next++; i < requests.length; i = next++) tokens += await rawDecode(seq, requests[i] as Recorded);
-      void seq.dispose();
     }),
   );
   return tokens;
@@ -186,6 +228,7 @@ for (let r = 0; r < RUNS; r++) {
   const tokens = (await rawStage(redTeamRequests)) + (await rawStage(judgeRequests));
   rawRuns.push({ seconds: (performance.now() - start) / 1000, tokens });
 }
+for (const seq of rawSequences) seq.dispose();
 await rawContext.dispose();
 await handle.release();
 await renderer.close();
@@ -205,7 +248,12 @@ report(
     { name: `loop: red-team + judge, ${PROMPTS} prompts, ${SEQUENCES} sequences (median of ${RUNS})`, value: loopTps, unit: "tok/s" },
     { name: "loop: seconds per batch (median)", value: median(loopRuns.map((r) => r.seconds)), unit: "s" },
     { name: "loop: generated tokens per batch", value: median(loopRuns.map((r) => r.tokens)), unit: "tokens" },
+    { name: "loop: red-team stage alone (median)", value: median(loopRuns.map((r) => r.redTeam.tokens / r.redTeam.seconds)), unit: "tok/s" },
+    { name: "loop: judge stage alone (median)", value: median(loopRuns.map((r) => r.judge.tokens / r.judge.seconds)), unit: "tok/s" },
+    { name: "loop: judge prompt tokens per generated token", value: median(loopRuns.map((r) => r.judge.promptTokens / r.judge.tokens)), unit: "" },
     { name: `serial: one call at a time (${SERIAL_PROMPTS} prompts)`, value: serialTps, unit: "tok/s" },
+    { name: "serial: red-team stage alone", value: serialRun.redTeam.tokens / serialRun.redTeam.seconds, unit: "tok/s" },
+    { name: "serial: judge stage alone", value: serialRun.judge.tokens / serialRun.judge.seconds, unit: "tok/s" },
     { name: `raw node-llama-cpp, ${SEQUENCES} sequences (median of ${RUNS})`, value: rawTps, unit: "tok/s" },
     { name: "raw: generated tokens per batch", value: median(rawRuns.map((r) => r.tokens)), unit: "tokens" },
   ],

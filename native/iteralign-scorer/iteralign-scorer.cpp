@@ -8,7 +8,8 @@
 // Protocol (one JSON object per line):
 //   startup  -> {"ready":true,"nVocab":V,"nCtx":C,"nSeq":S,"nBatch":B}
 //   request  <- {"id":N,"context":[ids],"continuations":[[ids],...]}
-//   response -> {"id":N,"scores":[{"logprob":x,"tokenCount":n,"isGreedy":b}],"promptTokens":p}
+//   response -> {"id":N,"scores":[{"logprob":x,"tokenCount":n,"isGreedy":b}],"promptTokens":p,"readMs":t}
+//               (readMs: milliseconds spent computing log-softmax from logits, for benchmarks)
 //            or {"id":N,"error":"message","kind":"input"|"decode"|"internal"}
 // Bad input never ends the process; EOF on stdin does (exit status 0).
 
@@ -17,9 +18,11 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstdint>
 #include <cstring>
 #include <iostream>
 #include <stdexcept>
@@ -114,22 +117,82 @@ struct TokenScore {
     bool   greedy;
 };
 
-// log p(token) = logit - max - log(sum exp(logit_i - max)). The sum runs in double: over 150k terms a float
-// accumulator loses ~1e-4 relative precision, which is the size of differences the tests look for.
-TokenScore score_token(const float * logits, int n_vocab, llama_token token) {
-    float max_logit = logits[0];
-    int   argmax    = 0;
-    for (int i = 1; i < n_vocab; i++) {
-        if (logits[i] > max_logit) {
-            max_logit = logits[i];
-            argmax    = i;
-        }
-    }
-    double sum = 0.0;
-    for (int i = 0; i < n_vocab; i++) sum += std::exp(static_cast<double>(logits[i]) - max_logit);
-    const double logprob = static_cast<double>(logits[token]) - max_logit - std::log(sum);
-    return {logprob, argmax == token};
+// exp(x) for x <= 0 in single precision, written so that the compiler vectorizes the loops that call it
+// (no branches, no libm call): x = n ln2 + r with |r| <= ln2/2, exp(r) by a degree-6 polynomial (relative
+// error ~2e-7, a float's own precision), 2^n put into the exponent bits. Below -87 the result is 0, as a
+// float exp underflows there anyway; such terms are below 1e-38 of the largest one.
+inline float exp_nonpositive(float x) {
+    x = std::max(x, -87.0f);
+    // Round to nearest by adding and subtracting 1.5 * 2^23 (exact for |x log2 e| < 2^22; needs no SSE4.1).
+    const float n  = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    const float r  = (x - n * 0.693145751953125f) - n * 1.42860682030941723e-06f;
+    float       p  = 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+    float scale;
+    std::memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
 }
+
+// One logit row's normalizer, computed once however many tokens are scored against the row:
+// log p(token) = logit[token] - max - log(sum_i exp(logit_i - max)).
+class RowScorer {
+  public:
+    RowScorer(const float * logits, int n_vocab) : logits_(logits), n_vocab_(n_vocab) {
+        constexpr int L = 16;
+        float lane_max[L];
+        for (int k = 0; k < L; k++) lane_max[k] = -INFINITY;
+        int i = 0;
+        for (; i + L <= n_vocab; i += L) {
+            for (int k = 0; k < L; k++) lane_max[k] = std::max(lane_max[k], logits[i + k]);
+        }
+        float m = -INFINITY;
+        for (int k = 0; k < L; k++) m = std::max(m, lane_max[k]);
+        for (; i < n_vocab; i++) m = std::max(m, logits[i]);
+        max_ = m;
+        // Float lanes over blocks of 1024 terms, each block's total added in double: over 150k terms a single
+        // float accumulator would lose ~1e-4 relative precision, the size of the differences tests look for.
+        double sum = 0.0;
+        constexpr int BLOCK = 1024;
+        for (int start = 0; start < n_vocab; start += BLOCK) {
+            const int end = std::min(n_vocab, start + BLOCK);
+            float lane_sum[L] = {};
+            int j = start;
+            for (; j + L <= end; j += L) {
+                for (int k = 0; k < L; k++) lane_sum[k] += exp_nonpositive(logits[j + k] - m);
+            }
+            double block = 0.0;
+            for (int k = 0; k < L; k++) block += lane_sum[k];
+            for (; j < end; j++) block += exp_nonpositive(logits[j] - m);
+            sum += block;
+        }
+        log_norm_ = static_cast<double>(max_) + std::log(sum);
+    }
+
+    TokenScore score(llama_token token) const {
+        const float v = logits_[token];
+        return {static_cast<double>(v) - log_norm_, v == max_ && first_max_is(token)};
+    }
+
+  private:
+    const float * logits_;
+    int           n_vocab_;
+    float         max_;
+    double        log_norm_;
+
+    // Greedy means the token is the argmax, ties going to the lowest id (as a sampler's argmax does).
+    bool first_max_is(llama_token token) const {
+        for (int i = 0; i < token; i++) {
+            if (logits_[i] == max_) return false;
+        }
+        return true;
+    }
+};
 
 std::vector<llama_token> read_tokens(const json & value, const std::string & what, int n_vocab) {
     if (!value.is_array()) throw InputError(what + " must be an array of token ids");
@@ -189,6 +252,7 @@ class Scorer {
         // Every request starts from empty memory: no state leaks between requests, and the numbers do not
         // depend on what was scored before.
         llama_memory_clear(mem_, false);
+        read_ms_ = 0.0;
         std::vector<double> logprob;
         std::vector<bool>   greedy;
         for (const TokenScore & s : decode_context(context, conts)) {
@@ -205,7 +269,7 @@ class Scorer {
             if (!std::isfinite(logprob[i])) throw DecodeError("the model produced a non-finite log-probability");
             scores.push_back({{"logprob", logprob[i]}, {"tokenCount", conts[i].size()}, {"isGreedy", greedy[i]}});
         }
-        return {{"scores", scores}, {"promptTokens", prompt_tokens}};
+        return {{"scores", scores}, {"promptTokens", prompt_tokens}, {"readMs", read_ms_}};
     }
 
   private:
@@ -217,6 +281,15 @@ class Scorer {
     int             n_batch_;
     int             n_seq_;
     llama_batch     batch_;
+    double          read_ms_ = 0.0;
+
+    // A row's normalizer, with the time it took added to read_ms_.
+    RowScorer read_row(const float * logits) {
+        const auto start = std::chrono::steady_clock::now();
+        RowScorer row(logits, n_vocab_);
+        read_ms_ += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+        return row;
+    }
 
     void batch_add(llama_token token, llama_pos pos, llama_seq_id seq, bool output) {
         const int i          = batch_.n_tokens++;
@@ -251,9 +324,10 @@ class Scorer {
         }
         const float * logits = llama_get_logits_ith(ctx_, batch_.n_tokens - 1);
         if (logits == nullptr) throw DecodeError("no logits for the context's last token");
+        const RowScorer row = read_row(logits);
         std::vector<TokenScore> out;
         out.reserve(conts.size());
-        for (const auto & c : conts) out.push_back(score_token(logits, n_vocab_, c[0]));
+        for (const auto & c : conts) out.push_back(row.score(c[0]));
         return out;
     }
 
@@ -315,7 +389,7 @@ class Scorer {
                 const float * logits = llama_get_logits_ith(ctx_, static_cast<int32_t>(e - start));
                 if (logits == nullptr) throw DecodeError("no logits for a continuation token");
                 // The logits after token j predict token j + 1.
-                const TokenScore s = score_token(logits, n_vocab_, conts[en.cont][en.index + 1]);
+                const TokenScore s = read_row(logits).score(conts[en.cont][en.index + 1]);
                 logprob[en.cont] += s.logprob;
                 greedy[en.cont]  = greedy[en.cont] && s.greedy;
             }

@@ -13,6 +13,8 @@ export interface NativeScoreResult {
   readonly scores: ContinuationScore[];
   /** Context tokens plus every continuation token but its last (the number of tokens evaluated). */
   readonly promptTokens: number;
+  /** Milliseconds the scorer spent computing log-softmax from the logits (not decoding); for benchmarks. */
+  readonly readMs?: number;
 }
 
 const ReadyLine = z.object({
@@ -27,6 +29,7 @@ const ResponseLine = z.object({
   id: z.number().nullable(),
   scores: z.array(z.object({ logprob: z.number(), tokenCount: z.number().int(), isGreedy: z.boolean() })).optional(),
   promptTokens: z.number().int().optional(),
+  readMs: z.number().optional(),
   error: z.string().optional(),
   kind: z.string().optional(),
 });
@@ -208,7 +211,7 @@ export class ScorerProcess {
       const code = r.kind === "input" ? "USAGE" : "GENERATION_FAILED";
       pending.reject(new IterAlignError(code, `native scorer (${this.modelFile}): ${r.error}`, { details: { kind: r.kind } }));
     } else if (r.scores && r.promptTokens !== undefined) {
-      pending.resolve({ scores: r.scores, promptTokens: r.promptTokens });
+      pending.resolve({ scores: r.scores, promptTokens: r.promptTokens, ...(r.readMs !== undefined ? { readMs: r.readMs } : {}) });
     } else {
       pending.reject(new IterAlignError("GENERATION_FAILED", `native scorer (${this.modelFile}): incomplete response ${line.slice(0, 200)}`));
     }
