@@ -212,7 +212,11 @@ async function rawStage(requests: readonly Recorded[]): Promise<number> {
   let tokens = 0;
   await Promise.all(
     rawSequences.slice(0, Math.min(SEQUENCES, requests.length)).map(async (seq) => {
-      for (let i = next++; i < requests.length; i = next++) tokens += await rawDecode(seq, requests[i] as Recorded);
+      for (let i = next++; i < requests.length; i = next++) {
+        // Not `tokens += await ...`: that reads `tokens` before the await and loses the other workers' counts.
+        const n = await rawDecode(seq, requests[i] as Recorded);
+        tokens += n;
+      }
     }),
   );
   return tokens;
@@ -222,12 +226,21 @@ const redTeamRequests = recorded.filter((r) => !r.jsonSchema);
 const judgeRequests = recorded.filter((r) => r.jsonSchema);
 if (redTeamRequests.length !== PROMPTS || judgeRequests.length === 0) throw new Error(`recorded ${recorded.length} requests`);
 await rawStage(redTeamRequests.slice(0, 2)); // warm-up
-const rawRuns: Array<{ seconds: number; tokens: number }> = [];
+const rawRuns: Array<{ seconds: number; tokens: number; redTeam: { seconds: number; tokens: number }; judge: { seconds: number; tokens: number } }> = [];
 for (let r = 0; r < RUNS; r++) {
   const start = performance.now();
-  const tokens = (await rawStage(redTeamRequests)) + (await rawStage(judgeRequests));
-  rawRuns.push({ seconds: (performance.now() - start) / 1000, tokens });
+  const redTeamTokens = await rawStage(redTeamRequests);
+  const mid = performance.now();
+  const judgeTokens = await rawStage(judgeRequests);
+  const end = performance.now();
+  rawRuns.push({
+    seconds: (end - start) / 1000,
+    tokens: redTeamTokens + judgeTokens,
+    redTeam: { seconds: (mid - start) / 1000, tokens: redTeamTokens },
+    judge: { seconds: (end - mid) / 1000, tokens: judgeTokens },
+  });
 }
+log(`raw: ${JSON.stringify(rawRuns)}`);
 for (const seq of rawSequences) seq.dispose();
 await rawContext.dispose();
 await handle.release();
@@ -255,7 +268,9 @@ report(
     { name: "serial: red-team stage alone", value: serialRun.redTeam.tokens / serialRun.redTeam.seconds, unit: "tok/s" },
     { name: "serial: judge stage alone", value: serialRun.judge.tokens / serialRun.judge.seconds, unit: "tok/s" },
     { name: `raw node-llama-cpp, ${SEQUENCES} sequences (median of ${RUNS})`, value: rawTps, unit: "tok/s" },
-    { name: "raw: generated tokens per batch", value: median(rawRuns.map((r) => r.tokens)), unit: "tokens" },
+    { name: "raw: generated tokens per batch (the loop's answers, replayed)", value: median(rawRuns.map((r) => r.tokens)), unit: "tokens" },
+    { name: "raw: red-team stage alone (median)", value: median(rawRuns.map((r) => r.redTeam.tokens / r.redTeam.seconds)), unit: "tok/s" },
+    { name: "raw: judge stage alone (median)", value: median(rawRuns.map((r) => r.judge.tokens / r.judge.seconds)), unit: "tok/s" },
   ],
   goals,
   { model: "bench-qwen2-100m", threads: THREADS, prompts: PROMPTS, sequences: SEQUENCES, runs: RUNS, loopRuns, serialRun, rawRuns },
