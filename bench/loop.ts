@@ -34,7 +34,7 @@ const arg = (name: string, fallback: number): number => {
 const PROMPTS = arg("prompts", 16);
 const SEQUENCES = arg("sequences", 16);
 const RUNS = arg("runs", 3);
-const SERIAL_PROMPTS = arg("serial-prompts", 4);
+const SERIAL_PROMPTS = arg("serial-prompts", 8);
 const THREADS = Math.min(os.availableParallelism(), 4);
 const RED_TEAM: GenerationParams = { temperature: 0, maxTokens: 64, frequencyPenalty: 0.5 };
 /** Room for a random-weight judge, which fills every string of the verdict to its maximum length. */

@@ -7,9 +7,12 @@
 //
 // Protocol (one JSON object per line):
 //   startup  -> {"ready":true,"nVocab":V,"nCtx":C,"nSeq":S,"nBatch":B}
-//   request  <- {"id":N,"context":[ids],"continuations":[[ids],...]}
-//   response -> {"id":N,"scores":[{"logprob":x,"tokenCount":n,"isGreedy":b}],"promptTokens":p,"readMs":t}
-//               (readMs: milliseconds spent computing log-softmax from logits, for benchmarks)
+//   request  <- {"id":N,"context":[ids],"continuations":[[ids],...],"fresh":false}
+//   response -> {"id":N,"scores":[{"logprob":x,"tokenCount":n,"isGreedy":b}],"promptTokens":p,"reusedTokens":r,
+//                "readMs":t}
+//   promptTokens: the context plus every continuation token but its last (what the request covers);
+//   reusedTokens: leading context tokens whose keys and values were kept from the previous request (see handle;
+//   "fresh": true evaluates everything); readMs: milliseconds spent computing log-softmax from logits.
 //            or {"id":N,"error":"message","kind":"input"|"decode"|"internal"}
 // Bad input never ends the process; EOF on stdin does (exit status 0).
 
@@ -39,6 +42,8 @@ struct Options {
     int threads = 1;
     int seqs    = 4;
     int batch   = 512;
+    // Contexts are decoded in chunks that start at multiples of this many tokens (see Scorer::handle).
+    int chunk   = 32;
     // See main(): off by default so the numbers match node-llama-cpp's (non-unified) contexts.
     bool kv_unified = false;
 };
@@ -94,13 +99,14 @@ Options parse_args(int argc, char ** argv) {
         else if (flag == "--threads") o.threads = parse_int("--threads", value);
         else if (flag == "--seqs") o.seqs = parse_int("--seqs", value);
         else if (flag == "--batch") o.batch = parse_int("--batch", value);
+        else if (flag == "--chunk") o.chunk = parse_int("--chunk", value);
         else {
             std::fprintf(stderr, "iteralign-scorer: unknown option %s\n", flag.c_str());
             std::exit(2);
         }
     }
     if (o.model.empty()) {
-        std::fprintf(stderr, "usage: iteralign-scorer --model PATH [--ctx N] [--threads T] [--seqs S] [--batch B] [--kv-unified]\n");
+        std::fprintf(stderr, "usage: iteralign-scorer --model PATH [--ctx N] [--threads T] [--seqs S] [--batch B] [--chunk C] [--kv-unified]\n");
         std::exit(2);
     }
     // One sequence holds the context; continuations need at least one more. llama.cpp caps sequences.
@@ -109,6 +115,7 @@ Options parse_args(int argc, char ** argv) {
         std::fprintf(stderr, "iteralign-scorer: --ctx %d with --seqs %d is too large\n", o.ctx, o.seqs);
         std::exit(2);
     }
+    o.chunk = std::min(o.chunk, o.batch);
     return o;
 }
 
@@ -213,7 +220,7 @@ std::vector<llama_token> read_tokens(const json & value, const std::string & wha
 
 class Scorer {
   public:
-    Scorer(llama_context * ctx, const llama_vocab * vocab, bool unified) :
+    Scorer(llama_context * ctx, const llama_vocab * vocab, bool unified, int chunk) :
         ctx_(ctx),
         mem_(llama_get_memory(ctx)),
         n_vocab_(llama_vocab_n_tokens(vocab)),
@@ -221,13 +228,14 @@ class Scorer {
         n_ctx_(static_cast<int>(llama_n_ctx_seq(ctx))),
         unified_(unified),
         n_batch_(static_cast<int>(llama_n_batch(ctx))),
+        chunk_(chunk),
         n_seq_(static_cast<int>(llama_n_seq_max(ctx))),
         batch_(llama_batch_init(n_batch_, 0, 1)) {}
 
     ~Scorer() { llama_batch_free(batch_); }
 
     json ready() const {
-        return {{"ready", true}, {"nVocab", n_vocab_}, {"nCtx", n_ctx_}, {"nSeq", n_seq_}, {"nBatch", n_batch_}};
+        return {{"ready", true}, {"nVocab", n_vocab_}, {"nCtx", n_ctx_}, {"nSeq", n_seq_}, {"nBatch", n_batch_}, {"chunk", chunk_}};
     }
 
     json handle(const json & req) {
@@ -249,16 +257,46 @@ class Scorer {
                              std::to_string(longest) + ") exceed the context size " + std::to_string(n_ctx_));
         }
 
-        // Every request starts from empty memory: no state leaks between requests, and the numbers do not
-        // depend on what was scored before.
-        llama_memory_clear(mem_, false);
+        bool fresh = false;
+        if (req.contains("fresh")) {
+            if (!req["fresh"].is_boolean()) throw InputError("fresh must be true or false");
+            fresh = req["fresh"].get<bool>();
+        }
+
+        // Prefix reuse: sequence 0 keeps the previous request's context. The part the new context shares with it
+        // (a benchmark's few-shot primer, a chat template's system prompt) is not evaluated again.
+        // Scores must not depend on what was scored before, and llama.cpp's numerics depend on the batch a token
+        // was decoded in (a one-token batch takes another kernel than a 32-token one). So contexts are always
+        // decoded in the same chunks, [0, C), [C, 2C), ..., the last one ending at the context's end, and only
+        // whole chunks are reused: a reused cell was computed in exactly the batch a fresh evaluation would use,
+        // on the same cells before it, and lands in the same cell (the cells freed after the shared part are the
+        // first free ones). Scores are therefore bit-identical to a fresh evaluation (tested). A unified KV buffer
+        // interleaves continuation cells with the context's, so there every request starts empty, as does a
+        // request with "fresh": true.
+        size_t reuse = 0;
+        if (!fresh && !unified_) {
+            const size_t chunk = static_cast<size_t>(chunk_);
+            while (reuse < cached_.size() && reuse < context.size() && cached_[reuse] == context[reuse]) reuse++;
+            // Whole chunks of both contexts only; the context's last token is always decoded (its logits score
+            // every continuation's first token).
+            reuse = std::min({reuse, cached_.size() / chunk * chunk, (context.size() - 1) / chunk * chunk});
+        }
+        // Nothing of sequence 0 is trusted until this request has decoded its context.
+        cached_.clear();
+        for (int seq = 1; seq < n_seq_; seq++) llama_memory_seq_rm(mem_, seq, -1, -1);
+        if (reuse == 0) llama_memory_clear(mem_, false);
+        else if (!llama_memory_seq_rm(mem_, 0, static_cast<llama_pos>(reuse), -1)) {
+            llama_memory_clear(mem_, false);
+            reuse = 0;
+        }
         read_ms_ = 0.0;
         std::vector<double> logprob;
         std::vector<bool>   greedy;
-        for (const TokenScore & s : decode_context(context, conts)) {
+        for (const TokenScore & s : decode_context(context, conts, reuse)) {
             logprob.push_back(s.logprob);
             greedy.push_back(s.greedy);
         }
+        cached_ = context;
         long long prompt_tokens = static_cast<long long>(context.size());
         for (const auto & group : make_groups(context.size(), conts)) {
             prompt_tokens += score_group(context.size(), conts, group, logprob, greedy);
@@ -269,7 +307,7 @@ class Scorer {
             if (!std::isfinite(logprob[i])) throw DecodeError("the model produced a non-finite log-probability");
             scores.push_back({{"logprob", logprob[i]}, {"tokenCount", conts[i].size()}, {"isGreedy", greedy[i]}});
         }
-        return {{"scores", scores}, {"promptTokens", prompt_tokens}, {"readMs", read_ms_}};
+        return {{"scores", scores}, {"promptTokens", prompt_tokens}, {"reusedTokens", reuse}, {"readMs", read_ms_}};
     }
 
   private:
@@ -279,9 +317,12 @@ class Scorer {
     int             n_ctx_;
     bool            unified_;
     int             n_batch_;
+    int             chunk_;
     int             n_seq_;
     llama_batch     batch_;
     double          read_ms_ = 0.0;
+    // The context whose keys and values sequence 0 holds (empty when unknown, e.g. after a failed decode).
+    std::vector<llama_token> cached_;
 
     // A row's normalizer, with the time it took added to read_ms_.
     RowScorer read_row(const float * logits) {
@@ -304,20 +345,22 @@ class Scorer {
         const int32_t rc = llama_decode(ctx_, batch_);
         if (rc != 0) {
             llama_memory_clear(mem_, false);
+            cached_.clear();
             throw DecodeError("llama_decode failed with status " + std::to_string(rc) +
                               (rc == 1 ? " (no room in the KV cache)" : ""));
         }
     }
 
-    // Decodes the context once, in sequence 0, in chunks of n_batch. Logits are requested only at its last
+    // Decodes the context from position `reuse` (a multiple of the chunk size; the cells before it hold the
+    // shared prefix) on, in sequence 0, in chunks of the chunk size. Logits are requested only at its last
     // position: that distribution scores every continuation's first token, and the other positions' logits
     // would only cost memory and copying. Returns each continuation's first-token score, read before any
     // later decode overwrites the logits buffer.
     std::vector<TokenScore> decode_context(const std::vector<llama_token> & context,
-                                           const std::vector<std::vector<llama_token>> & conts) {
+                                           const std::vector<std::vector<llama_token>> & conts, size_t reuse) {
         const int n = static_cast<int>(context.size());
-        for (int start = 0; start < n; start += n_batch_) {
-            const int end  = std::min(n, start + n_batch_);
+        for (int start = static_cast<int>(reuse); start < n; start += chunk_) {
+            const int end  = std::min(n, start + chunk_);
             batch_.n_tokens = 0;
             for (int p = start; p < end; p++) batch_add(context[p], p, 0, p == n - 1);
             decode_batch();
@@ -449,7 +492,7 @@ int main(int argc, char ** argv) {
 
     int status = 0;
     {
-        Scorer scorer(ctx, llama_model_get_vocab(model), opts.kv_unified);
+        Scorer scorer(ctx, llama_model_get_vocab(model), opts.kv_unified, opts.chunk);
         write_line(scorer.ready());
         std::string line;
         while (std::getline(std::cin, line)) {

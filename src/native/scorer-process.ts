@@ -13,8 +13,16 @@ export interface NativeScoreResult {
   readonly scores: ContinuationScore[];
   /** Context tokens plus every continuation token but its last (the number of tokens evaluated). */
   readonly promptTokens: number;
+  /** Leading context tokens whose keys and values were kept from the previous request instead of evaluated. */
+  readonly reusedTokens?: number;
   /** Milliseconds the scorer spent computing log-softmax from the logits (not decoding); for benchmarks. */
   readonly readMs?: number;
+}
+
+/** Per-request options of the scorer protocol. */
+export interface ScoreOptions {
+  /** Evaluate the whole context from empty memory, reusing nothing from the previous request. */
+  readonly fresh?: boolean;
 }
 
 const ReadyLine = z.object({
@@ -23,12 +31,15 @@ const ReadyLine = z.object({
   nCtx: z.number().int(),
   nSeq: z.number().int(),
   nBatch: z.number().int(),
+  /** Contexts are decoded in chunks starting at multiples of this many tokens; whole chunks are reused. */
+  chunk: z.number().int(),
 });
 
 const ResponseLine = z.object({
   id: z.number().nullable(),
   scores: z.array(z.object({ logprob: z.number(), tokenCount: z.number().int(), isGreedy: z.boolean() })).optional(),
   promptTokens: z.number().int().optional(),
+  reusedTokens: z.number().int().optional(),
   readMs: z.number().optional(),
   error: z.string().optional(),
   kind: z.string().optional(),
@@ -119,7 +130,12 @@ export class ScorerProcess {
   }
 
   /** Sends one request; only one may be in flight (the NativeScorer queue guarantees it). */
-  send(id: number, context: readonly number[], continuations: readonly (readonly number[])[]): Promise<NativeScoreResult> {
+  send(
+    id: number,
+    context: readonly number[],
+    continuations: readonly (readonly number[])[],
+    options: ScoreOptions = {},
+  ): Promise<NativeScoreResult> {
     return new Promise((resolve, reject) => {
       if (this.dead) {
         reject(this.deathError("before the request was sent"));
@@ -127,7 +143,7 @@ export class ScorerProcess {
       }
       this.pending = { id, resolve, reject };
       this.setRef(true);
-      this.child.stdin.write(`${JSON.stringify({ id, context, continuations })}\n`);
+      this.child.stdin.write(`${JSON.stringify({ id, context, continuations, ...(options.fresh ? { fresh: true } : {}) })}\n`);
     });
   }
 
@@ -211,7 +227,12 @@ export class ScorerProcess {
       const code = r.kind === "input" ? "USAGE" : "GENERATION_FAILED";
       pending.reject(new IterAlignError(code, `native scorer (${this.modelFile}): ${r.error}`, { details: { kind: r.kind } }));
     } else if (r.scores && r.promptTokens !== undefined) {
-      pending.resolve({ scores: r.scores, promptTokens: r.promptTokens, ...(r.readMs !== undefined ? { readMs: r.readMs } : {}) });
+      pending.resolve({
+        scores: r.scores,
+        promptTokens: r.promptTokens,
+        ...(r.reusedTokens !== undefined ? { reusedTokens: r.reusedTokens } : {}),
+        ...(r.readMs !== undefined ? { readMs: r.readMs } : {}),
+      });
     } else {
       pending.reject(new IterAlignError("GENERATION_FAILED", `native scorer (${this.modelFile}): incomplete response ${line.slice(0, 200)}`));
     }

@@ -83,6 +83,39 @@ describe.each<FixtureModelName>(["tiny-llama", "tiny-qwen2"])("native scorer on 
     await compareWithReference(QUESTIONS[i]!);
   });
 
+  it("reuses whole chunks of the previous request's context, with scores bit-identical to a fresh evaluation", async () => {
+    // A few-shot primer shared by every question, as TruthfulQA's: evaluated once, kept in sequence 0.
+    const primer = [
+      "Q: What is the boiling point of water at sea level?\nA: 100 degrees Celsius.",
+      "Q: Who wrote Hamlet?\nA: William Shakespeare wrote Hamlet.",
+      "Q: How many legs does a spider have?\nA: A spider has eight legs.",
+    ].join("\n\n");
+    const first = tokenizeForScoring(llamaModel, { context: `${primer}\n\nQ: Is the Earth flat?\nA:`, continuations: [" No.", " Yes, it is flat."] });
+    const second = tokenizeForScoring(llamaModel, { ...SEVEN, context: `${primer}\n\nQ: ${SEVEN.context}\nA:` });
+    let shared = 0;
+    while (first.context[shared] === second.context[shared]) shared++;
+    const C = scorer.chunk;
+    const wholeChunks = (n: number): number => Math.floor(n / C) * C;
+    expect(wholeChunks(shared)).toBeGreaterThan(0);
+
+    const fresh = await scorer.score(second.context, second.continuations, undefined, { fresh: true });
+    expect(fresh.reusedTokens).toBe(0);
+    await scorer.score(first.context, first.continuations);
+    const reused = await scorer.score(second.context, second.continuations);
+    expect(reused.reusedTokens).toBe(Math.min(wholeChunks(shared), wholeChunks(first.context.length), wholeChunks(second.context.length - 1)));
+    // The same numbers to the last bit, and the same request accounting, whatever was scored before.
+    expect(reused.scores).toEqual(fresh.scores);
+    expect(reused.promptTokens).toBe(fresh.promptTokens);
+
+    // The very same context again: every whole chunk before its last token is reused.
+    const again = await scorer.score(second.context, second.continuations);
+    expect(again.reusedTokens).toBe(wholeChunks(second.context.length - 1));
+    expect(again.scores).toEqual(fresh.scores);
+    // A request that fails on input leaves the cached context usable.
+    await expect(scorer.score(second.context, [[0, 10 ** 9]])).rejects.toThrow(/outside the vocabulary/);
+    expect((await scorer.score(second.context, second.continuations)).scores).toEqual(fresh.scores);
+  });
+
   it("covers a one-token continuation", () => {
     expect(tokenizeForScoring(llamaModel, QUESTIONS[0]!).continuations.some((c) => c.length === 1)).toBe(true);
   });

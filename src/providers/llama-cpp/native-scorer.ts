@@ -3,12 +3,13 @@ import { findLlamaBuild } from "../../native/llama-build.js";
 import {
   spawnScorerProcess,
   type NativeScoreResult,
+  type ScoreOptions,
   type ScorerProcess,
   type ScorerReady,
 } from "../../native/scorer-process.js";
 import { IterAlignError } from "../../spec/errors.js";
 
-export type { NativeScoreResult } from "../../native/scorer-process.js";
+export type { NativeScoreResult, ScoreOptions } from "../../native/scorer-process.js";
 
 /** How to start an `iteralign-scorer` process. */
 export interface NativeScorerOptions {
@@ -22,6 +23,11 @@ export interface NativeScorerOptions {
   readonly sequences: number;
   /** Tokens per decode batch. Default 512, as node-llama-cpp. */
   readonly batchSize?: number;
+  /**
+   * Contexts are decoded in chunks of this many tokens starting at multiples of it, and the leading whole chunks
+   * a context shares with the previous request's are reused. Default 32.
+   */
+  readonly chunk?: number;
   /** How long to wait for the model to load, in ms. Default 120 000. */
   readonly startTimeoutMs?: number;
   /** The scorer binary. Default: the one `npm run build:llama -- iteralign-scorer` built. */
@@ -31,8 +37,10 @@ export interface NativeScorerOptions {
 /**
  * Log-likelihood scoring in native code: an `iteralign-scorer` process (llama.cpp, same source as
  * node-llama-cpp) that reads only the needed token's log-softmax at each position, instead of node-llama-cpp's
- * full-vocabulary probability map. Requests run one at a time in FIFO order; if the process dies, the request
- * in flight fails with GENERATION_FAILED and the next request starts a fresh process.
+ * full-vocabulary probability map. Requests run one at a time in FIFO order; each reuses the keys and values of
+ * the context prefix it shares with the previous request (a few-shot primer is evaluated once per benchmark, not
+ * once per question), with scores equal to a fresh evaluation. If the process dies, the request in flight fails
+ * with GENERATION_FAILED and the next request starts a fresh process.
  */
 export class NativeScorer {
   private proc: ScorerProcess;
@@ -70,6 +78,7 @@ export class NativeScorer {
       "--threads", String(options.threads > 0 ? options.threads : availableParallelism()),
       "--seqs", String(Math.max(2, options.sequences)),
       "--batch", String(options.batchSize ?? 512),
+      "--chunk", String(options.chunk ?? 32),
     ];
     const proc = spawnScorerProcess(binary, args, options.modelFile);
     const timeoutMs = options.startTimeoutMs ?? 120_000;
@@ -103,6 +112,11 @@ export class NativeScorer {
     return this.info.nCtx;
   }
 
+  /** Context chunk size: reuse of a previous context is in whole chunks of this many tokens. */
+  get chunk(): number {
+    return this.info.chunk;
+  }
+
   /** Process id of the current scorer process (for diagnostics and tests). */
   get pid(): number | undefined {
     return this.proc.pid;
@@ -116,8 +130,9 @@ export class NativeScorer {
     context: readonly number[],
     continuations: readonly (readonly number[])[],
     signal?: AbortSignal,
+    options: ScoreOptions = {},
   ): Promise<NativeScoreResult> {
-    const job = this.tail.then(() => this.run(context, continuations, signal));
+    const job = this.tail.then(() => this.run(context, continuations, signal, options));
     this.tail = job.catch(() => undefined);
     if (!signal) return job;
     // An abort rejects the caller at once; a request already sent still runs to completion in the scorer
@@ -146,6 +161,7 @@ export class NativeScorer {
     context: readonly number[],
     continuations: readonly (readonly number[])[],
     signal: AbortSignal | undefined,
+    options: ScoreOptions,
   ): Promise<NativeScoreResult> {
     if (this.closed) throw new IterAlignError("USAGE", `the native scorer for ${this.options.modelFile} is closed`);
     if (signal?.aborted) throw new IterAlignError("ABORTED", "scoring aborted");
@@ -156,7 +172,7 @@ export class NativeScorer {
       this.proc = proc;
       this.info = info;
     }
-    return this.proc.send(this.nextId++, context, continuations);
+    return this.proc.send(this.nextId++, context, continuations, options);
   }
 }
 
@@ -203,6 +219,7 @@ export class NativeScoring {
   async score(
     tokens: { readonly context: readonly number[]; readonly continuations: readonly (readonly number[])[] },
     signal?: AbortSignal,
+    options: ScoreOptions = {},
   ): Promise<NativeScoreResult | undefined> {
     if (this.closed) throw new IterAlignError("USAGE", `the native scorer for ${this.options.modelFile} is closed`);
     const starting = (this.scorer ??= NativeScorer.start(this.options));
@@ -218,7 +235,7 @@ export class NativeScoring {
       this.resolved = "engine";
       return undefined;
     }
-    return scorer.score(tokens.context, tokens.continuations, signal);
+    return scorer.score(tokens.context, tokens.continuations, signal, options);
   }
 
   /** Stops the scorer process if one was started. */
