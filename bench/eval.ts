@@ -1,19 +1,21 @@
 /**
  * TruthfulQA MC1 scoring benchmark on the ~100M generated model (152k vocabulary), all 817 questions by default:
  * (a) MC1 scoring as the benchmark does it (`runMultipleChoice`, the core `truthfulqaBenchmark` runs, on the
- *     native scorer: each context once, all choices batched after it, only the needed log-softmax read);
- * (b) plain evaluation of the same tokens with no log-probabilities read, through the same scorer process and
- *     binary: each question's context followed by every continuation's tokens but the last, decoded as one
- *     sequence with logits at its last position only (the scorer's one-token-continuation case) — the same token
- *     count, threads and batch size, so it is the model's own work (goal: (a) <= 1.5x (b));
+ *     native scorer: each context once, all choices batched after it, only the needed log-softmax read, and the
+ *     whole 32-token chunks a context shares with the previous question's, i.e. the few-shot primer, reused);
+ * (b) plain evaluation of the same tokens with no log-probabilities read, on a second process of the same scorer
+ *     binary: each question's context followed by every continuation's tokens but the last, decoded from empty
+ *     memory as one sequence in batches of up to 512 tokens with logits at its last position only (the scorer's
+ *     one-token-continuation case) — every token evaluated, same threads (goal: (a) <= 1.5x (b));
  *     `--node-baseline` adds the same tokens plainly evaluated by node-llama-cpp, for information;
- * (c) every choice scored with its full context separately (one scorer request per choice, the context
+ * (c) every choice scored with its full context separately (one fresh scorer request per choice, the context
  *     evaluated once per choice) against (a) on the same sample of questions (goal: >= 2x), also extrapolated to
- *     the whole set and labelled as such;
+ *     the whole set and labelled as such; (a') the shared-context scoring without reuse between questions, on
+ *     the same sample, shows what the reuse saves;
  * (d) fast path (native scorer) vs reference path (node-llama-cpp probability maps, `scoring: "engine"`):
  *     per-choice log-likelihoods on a sample (goal: within 1e-3).
- * (a)/(b) and (a)/(c) run interleaved in chunks of questions, alternating which goes first, so a machine shared
- * with other work slows both sides alike.
+ * (a)/(b) and (a)/(a')/(c) run interleaved in chunks of questions, rotating which goes first, so a machine shared
+ * with other work slows every side alike.
  *
  * Usage: npm run bench:eval [-- --limit N --chunk C --separate-sample S --reference-sample R --threads T --node-baseline]
  */
@@ -24,7 +26,7 @@ import { ensureFixtureModels, FIXTURE_MODELS } from "../src/gguf/fixture-models.
 import { loadTruthfulqa, truthfulqaBenchmark, truthfulqaItems } from "../src/eval/truthfulqa.js";
 import { mcMetrics, runMultipleChoice, type McItem, type McOutcome } from "../src/eval/multiple-choice.js";
 import { LlamaCppModel } from "../src/providers/llama-cpp/llama-cpp-model.js";
-import type { NativeScoring } from "../src/providers/llama-cpp/native-scorer.js";
+import { NativeScorer, type NativeScoring } from "../src/providers/llama-cpp/native-scorer.js";
 import { tokenizeForScoring } from "../src/providers/llama-cpp/scoring.js";
 import type { SequencePool } from "../src/providers/llama-cpp/sequence-pool.js";
 import { report, type Goal } from "./bench-utils.js";
@@ -72,9 +74,11 @@ const native = (model as unknown as { native(): NativeScoring }).native();
 // what reading log-probabilities costs inside (a), apart from the model's own work.
 let scorerReadMs = 0;
 const nativeScore = native.score.bind(native);
+let scorerReused = 0;
 native.score = async (...callArgs: Parameters<NativeScoring["score"]>) => {
   const r = await nativeScore(...callArgs);
   scorerReadMs += r?.readMs ?? 0;
+  scorerReused += r?.reusedTokens ?? 0;
   return r;
 };
 /** The vocabulary size the scorer reports (its process is running by now). */
@@ -83,11 +87,21 @@ async function nVocabOf(n: NativeScoring): Promise<number> {
   return scorer.nVocab;
 }
 type Tokens = (typeof tokens)[number];
+/**
+ * (b) runs on a second scorer process of the same binary whose chunk is the whole batch: plain evaluation in
+ * batches of up to 512 tokens, from empty memory every time (`fresh`), so nothing is reused between questions.
+ */
+const plain = await NativeScorer.start({ modelFile: file, contextSize: 2048, threads: THREADS, sequences: SEQUENCES, chunk: 512 });
 /** (b): the context and every continuation but its last token as one sequence, one logit row read. */
 async function plainScorer(t: Tokens): Promise<void> {
   const sequence = [...t.context, ...t.continuations.flatMap((c) => c.slice(0, -1))];
-  const r = await native.score({ context: sequence, continuations: [[t.continuations[0]![0]!]] });
-  if (!r || r.promptTokens !== sequence.length) throw new Error("the plain evaluation did not run on the native scorer");
+  const r = await plain.score(sequence, [[t.continuations[0]![0]!]], undefined, { fresh: true });
+  if (r.promptTokens !== sequence.length || r.reusedTokens !== 0) throw new Error("the plain evaluation did not evaluate every token");
+}
+/** (a'): as (a), but every question's context evaluated from empty memory (no reuse of the primer). */
+async function noReuseScorer(t: Tokens): Promise<void> {
+  const r = await native.score(t, undefined, { fresh: true });
+  if (!r || r.reusedTokens !== 0) throw new Error("the no-reuse scoring did not run on the native scorer");
 }
 /** node-llama-cpp: context once, each continuation but its last token after it, erased before the next. */
 async function plainNode(t: Tokens): Promise<void> {
@@ -122,6 +136,7 @@ let mcTime = 0;
 let plainTime = 0;
 let nodeTime = 0;
 let mcReadMs = 0;
+let mcReused = 0;
 for (let k = 0; k * CHUNK < LIMIT; k++) {
   const lo = k * CHUNK;
   const chunkItems = items.slice(lo, lo + CHUNK);
@@ -130,9 +145,11 @@ for (let k = 0; k * CHUNK < LIMIT; k++) {
     async () => {
       const t0 = performance.now();
       const read0 = scorerReadMs;
+      const reused0 = scorerReused;
       outcomes.push(...(await scoreChunk(chunkItems)));
       mcTime += seconds(t0);
       mcReadMs += scorerReadMs - read0;
+      mcReused += scorerReused - reused0;
     },
     async () => {
       const t0 = performance.now();
@@ -154,20 +171,30 @@ check.items.forEach((item, i) => {
   if (item.prediction !== outcomes[i]!.prediction) throw new Error(`benchmark and core disagree on item ${item.id}`);
 });
 
-// (c) Each choice with its full context, separately, against (a), interleaved on the sample.
+// (c) Each choice with its full context, separately (from empty memory: nothing reused), against (a), and (a')
+// the shared context without reuse between questions, interleaved on the sample.
 log(`(c) separate full contexts vs shared context on ${SEPARATE_SAMPLE} questions ...`);
 let separateTime = 0;
 let sharedSampleTime = 0;
+let noReuseTime = 0;
 for (let k = 0; k * CHUNK < SEPARATE_SAMPLE; k++) {
   const lo = k * CHUNK;
   const hi = Math.min(lo + CHUNK, SEPARATE_SAMPLE);
   const phases: Array<() => Promise<void>> = [
     async () => {
       const t0 = performance.now();
-      for (const r of requests.slice(lo, hi)) {
-        for (const c of r.continuations) await model.scoreContinuations({ context: r.context, continuations: [c] });
+      for (const t of tokens.slice(lo, hi)) {
+        for (const c of t.continuations) {
+          const r = await native.score({ context: t.context, continuations: [c] }, undefined, { fresh: true });
+          if (!r) throw new Error("the separate scoring did not run on the native scorer");
+        }
       }
       separateTime += seconds(t0);
+    },
+    async () => {
+      const t0 = performance.now();
+      for (const t of tokens.slice(lo, hi)) await noReuseScorer(t);
+      noReuseTime += seconds(t0);
     },
     async () => {
       const t0 = performance.now();
@@ -175,11 +202,12 @@ for (let k = 0; k * CHUNK < SEPARATE_SAMPLE; k++) {
       sharedSampleTime += seconds(t0);
     },
   ];
-  if (k % 2 === 1) phases.reverse();
+  // Rotate which goes first, so a machine shared with other work slows all three alike.
+  for (let j = 0; j < k % phases.length; j++) phases.push(phases.shift()!);
   for (const phase of phases) await phase();
 }
 const separateSpeedup = separateTime / sharedSampleTime;
-log(`  separate ${separateTime.toFixed(1)} s, shared ${sharedSampleTime.toFixed(1)} s`);
+log(`  separate ${separateTime.toFixed(1)} s, shared ${sharedSampleTime.toFixed(1)} s, shared without reuse ${noReuseTime.toFixed(1)} s`);
 
 // (b') node-llama-cpp, last: its in-process evaluation threads were seen to slow the scorer process that runs
 // after them on a 2-core machine, so it must not be interleaved with the timings above.
@@ -210,6 +238,7 @@ for (const [i, r] of requests.slice(0, REFERENCE_SAMPLE).entries()) {
 const referenceTime = seconds(refStart);
 await engine.close();
 const scorerVocab = await nVocabOf(native);
+await plain.close();
 await model.close();
 
 // The output layer's share of the work: scoring needs the logits (a vocabulary-sized matrix product) at every
@@ -224,7 +253,10 @@ const bodyPerToken =
     3 * spec.embeddingLength * spec.feedForwardLength);
 const headPerToken = spec.embeddingLength * scorerVocab;
 const extraLogitRows = tokens.reduce((a, t) => a + t.continuations.reduce((b, c) => b + c.length - 1, 0), 0);
-const floorRatio = (evaluatedTokens * bodyPerToken + (LIMIT + extraLogitRows) * headPerToken) / (evaluatedTokens * bodyPerToken + LIMIT * headPerToken);
+const plainMacs = evaluatedTokens * bodyPerToken + LIMIT * headPerToken;
+const floorRatio = (evaluatedTokens * bodyPerToken + (LIMIT + extraLogitRows) * headPerToken) / plainMacs;
+// The same with the context tokens (a) reused from the previous question instead of evaluating them.
+const floorRatioReused = ((evaluatedTokens - mcReused) * bodyPerToken + (LIMIT + extraLogitRows) * headPerToken) / plainMacs;
 const perQuestion = mcTime / LIMIT;
 const ratio = mcTime / plainTime;
 // Whole-set figures from samples, labelled EXTRAPOLATED wherever they are shown.
@@ -232,7 +264,7 @@ const separateFull = (separateTime / SEPARATE_SAMPLE) * TOTAL;
 const mcFull = perQuestion * TOTAL;
 const goals: Goal[] = [
   {
-    name: `MC1 scoring (${scoringPath}) / plain evaluation of the same tokens, no log-probabilities (${LIMIT} questions)`,
+    name: `MC1 scoring (${scoringPath}, primer reused) / plain evaluation of every token, no log-probabilities (${LIMIT} questions)`,
     value: ratio,
     goal: "<= 1.5",
     holds: ratio <= 1.5,
@@ -260,6 +292,7 @@ report(
     { name: `(a) evaluated tokens per second (${evaluatedTokens} tokens)`, value: evaluatedTokens / mcTime, unit: "tok/s" },
     { name: "(a) of which computing log-softmax from logits (reading), in the scorer", value: mcReadMs / 1000, unit: "s" },
     { name: "(a) reading share of MC1 scoring time", value: mcReadMs / 1000 / mcTime, unit: "" },
+    { name: "(a) context tokens reused from the previous question (the shared primer), per question", value: mcReused / LIMIT, unit: "tokens" },
     { name: `(b) plain evaluation of the same ${evaluatedTokens} tokens, scorer binary, no log-probabilities`, value: plainTime, unit: "s" },
     { name: "(b) tokens per second", value: evaluatedTokens / plainTime, unit: "tok/s" },
     ...(NODE_BASELINE
@@ -270,12 +303,15 @@ report(
       : []),
     { name: `(c) each choice with its full context separately, ${SEPARATE_SAMPLE} questions`, value: separateTime, unit: "s" },
     { name: `(c) shared context (as (a)), the same ${SEPARATE_SAMPLE} questions`, value: sharedSampleTime, unit: "s" },
+    { name: `(a') shared context without reuse of the primer between questions, the same ${SEPARATE_SAMPLE} questions`, value: noReuseTime, unit: "s" },
+    { name: "(a') / (a) on that sample: what reusing the primer saves", value: noReuseTime / sharedSampleTime, unit: "x" },
     { name: `(c) separately, all ${TOTAL} questions, EXTRAPOLATED from ${SEPARATE_SAMPLE}`, value: separateFull, unit: "s" },
     { name: `(d) reference path (node-llama-cpp probability maps), ${REFERENCE_SAMPLE} questions`, value: referenceTime, unit: "s" },
     { name: "(d) max |native - reference| per-choice log-likelihood", value: maxDiff * 1e6, unit: "µnats" },
     { name: "(d) token-count mismatches", value: tokenCountMismatches, unit: "choices" },
     { name: `MC1 of the random-weight model (${LIMIT} questions)`, value: mc1.value, unit: "" },
-    { name: "output-layer floor of (a)/(b): multiply-adds with logits at every scored position / with one per question", value: floorRatio, unit: "x" },
+    { name: "floor of (a)/(b) without reuse: multiply-adds with logits at every scored position / with one per question", value: floorRatio, unit: "x" },
+    { name: "floor of (a)/(b) with the measured reuse (reused context tokens not evaluated)", value: floorRatioReused, unit: "x" },
     { name: "body / output layer multiply-adds per token", value: bodyPerToken / headPerToken, unit: "" },
   ],
   goals,
@@ -290,7 +326,8 @@ report(
     continuationTokens,
     evaluatedTokens,
     scoringPath,
-    seconds: { mc1: mcTime, plain: plainTime, ...(NODE_BASELINE ? { plainNode: nodeTime } : {}), separate: separateTime, sharedSample: sharedSampleTime, reference: referenceTime },
+    seconds: { mc1: mcTime, plain: plainTime, ...(NODE_BASELINE ? { plainNode: nodeTime } : {}), separate: separateTime, sharedSample: sharedSampleTime, sharedSampleNoReuse: noReuseTime, reference: referenceTime },
+    reusedContextTokens: mcReused,
     extrapolated: LIMIT < TOTAL ? { from: LIMIT, mc1SecondsAllQuestions: mcFull } : null,
     separateSample: SEPARATE_SAMPLE,
     separateSecondsAllQuestionsExtrapolated: separateFull,
@@ -298,6 +335,7 @@ report(
     referenceSecondsPerQuestion: referenceTime / REFERENCE_SAMPLE,
     maxAbsLogprobDiff: maxDiff,
     outputLayerFloorRatio: floorRatio,
+    outputLayerFloorRatioWithReuse: floorRatioReused,
     readSeconds: mcReadMs / 1000,
     macsPerToken: { body: bodyPerToken, outputLayer: headPerToken, extraLogitRows },
     mc1: mc1.value,
