@@ -241,7 +241,6 @@ for (let r = 0; r < RUNS; r++) {
   });
 }
 log(`raw: ${JSON.stringify(rawRuns)}`);
-for (const seq of rawSequences) seq.dispose();
 await rawContext.dispose();
 await handle.release();
 await renderer.close();
