@@ -32,6 +32,10 @@
 #include <string>
 #include <vector>
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 using json = nlohmann::json;
 
 namespace {
@@ -124,10 +128,10 @@ struct TokenScore {
     bool   greedy;
 };
 
-// exp(x) for x <= 0 in single precision, written so that the compiler vectorizes the loops that call it
-// (no branches, no libm call): x = n ln2 + r with |r| <= ln2/2, exp(r) by a degree-6 polynomial (relative
-// error ~2e-7, a float's own precision), 2^n put into the exponent bits. Below -87 the result is 0, as a
-// float exp underflows there anyway; such terms are below 1e-38 of the largest one.
+// exp(x) for x <= 0 in single precision, without branches or libm calls: x = n ln2 + r with |r| <= ln2/2,
+// exp(r) by a degree-6 polynomial (relative error ~2e-7, a float's own precision), 2^n put into the exponent
+// bits. Below -87 the result is 0, as a float exp underflows there anyway; such terms are below 1e-38 of the
+// largest one. The AVX2 path below computes the same formula eight lanes at a time.
 inline float exp_nonpositive(float x) {
     x = std::max(x, -87.0f);
     // Round to nearest by adding and subtracting 1.5 * 2^23 (exact for |x log2 e| < 2^22; needs no SSE4.1).
@@ -146,39 +150,98 @@ inline float exp_nonpositive(float x) {
     return p * scale;
 }
 
+// Terms per block of the sum of exponentials: each block is summed in float lanes and added to a double total.
+// Over 150k terms a single float accumulator would lose ~1e-4 relative precision, the size of the differences
+// the tests look for.
+constexpr int SUM_BLOCK = 1024;
+
+#if defined(__AVX2__)
+inline __m256 exp_nonpositive8(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    const __m256 n =
+        _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(0.693145751953125f)));
+    r        = _mm256_sub_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(1.42860682030941723e-06f)));
+    __m256 p = _mm256_set1_ps(1.0f / 720.0f);
+    p        = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f / 120.0f));
+    p        = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f / 24.0f));
+    p        = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f / 6.0f));
+    p        = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(0.5f));
+    p        = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
+    p        = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
+    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+}
+
+float row_max(const float * x, int n) {
+    __m256 m0 = _mm256_set1_ps(-INFINITY);
+    __m256 m1 = m0;
+    int    i  = 0;
+    for (; i + 16 <= n; i += 16) {
+        m0 = _mm256_max_ps(m0, _mm256_loadu_ps(x + i));
+        m1 = _mm256_max_ps(m1, _mm256_loadu_ps(x + i + 8));
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, _mm256_max_ps(m0, m1));
+    float m = lanes[0];
+    for (int k = 1; k < 8; k++) m = std::max(m, lanes[k]);
+    for (; i < n; i++) m = std::max(m, x[i]);
+    return m;
+}
+
+double row_sum_exp(const float * x, int n, float max) {
+    const __m256 mv  = _mm256_set1_ps(max);
+    double       sum = 0.0;
+    for (int start = 0; start < n; start += SUM_BLOCK) {
+        const int end = std::min(n, start + SUM_BLOCK);
+        __m256    a0  = _mm256_setzero_ps();
+        __m256    a1  = a0;
+        int       j   = start;
+        for (; j + 16 <= end; j += 16) {
+            a0 = _mm256_add_ps(a0, exp_nonpositive8(_mm256_sub_ps(_mm256_loadu_ps(x + j), mv)));
+            a1 = _mm256_add_ps(a1, exp_nonpositive8(_mm256_sub_ps(_mm256_loadu_ps(x + j + 8), mv)));
+        }
+        alignas(32) float lanes[8];
+        _mm256_store_ps(lanes, _mm256_add_ps(a0, a1));
+        double block = 0.0;
+        for (int k = 0; k < 8; k++) block += lanes[k];
+        for (; j < end; j++) block += exp_nonpositive(x[j] - max);
+        sum += block;
+    }
+    return sum;
+}
+#else
+float row_max(const float * x, int n) {
+    float m = -INFINITY;
+    for (int i = 0; i < n; i++) m = std::max(m, x[i]);
+    return m;
+}
+
+double row_sum_exp(const float * x, int n, float max) {
+    double sum = 0.0;
+    for (int start = 0; start < n; start += SUM_BLOCK) {
+        const int end   = std::min(n, start + SUM_BLOCK);
+        float     lanes[8] = {};
+        int       j     = start;
+        for (; j + 8 <= end; j += 8) {
+            for (int k = 0; k < 8; k++) lanes[k] += exp_nonpositive(x[j + k] - max);
+        }
+        double block = 0.0;
+        for (int k = 0; k < 8; k++) block += lanes[k];
+        for (; j < end; j++) block += exp_nonpositive(x[j] - max);
+        sum += block;
+    }
+    return sum;
+}
+#endif
+
 // One logit row's normalizer, computed once however many tokens are scored against the row:
 // log p(token) = logit[token] - max - log(sum_i exp(logit_i - max)).
 class RowScorer {
   public:
-    RowScorer(const float * logits, int n_vocab) : logits_(logits), n_vocab_(n_vocab) {
-        constexpr int L = 16;
-        float lane_max[L];
-        for (int k = 0; k < L; k++) lane_max[k] = -INFINITY;
-        int i = 0;
-        for (; i + L <= n_vocab; i += L) {
-            for (int k = 0; k < L; k++) lane_max[k] = std::max(lane_max[k], logits[i + k]);
-        }
-        float m = -INFINITY;
-        for (int k = 0; k < L; k++) m = std::max(m, lane_max[k]);
-        for (; i < n_vocab; i++) m = std::max(m, logits[i]);
-        max_ = m;
-        // Float lanes over blocks of 1024 terms, each block's total added in double: over 150k terms a single
-        // float accumulator would lose ~1e-4 relative precision, the size of the differences tests look for.
-        double sum = 0.0;
-        constexpr int BLOCK = 1024;
-        for (int start = 0; start < n_vocab; start += BLOCK) {
-            const int end = std::min(n_vocab, start + BLOCK);
-            float lane_sum[L] = {};
-            int j = start;
-            for (; j + L <= end; j += L) {
-                for (int k = 0; k < L; k++) lane_sum[k] += exp_nonpositive(logits[j + k] - m);
-            }
-            double block = 0.0;
-            for (int k = 0; k < L; k++) block += lane_sum[k];
-            for (; j < end; j++) block += exp_nonpositive(logits[j] - m);
-            sum += block;
-        }
-        log_norm_ = static_cast<double>(max_) + std::log(sum);
+    RowScorer(const float * logits, int n_vocab) : logits_(logits) {
+        max_      = row_max(logits, n_vocab);
+        log_norm_ = static_cast<double>(max_) + std::log(row_sum_exp(logits, n_vocab, max_));
     }
 
     TokenScore score(llama_token token) const {
@@ -188,7 +251,6 @@ class RowScorer {
 
   private:
     const float * logits_;
-    int           n_vocab_;
     float         max_;
     double        log_norm_;
 
