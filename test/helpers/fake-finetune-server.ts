@@ -1,5 +1,5 @@
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { listenOnLocalPort } from "./listen.js";
 
 /*
  * A local stand-in for the OpenAI fine-tuning API, implementing the documented endpoints the `openai` trainer
@@ -278,11 +278,7 @@ export async function startFakeFineTuneServer(options: FakeFineTuneOptions = {})
       handle(recorded, res);
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve());
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenOnLocalPort(server);
   return {
     baseUrl: `http://127.0.0.1:${String(port)}/v1`,
     requests,

@@ -1,5 +1,5 @@
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { listenOnLocalPort } from "./listen.js";
 
 /** A request the fake server received; `body` is parsed JSON when it parses, else the raw text. */
 export interface FakeRequest {
@@ -49,11 +49,7 @@ export async function startFakeServer(handler: FakeHandler): Promise<FakeServer>
       current(request, res);
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve());
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenOnLocalPort(server);
   return {
     baseUrl: `http://127.0.0.1:${String(port)}/v1`,
     port,

@@ -6,18 +6,9 @@ import type { GenerateResult } from "../../src/spec/language-model.js";
 import { OpenAICompatibleModel } from "../../src/providers/openai-compatible/openai-compatible-model.js";
 import { chatBody, sendJson, startFakeServer, type FakeServer } from "../helpers/fake-openai-server.js";
 import { startLlamaServer, type RunningLlamaServer } from "../helpers/llama-server.js";
+import { caught } from "../helpers/errors.js";
 
 /** Runs `fn` and returns what it threw (failing the test when it does not throw). */
-async function caught(fn: () => Promise<unknown>): Promise<IterAlignError> {
-  try {
-    await fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(IterAlignError);
-    return err as IterAlignError;
-  }
-  throw new Error("expected an error");
-}
-
 function isServer500(err: unknown): boolean {
   return err instanceof IterAlignError && err.code === "HTTP_STATUS" && err.details.status === 500;
 }

@@ -15,6 +15,7 @@ import {
 import { COMMAND_PLACEHOLDERS } from "../../src/train/command-placeholders.js";
 import { CommandTrainer, type CommandTrainerOptions } from "../../src/train/command-trainer.js";
 import { sha256OfFiles, type ModelRef, type TrainInput, type TrainProgress, type TrainerState } from "../../src/train/trainer.js";
+import { caught } from "../helpers/errors.js";
 
 const NODE = process.execPath;
 const BASE: ModelRef = { provider: "llama-cpp", model: "/models/base.gguf" };
@@ -113,16 +114,6 @@ function script(body: string): string {
 
 function trainer(options: CommandTrainerOptions): CommandTrainer {
   return new CommandTrainer({ killGraceMs: 500, ...options }, { env: { PATH: process.env.PATH, HOME: process.env.HOME } });
-}
-
-async function caught(promise: Promise<unknown>): Promise<IterAlignError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(IterAlignError);
-    return err as IterAlignError;
-  }
-  throw new Error("expected an error");
 }
 
 function alive(pid: number): boolean {

@@ -16,6 +16,7 @@ import { JobEventReader } from "../../src/train/openai-job-events.js";
 import { OpenAITrainer, type OpenAITrainerOptions } from "../../src/train/openai-trainer.js";
 import { sha256OfFiles, type ModelRef, type TrainInput, type TrainProgress, type TrainerState } from "../../src/train/trainer.js";
 import { startFakeFineTuneServer, type FakeFineTuneServer } from "../helpers/fake-finetune-server.js";
+import { caught } from "../helpers/errors.js";
 
 const KEY = "sk-test-9f8e7d6c5b4a-SECRET";
 const KEY_ENV = "ITERALIGN_TEST_FT_KEY";
@@ -115,16 +116,6 @@ function trainer(s: FakeFineTuneServer, options: Partial<OpenAITrainerOptions> =
     { baseUrl: s.baseUrl, apiKeyEnv: KEY_ENV, pollIntervalMs: 2, maxPollIntervalMs: 10, retryDelayMs: 1, ...options },
     { env: { [KEY_ENV]: KEY } },
   );
-}
-
-async function caught(promise: Promise<unknown>): Promise<IterAlignError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(IterAlignError);
-    return err as IterAlignError;
-  }
-  throw new Error("expected an error");
 }
 
 /** Everything an error exposes: message, details and its causes'. */
