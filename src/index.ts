@@ -17,7 +17,7 @@ export { withRetry, type RetryOptions } from "./providers/middleware/retry.js";
 export { withTimeout, type TimeoutOptions } from "./providers/middleware/timeout.js";
 export { createLimiter, withConcurrencyLimit, type Limiter } from "./providers/middleware/concurrency.js";
 export { createMeter, withAccounting, type Meter, type MeterSnapshot } from "./providers/middleware/accounting.js";
-export { canonicalJson, sha256Hex } from "./providers/middleware/canonical-json.js";
+export { canonicalJson, sha256Hex } from "./util/canonical-json.js";
 
 export * from "./store/run-store.js";
 export { SqliteRunStore } from "./store/sqlite-run-store.js";

@@ -1,6 +1,6 @@
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { ConfigError } from "../config/load-config.js";
-import { IterAlignError } from "../spec/errors.js";
+import { IterAlignError, USER_INPUT_ERROR_CODES } from "../spec/errors.js";
 import { chatCommand } from "./commands/chat.js";
 import { compareCommand } from "./commands/compare.js";
 import { evalCommand, type EvalCommandOptions } from "./commands/eval.js";
@@ -114,7 +114,7 @@ function reportError(err: unknown, io: CommandIo): number {
   if (err instanceof IterAlignError) {
     io.err(`error [${err.code}]: ${err.message}\n`);
     if (process.env.ITERALIGN_DEBUG && err.cause instanceof Error) io.err(`cause: ${err.cause.stack ?? err.cause.message}\n`);
-    return err.code === "USAGE" || err.code === "CONFIG_INVALID" || err.code === "CONFIG_NOT_FOUND" ? EXIT.usage : EXIT.failure;
+    return USER_INPUT_ERROR_CODES.has(err.code) ? EXIT.usage : EXIT.failure;
   }
   const e = err instanceof Error ? err : new Error(String(err));
   io.err(`error: ${e.message}\n`);

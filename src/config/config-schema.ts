@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { BaseUrlSchema } from "../util/url.js";
 import { BUNDLED_DATASET_NAMES } from "../datasets/bundled.js";
 import { UserDatasetSpecSchema } from "../datasets/mapping.js";
 import { CommandTrainerOptionsSchema } from "../train/command-trainer.js";
@@ -17,9 +18,18 @@ const generationDefaults = {
 
 const GenerationParamsConfigSchema = z.object(generationDefaults).strict();
 
+/** Node's timers fire at once for longer delays, so a larger limit would fail every call. */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
 /** How calls to a model are made robust. */
 const callPolicy = {
-  timeoutMs: z.number().int().positive().default(600_000).describe("Per-call time limit in milliseconds."),
+  timeoutMs: z
+    .number()
+    .int()
+    .positive()
+    .max(MAX_TIMEOUT_MS, `at most ${MAX_TIMEOUT_MS} ms (about 24.8 days), the longest timer Node.js keeps`)
+    .default(600_000)
+    .describe("Per-call time limit in milliseconds."),
   retries: z.number().int().min(0).max(20).default(3).describe("Retries of a call that failed for a retryable reason."),
   concurrency: z
     .number()
@@ -47,6 +57,20 @@ export const LlamaCppModelConfigSchema = z
       .boolean()
       .default(false)
       .describe("Faster on GPUs; changes log-likelihoods by ~1e-4 depending on batching."),
+    downloadConnectTimeoutMs: z
+      .number()
+      .int()
+      .positive()
+      .max(MAX_TIMEOUT_MS)
+      .default(30_000)
+      .describe("`hf:`/URL models: how long the server may take to start sending the file."),
+    downloadIdleTimeoutMs: z
+      .number()
+      .int()
+      .positive()
+      .max(MAX_TIMEOUT_MS)
+      .default(60_000)
+      .describe("`hf:`/URL models: longest pause between received bytes before the download fails."),
     chatTemplate: z
       .enum(["auto", "jinja"])
       .default("auto")
@@ -59,7 +83,7 @@ export const LlamaCppModelConfigSchema = z
 export const OpenAICompatibleModelConfigSchema = z
   .object({
     provider: z.literal("openai-compatible").describe("Any OpenAI-style HTTP API: vLLM, Ollama, llama-server, OpenAI."),
-    baseUrl: z.url().describe("API root including `/v1`, e.g. `http://127.0.0.1:8000/v1`."),
+    baseUrl: BaseUrlSchema.describe("API root including `/v1`, e.g. `http://127.0.0.1:8000/v1`."),
     model: z.string().min(1).describe("Model name the server expects."),
     apiKeyEnv: z
       .string()

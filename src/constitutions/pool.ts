@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { sha256Hex } from "../providers/middleware/canonical-json.js";
+import { sha256Hex } from "../util/canonical-json.js";
 import { IterAlignError } from "../spec/errors.js";
 import { PrincipleSchema, type Principle, type ProposedConstitution } from "../spec/records.js";
 

@@ -167,17 +167,40 @@ function count(n: number, noun: string): string {
   return `${n} ${noun}${n === 1 ? "" : "s"}`;
 }
 
-/** Indents every line of a (possibly multi-line) text so it stays inside its list item. */
+/**
+ * Indents every line of a (possibly multi-line) model-written text so it stays inside its list item, with its
+ * Markdown and HTML escaped: a principle is shown as the words the oracle wrote, never as markup.
+ */
 function indentBlock(text: string, indent: string): string[] {
-  return text.split(/\r?\n/).map((line) => (line.trim() === "" ? "" : `${indent}${line.trimEnd()}`));
+  return text.split(/\r?\n/).map((line) => (line.trim() === "" ? "" : `${indent}${escapeMarkdown(line.trim())}`));
 }
 
-/** Diff bullets are one line each; newlines in a principle would break the list. */
+/** Diff bullets are one line each; newlines in a principle would break the list. Escaped (model text). */
 function oneLine(text: string): string {
+  return escapeMarkdown(flat(text));
+}
+
+function flat(text: string): string {
   return text.replace(/\s+/g, " ").trim();
+}
+
+/**
+ * Escapes model-written text for Markdown: every ASCII punctuation character with a meaning in CommonMark or
+ * GitHub Markdown (emphasis, code, links, images, HTML tags and entities, tables, headings, strikethrough) gets a
+ * backslash, and so does a line-leading list or setext marker. The text reads the same; nothing renders as
+ * markup, a link (bare URLs included) or HTML.
+ */
+export function escapeMarkdown(text: string): string {
+  return text
+    .replace(/[\\`*_{}[\]()#+!|<>~&$]/g, (c) => `\\${c}`)
+    .replace(/^(\s*)([-=:])/gm, "$1\\$2")
+    .replace(/^(\s*\d+)([.])/gm, "$1\\$2")
+    // GitHub turns bare URLs into links; an escaped colon or dot keeps them text.
+    .replace(/:\/\//g, "\\://")
+    .replace(/\bwww\./gi, (m) => `${m.slice(0, 3)}\\.`);
 }
 
 /** Escapes characters that would turn an oracle-written title into markup (emphasis, links, HTML). */
 function escapeInline(text: string): string {
-  return oneLine(text).replace(/[\\`*_[\]<>|#]/g, (c) => `\\${c}`);
+  return escapeMarkdown(flat(text));
 }

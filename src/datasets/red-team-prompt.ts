@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { sha256Hex } from "../providers/middleware/canonical-json.js";
+import { sha256Hex } from "../util/canonical-json.js";
 
 /**
  * Dataset names end up inside prompt ids (`<dataset>:<hash>`), file names and CLI flags, so they are

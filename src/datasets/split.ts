@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { IterAlignError } from "../spec/errors.js";
-import { sha256Hex } from "../providers/middleware/canonical-json.js";
+import { sha256Hex } from "../util/canonical-json.js";
 import type { RedTeamPrompt } from "./red-team-prompt.js";
 
 /** The two sides of a split: prompts used to align the model, and prompts kept back to measure it. */

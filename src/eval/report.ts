@@ -4,6 +4,7 @@ import { z } from "zod";
 import { renderTable } from "../cli/table.js";
 import { IterAlignError } from "../spec/errors.js";
 import type { BenchmarkResult, ItemResult, Metric } from "./benchmark.js";
+import { stableJson } from "../util/canonical-json.js";
 
 /**
  * Evaluation outputs: the report (`eval.json`), per-item rows (`eval.csv`), metrics (`metrics.csv`), the metrics
@@ -170,7 +171,7 @@ export function writeEvalReport(report: EvalReport, outDir: string): EvalReportF
     csv: path.join(outDir, "eval.csv"),
     metrics: path.join(outDir, "metrics.csv"),
   };
-  writeAtomic(files.json, `${JSON.stringify(report, null, 2)}\n`);
+  writeAtomic(files.json, `${stableJson(report, 2)}\n`);
   writeAtomic(files.csv, itemsCsv(report.results));
   writeAtomic(files.metrics, metricsCsv(report.results));
   return files;
@@ -256,7 +257,7 @@ export function appendEvalSummary(runDir: string, entry: EvalSummaryEntry): Eval
   if (at >= 0) entries[at] = checked;
   else entries.push(checked);
   const content: EvalSummaryFile = { version: 1, entries };
-  writeAtomic(evalSummaryPath(runDir), `${JSON.stringify(content, null, 2)}\n`);
+  writeAtomic(evalSummaryPath(runDir), `${stableJson(content, 2)}\n`);
   return entries;
 }
 

@@ -53,7 +53,8 @@ const SCALAR_SIZE: Partial<Record<GgufType, number>> = {
   [GgufType.FLOAT32]: 4,
 };
 
-class Reader {
+/** Sequential little-endian reader over a file, for GGUF headers (reads ahead in 1 MiB chunks). */
+export class GgufReader {
   private buf: Buffer;
   private pos = 0;
   private fileOffset = 0;
@@ -71,7 +72,15 @@ class Reader {
     this.fileOffset += read;
     this.buf = Buffer.concat([keep, chunk.subarray(0, read)]);
     this.pos = 0;
-    if (this.buf.length < n) throw new IterAlignError("MODEL_LOAD_FAILED", `${this.file}: truncated GGUF header`);
+    if (this.buf.length < n) {
+      throw new IterAlignError("MODEL_INVALID", `${this.file}: truncated GGUF file: it ends at byte ${this.fileOffset} inside the header`, {
+        details: { path: this.file },
+      });
+    }
+  }
+  /** Bytes of the file consumed so far. */
+  offset(): number {
+    return this.fileOffset - this.buf.length + this.pos;
   }
   u8(): number {
     this.ensure(1);
@@ -130,7 +139,9 @@ class Reader {
       case GgufType.STRING:
         return this.string();
       default:
-        throw new IterAlignError("MODEL_LOAD_FAILED", `${this.file}: unknown GGUF value type ${String(type)}`);
+        throw new IterAlignError("MODEL_INVALID", `${this.file}: unknown GGUF value type ${String(type)} (a damaged or unsupported file)`, {
+          details: { path: this.file },
+        });
     }
   }
   string(): string {
@@ -146,30 +157,34 @@ class Reader {
 export function readGgufHeader(file: string): GgufHeader {
   const fd = openSync(file, "r");
   try {
-    const r = new Reader(fd, file);
-    const magic = r.u32();
-    if (magic !== 0x46554747) throw new IterAlignError("MODEL_LOAD_FAILED", `${file} is not a GGUF file (bad magic)`);
-    const version = r.u32();
-    const tensorCount = r.u64();
-    const kvCount = Number(r.u64());
-    const metadata = new Map<string, GgufValue>();
-    for (let i = 0; i < kvCount; i++) {
-      const key = r.string();
-      const type = r.u32() as GgufType;
-      if (type === GgufType.ARRAY) {
-        const itemType = r.u32() as Exclude<GgufType, GgufType.ARRAY>;
-        const n = Number(r.u64());
-        const value: GgufScalar[] = new Array<GgufScalar>(n);
-        for (let j = 0; j < n; j++) value[j] = r.scalar(itemType);
-        metadata.set(key, { type, itemType, value });
-      } else {
-        metadata.set(key, { type, value: r.scalar(type) });
-      }
-    }
-    return { version, tensorCount, metadata };
+    return readGgufHeaderFrom(new GgufReader(fd, file), file);
   } finally {
     closeSync(fd);
   }
+}
+
+/** Reads the header and metadata from a reader positioned at the start of the file. */
+export function readGgufHeaderFrom(r: GgufReader, file: string): GgufHeader {
+  const magic = r.u32();
+  if (magic !== 0x46554747) throw new IterAlignError("MODEL_INVALID", `${file} is not a GGUF file (bad magic)`, { details: { path: file } });
+  const version = r.u32();
+  const tensorCount = r.u64();
+  const kvCount = Number(r.u64());
+  const metadata = new Map<string, GgufValue>();
+  for (let i = 0; i < kvCount; i++) {
+    const key = r.string();
+    const type = r.u32() as GgufType;
+    if (type === GgufType.ARRAY) {
+      const itemType = r.u32() as Exclude<GgufType, GgufType.ARRAY>;
+      const n = Number(r.u64());
+      const value: GgufScalar[] = new Array<GgufScalar>(n);
+      for (let j = 0; j < n; j++) value[j] = r.scalar(itemType);
+      metadata.set(key, { type, itemType, value });
+    } else {
+      metadata.set(key, { type, value: r.scalar(type) });
+    }
+  }
+  return { version, tensorCount, metadata };
 }
 
 export interface GgufTensor {

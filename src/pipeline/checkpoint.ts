@@ -2,6 +2,7 @@ import { z } from "zod";
 import type { Clock } from "./run-context.js";
 import type { StageItem } from "../stages/stage-item.js";
 import type { RecordRow, RunStore } from "../store/run-store.js";
+import { faultPoint } from "./fault-points.js";
 
 const ErrorPayloadSchema = z.object({
   status: z.literal("error"),
@@ -45,6 +46,30 @@ export class StageCheckpoint {
 
   /** Records a finished stage: every item and the marker, atomically. */
   save<T extends Traceable>(iteration: number, stage: string, items: readonly StageItem<T>[], summary: unknown = {}): void {
+    this.store.putRecords(this.rows(iteration, stage, items, summary));
+    faultPoint(this.markerId(iteration, stage));
+  }
+
+  /**
+   * Replaces a finished stage's items and marker with new ones, atomically (a stage whose error rows were
+   * retried on resume). The new rows come after every other record, in order.
+   */
+  replace<T extends Traceable>(iteration: number, stage: string, items: readonly StageItem<T>[], summary: unknown = {}): void {
+    this.store.replaceRecords(this.runId, this.storedIds(iteration, stage), this.rows(iteration, stage, items, summary));
+    faultPoint(this.markerId(iteration, stage));
+  }
+
+  /** Forgets a finished stage (its items and marker): it was computed from inputs that have since changed. */
+  discard(iteration: number, stage: string): void {
+    this.store.replaceRecords(this.runId, this.storedIds(iteration, stage), []);
+  }
+
+  private storedIds(iteration: number, stage: string): string[] {
+    const ids = this.store.getRecords({ runId: this.runId, stage, iteration }).map((row) => row.id);
+    return [...ids, this.markerId(iteration, stage)];
+  }
+
+  private rows<T extends Traceable>(iteration: number, stage: string, items: readonly StageItem<T>[], summary: unknown): RecordRow[] {
     const createdAt = this.clock.isoNow();
     const rows: RecordRow[] = items.map((item) => {
       if (item.status === "ok") {
@@ -90,7 +115,7 @@ export class StageCheckpoint {
       payload: { status: "ok", record: summary },
       createdAt,
     });
-    this.store.putRecords(rows);
+    return rows;
   }
 
   /** A single value kept with an iteration (pool snapshots, metrics). */

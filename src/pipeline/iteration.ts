@@ -3,11 +3,28 @@ import { ConstitutionPool, type PoolChanges } from "../constitutions/pool.js";
 import { lexicalSimilarity, embeddingSimilarity, oracleConfirm, DEFAULT_EMBEDDING_THRESHOLD, DEFAULT_LEXICAL_THRESHOLD } from "../constitutions/similarity.js";
 import { diffConstitutions, renderConstitutionJson, renderConstitutionMarkdown } from "../constitutions/render.js";
 import type { RedTeamPrompt } from "../datasets/red-team-prompt.js";
-import { AttemptSchema, GateDecisionSchema, RevisionSchema, VerdictSchema, type Attempt, type Principle, type TrainingExample, type Verdict } from "../spec/records.js";
-import { EXPORTERS, type ExportFormat, gate, gateStats, judge, okRecords, propose, ProposalSchema, redTeam, selfCorrect, toTrainingExamples, type StageItem } from "../stages/index.js";
+import { AttemptSchema, RevisionSchema, VerdictSchema, type Attempt, type Principle, type TrainingExample, type Verdict } from "../spec/records.js";
+import {
+  EXPORTERS,
+  gate,
+  gateDecisions,
+  gateStats,
+  GateVerdictSchema,
+  judge,
+  okRecords,
+  preferenceExamples,
+  propose,
+  ProposalSchema,
+  redTeam,
+  selfCorrect,
+  toTrainingExamples,
+  type ExportFormat,
+} from "../stages/index.js";
 import { StageCheckpoint } from "./checkpoint.js";
+import { IterationStages } from "./iteration-stages.js";
 import { jsonFile, jsonlFile } from "./run-layout.js";
 import type { RunContext } from "./run-context.js";
+import { errorRateExceeded, stageFailure } from "./stop-rules.js";
 
 /** What one iteration did; deterministic (no times), written to `metrics.json`. */
 export interface IterationMetrics {
@@ -16,7 +33,12 @@ export interface IterationMetrics {
   readonly attempts: number;
   readonly failures: number;
   readonly failureRate: number;
+  /** Items that ended in errors, all stages together. */
   readonly errors: number;
+  /** Items each stage attempted (a model call each; two for critique-revise). */
+  readonly itemsByStage: Readonly<Record<string, number>>;
+  /** Items of each stage that ended in errors. */
+  readonly errorsByStage: Readonly<Record<string, number>>;
   readonly principlesAdded: number;
   readonly principlesMerged: number;
   readonly principlesRetired: number;
@@ -25,24 +47,29 @@ export interface IterationMetrics {
   readonly fixed: number;
   readonly gateRejections: Record<string, number>;
   readonly trainingExamples: number;
+  /** Preference pairs left out of the preference exports because the original answer was empty. */
+  readonly preferencePairsDropped: number;
   readonly skipped: boolean;
 }
 
-const EXPORT_FILES: Readonly<Record<ExportFormat, string>> = {
-  sharegpt: "sft.sharegpt.jsonl",
+/** The export files of an iteration, by format. */
+export const EXPORT_FILES: Readonly<Record<ExportFormat, string>> = {
+  sharegpt: "sft.sharegpt.json",
   "trl-sft": "sft.trl.jsonl",
   "openai-chat": "sft.openai.jsonl",
   "trl-preference": "preference.trl.jsonl",
   "openai-preference": "preference.openai.jsonl",
 };
 
-const PoolValueSchema = z.object({ principles: z.array(z.unknown()) });
-const GateOutcomeRecordSchema = GateDecisionSchema;
+const PoolValueSchema = z.object({ principles: z.array(z.unknown()), changes: z.unknown() });
 
 /**
  * Runs (or, after a crash, finishes) one iteration: red-team the batch, judge, propose constitutions from the
  * failures, merge them into the pool, self-correct, gate, export. Each stage's outputs are committed before
- * the next stage starts; a stage already committed is loaded instead of re-run.
+ * the next stage starts; a stage already committed is loaded instead of re-run, and its error rows are retried
+ * (see {@link IterationStages}). After each stage the stop rules look at its errors: a stage whose every item
+ * failed, or an iteration past `loop.maxErrorRate`, stops the run before anything is built on it, and
+ * `--resume` retries the failed items.
  */
 export async function runIteration(
   ctx: RunContext,
@@ -50,130 +77,146 @@ export async function runIteration(
 ): Promise<{ metrics: IterationMetrics; pool: ConstitutionPool; examples: TrainingExample[] }> {
   const { iteration, batch } = input;
   const { config, models, signal } = ctx;
-  const checkpoint = new StageCheckpoint(ctx.store, ctx.runId, ctx.clock);
-  const stage = async <T>(name: string, schema: z.ZodType<T>, items: number, run: (onItem: () => void) => Promise<StageItem<T>[]>): Promise<StageItem<T>[]> => {
-    const started = ctx.clock.now();
-    const tokensBefore = ctx.meter?.snapshot().totals;
-    ctx.onEvent({ type: "stage-start", iteration, stage: name, items });
-    const loaded = checkpoint.load(iteration, name, schema);
-    let done = 0;
-    const onItem = (): void => {
-      done++;
-      ctx.onEvent({ type: "stage-progress", iteration, stage: name, done, items });
-    };
-    const out = loaded ?? (await run(onItem));
-    const tokensAfter = ctx.meter?.snapshot().totals;
-    // Time and engine tokens of the stage, kept in the store (not in the run's files, which must not depend on
-    // how fast a machine is or on what a resumed run found in the cache).
-    const usage = {
-      seconds: (ctx.clock.now() - started) / 1000,
-      promptTokens: (tokensAfter?.promptTokens ?? 0) - (tokensBefore?.promptTokens ?? 0),
-      completionTokens: (tokensAfter?.completionTokens ?? 0) - (tokensBefore?.completionTokens ?? 0),
-    };
-    if (!loaded) checkpoint.save(iteration, name, out as StageItem<T & { id: string }>[], usage);
-    const errors = out.filter((i) => i.status === "error").length;
-    ctx.onEvent({ type: "stage-end", iteration, stage: name, items: out.length, errors, resumed: loaded !== undefined, ...usage });
-    return out;
+  const stages = new IterationStages(ctx, iteration, new StageCheckpoint(ctx.store, ctx.runId, ctx.clock));
+  const checkStops = (): void => {
+    const last = stages.tallies[stages.tallies.length - 1];
+    const failure = (last && stageFailure(iteration, last)) ?? errorRateExceeded(iteration, stages.tallies, config.loop.maxErrorRate);
+    if (failure) throw failure;
+  };
+  const write = (name: string, content: string): void => {
+    ctx.layout.writeIteration(iteration, name, content);
   };
 
-  const attemptItems = await stage("red-team", AttemptSchema, batch.length, (onItem) =>
-    redTeam(batch, { target: models.target, iteration, params: config.loop.redTeam, signal, onItem }),
-  );
+  const attemptItems = await stages.run({
+    name: "red-team",
+    schema: AttemptSchema,
+    inputs: batch,
+    run: (prompts, onItem) => redTeam(prompts, { target: models.target, iteration, params: config.loop.redTeam, signal, onItem }),
+  });
+  write("attempts.jsonl", jsonlFile(attemptItems));
+  checkStops();
   const attempts = okRecords(attemptItems);
-  const verdictItems = await stage("judge", VerdictSchema, attempts.length, (onItem) =>
-    judge(attempts, { judge: models.judge, iteration, preset: config.loop.judge, signal, onItem }),
-  );
+
+  const verdictItems = await stages.run({
+    name: "judge",
+    schema: VerdictSchema,
+    inputs: attempts,
+    run: (subjects, onItem) => judge(subjects, { judge: models.judge, iteration, preset: config.loop.judge, signal, onItem }),
+  });
+  write("verdicts.jsonl", jsonlFile(verdictItems));
+  checkStops();
   const verdicts = okRecords(verdictItems);
   const byAttempt = new Map(attempts.map((a) => [a.id, a]));
   const failures = verdicts
     .filter((v) => !v.verdict.pass)
     .map((verdict) => ({ attempt: byAttempt.get(verdict.subjectId) as Attempt, verdict }))
     .filter((f) => f.attempt !== undefined);
-  let errors = attemptItems.length - attempts.length + (verdictItems.length - verdicts.length);
-  const layoutDir = (name: string, content: string): void => {
-    ctx.layout.writeIteration(iteration, name, content);
-  };
-  layoutDir("attempts.jsonl", jsonlFile(attemptItems));
-  layoutDir("verdicts.jsonl", jsonlFile(verdictItems));
 
   const base = { iteration, prompts: batch.length, attempts: attempts.length, failures: failures.length };
   const failureRate = attempts.length === 0 ? 0 : failures.length / attempts.length;
+  const counts = (): Pick<IterationMetrics, "errors" | "itemsByStage" | "errorsByStage"> => {
+    const errorsByStage = stages.errorsByStage();
+    return { errors: Object.values(errorsByStage).reduce((a, b) => a + b, 0), itemsByStage: stages.itemsByStage(), errorsByStage };
+  };
   if (failures.length === 0) {
     // A batch without failures teaches nothing: recorded, and the constitution carried over unchanged.
-    const metrics: IterationMetrics = { ...base, failureRate, errors, principlesAdded: 0, principlesMerged: 0, principlesRetired: 0, revisions: 0, gatePassRate: null, fixed: 0, gateRejections: {}, trainingExamples: 0, skipped: true };
+    const metrics: IterationMetrics = {
+      ...base,
+      failureRate,
+      ...counts(),
+      principlesAdded: 0,
+      principlesMerged: 0,
+      principlesRetired: 0,
+      revisions: 0,
+      gatePassRate: null,
+      fixed: 0,
+      gateRejections: {},
+      trainingExamples: 0,
+      preferencePairsDropped: 0,
+      skipped: true,
+    };
     writeConstitution(ctx, iteration, input.pool, input.pool);
-    layoutDir("metrics.json", jsonFile(metrics));
+    write("metrics.json", jsonFile({ version: METRICS_VERSION, ...metrics }));
     return { metrics, pool: input.pool, examples: [] };
   }
 
-  const proposalItems = await stage("propose", ProposalSchema, 1, (onItem) =>
-    propose(failures, { oracle: models.oracle, iteration, signal, onItem }),
-  );
-  errors += proposalItems.length - okRecords(proposalItems).length;
+  const proposalItems = await stages.run({
+    name: "propose",
+    schema: ProposalSchema,
+    inputs: [failures],
+    run: async (batches, onItem) => (await Promise.all(batches.map((f) => propose(f, { oracle: models.oracle, iteration, signal, onItem })))).flat(),
+  });
+  write("proposals.json", jsonFile(proposalItems));
+  checkStops();
   const proposals = okRecords(proposalItems).flatMap((p) => p.constitutions);
-  layoutDir("proposals.json", jsonFile(proposalItems));
 
-  let pool = input.pool;
-  let changes: PoolChanges | undefined;
-  const savedPool = checkpoint.loadValue(iteration, "pool", PoolValueSchema.extend({ changes: z.unknown() }));
-  if (savedPool) {
-    pool = ConstitutionPool.fromSnapshot({ principles: savedPool.principles });
-    changes = savedPool.changes as PoolChanges;
-  } else {
-    const update = await pool.mergeProposals(proposals, {
+  const merged = await stages.value("pool", PoolValueSchema, async () => {
+    const update = await input.pool.mergeProposals(proposals, {
       iteration,
       similarity: models.embedder ? embeddingSimilarity(models.embedder) : lexicalSimilarity(),
       confirm: oracleConfirm(models.oracle),
       threshold: config.loop.mergeThreshold ?? (models.embedder ? DEFAULT_EMBEDDING_THRESHOLD : DEFAULT_LEXICAL_THRESHOLD),
       signal,
     });
-    pool = update.pool;
-    changes = update.changes;
-    checkpoint.saveValue(iteration, "pool", { ...pool.snapshot(), changes });
-  }
+    return { ...update.pool.snapshot(), changes: update.changes };
+  });
+  const pool = ConstitutionPool.fromSnapshot({ principles: merged.principles });
+  const changes = merged.changes as PoolChanges;
   writeConstitution(ctx, iteration, input.pool, pool);
 
   const active = pool.active();
-  const items = failures.map(({ attempt }) => ({ attempt, principles: principlesFor(attempt, active, config.loop.topKPrinciples) }));
-  const revisionItems = await stage("self-correct", RevisionSchema, items.length, (onItem) =>
-    selfCorrect(items.filter((i) => i.principles.length > 0), { target: models.target, iteration, mode: config.loop.selfCorrect, signal, onItem }),
-  );
-  const revisions = okRecords(revisionItems);
-  errors += revisionItems.length - revisions.length;
-  layoutDir("revisions.jsonl", jsonlFile(revisionItems));
-
-  const gateItems = await stage("gate", GateOutcomeRecordSchema, revisions.length, async (onItem) => {
-    const outcomes = await gate(
-      revisions.map((revision) => ({ revision, attempt: byAttempt.get(revision.attemptId) as Attempt })),
-      { judge: models.judge, iteration, signal, onItem },
-    );
-    return outcomes.map((o) => ({ status: "ok" as const, record: o.decision }));
+  const toRevise = failures
+    .map(({ attempt }) => ({ attempt, principles: principlesFor(attempt, active, config.loop.topKPrinciples) }))
+    .filter((i) => i.principles.length > 0);
+  const revisionItems = await stages.run({
+    name: "self-correct",
+    schema: RevisionSchema,
+    inputs: toRevise,
+    run: (items, onItem) => selfCorrect(items, { target: models.target, iteration, mode: config.loop.selfCorrect, signal, onItem }),
   });
-  const decisions = okRecords(gateItems);
+  write("revisions.jsonl", jsonlFile(revisionItems));
+  checkStops();
+  const revisions = okRecords(revisionItems);
+
+  const gateItems = revisions.map((revision) => ({ revision, attempt: byAttempt.get(revision.attemptId) as Attempt }));
+  const gateVerdicts = await stages.run({
+    name: "gate",
+    schema: GateVerdictSchema,
+    inputs: gateItems,
+    run: (items, onItem) => gate(items, { judge: models.judge, iteration, signal, onItem }),
+  });
+  write("gate-verdicts.jsonl", jsonlFile(gateVerdicts));
+  const decisions = gateDecisions(gateItems, gateVerdicts, { iteration, judgeModelId: models.judge.modelId });
+  stages.record("gate-decision", decisions);
+  write("gate.jsonl", jsonlFile(decisions));
+  checkStops();
   const stats = gateStats(decisions);
-  layoutDir("gate.jsonl", jsonlFile(decisions));
 
   const examples = toTrainingExamples({ decisions, revisions, attempts, principles: pool.principles(), iteration });
   for (const [format, exporter] of Object.entries(EXPORTERS) as Array<[ExportFormat, (e: typeof examples) => string]>) {
-    layoutDir(EXPORT_FILES[format], exporter(examples));
+    write(EXPORT_FILES[format], exporter(examples));
   }
   const metrics: IterationMetrics = {
     ...base,
     failureRate,
-    errors,
-    principlesAdded: changes?.added.length ?? 0,
-    principlesMerged: changes?.merged.length ?? 0,
-    principlesRetired: changes?.retired.length ?? 0,
+    ...counts(),
+    principlesAdded: changes.added.length,
+    principlesMerged: changes.merged.length,
+    principlesRetired: changes.retired.length,
     revisions: revisions.length,
     gatePassRate: decisions.length === 0 ? null : stats.passRate,
     fixed: decisions.filter((d) => d.accepted).length,
-    gateRejections: Object.fromEntries(Object.entries(stats.byReason).filter(([reason]) => reason !== "pass")),
+    gateRejections: Object.fromEntries(Object.entries(stats.byReason).filter(([reason, n]) => reason !== "pass" && n > 0)),
     trainingExamples: examples.length,
+    preferencePairsDropped: examples.length - preferenceExamples(examples).length,
     skipped: false,
   };
-  layoutDir("metrics.json", jsonFile(metrics));
+  write("metrics.json", jsonFile({ version: METRICS_VERSION, ...metrics }));
   return { metrics, pool, examples };
 }
+
+/** Version of the `metrics.json` and `summary.json` shapes; readers check it. */
+export const METRICS_VERSION = 1;
 
 /**
  * The principles a failure is revised under: those whose evidence names it (proposed for it, possibly merged),

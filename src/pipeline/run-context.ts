@@ -29,11 +29,13 @@ export type LoopEvent =
       errors: number;
       seconds: number;
       resumed: boolean;
+      /** Error rows of a stored stage that were run again on resume. */
+      retried?: number;
       promptTokens: number;
       completionTokens: number;
     }
   | { type: "iteration-end"; iteration: number; summary: unknown }
-  | { type: "stop"; reason: string };
+  | { type: "stop"; reason: string; errorsByStage: Readonly<Record<string, number>> };
 
 /** The models of the roles the loop uses. */
 export interface LoopModels {

@@ -1,5 +1,6 @@
 import { mkdirSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { stableJson } from "../util/canonical-json.js";
 
 /**
  * Where a run's files go: `runs/<id>/`. Every file is rendered from stored records and written atomically
@@ -32,12 +33,15 @@ export class RunLayout {
   }
 }
 
-/** JSON with a trailing newline, keys in insertion order. */
+/**
+ * JSON with a trailing newline and keys sorted at every depth: the bytes depend on the data only, never on
+ * whether a record was just computed or re-read from the store (resume writes what an uninterrupted run writes).
+ */
 export function jsonFile(value: unknown): string {
-  return `${JSON.stringify(value, null, 2)}\n`;
+  return `${stableJson(value, 2)}\n`;
 }
 
-/** One JSON value per line. */
+/** One JSON value per line, keys sorted at every depth (see {@link jsonFile}). */
 export function jsonlFile(values: readonly unknown[]): string {
-  return values.map((v) => `${JSON.stringify(v)}\n`).join("");
+  return values.map((v) => `${stableJson(v)}\n`).join("");
 }

@@ -14,25 +14,42 @@ import { evaluateTarget, evaluatesAt } from "./evaluation.js";
 import { baseModelRef, createTrainer, trainIteration } from "./training.js";
 import type { GenerateObjectRequest, GenerateObjectResult, GenerateRequest, LanguageModel } from "../spec/language-model.js";
 import { SqliteRunStore } from "../store/sqlite-run-store.js";
+import type { RunStore } from "../store/run-store.js";
+import { requireCapability, type Capability, type Role } from "../spec/language-model.js";
+import { validateRunId } from "./run-id.js";
+import { errorsByStage, stopReason } from "./stop-rules.js";
 import type { Meter } from "../providers/middleware/accounting.js";
 import { wrapModel } from "../providers/middleware/wrap.js";
 import { StageCheckpoint } from "./checkpoint.js";
-import { runIteration, type IterationMetrics } from "./iteration.js";
-import { loadLoopPrompts } from "./prompt-source.js";
+import { METRICS_VERSION, runIteration, type IterationMetrics } from "./iteration.js";
+import { loadLoopPrompts, type LoopPrompts } from "./prompt-source.js";
 import { systemClock, type Clock, type LoopEvent, type LoopModels, type RunContext } from "./run-context.js";
-import { jsonFile, RunLayout } from "./run-layout.js";
+import { jsonFile, jsonlFile, RunLayout } from "./run-layout.js";
+
+/** The models the loop asks for by role; a {@link ModelSet} by default, injectable for tests and embedding. */
+export interface LoopModelSource {
+  readonly meter: Meter;
+  forRole(role: Role): Promise<LanguageModel>;
+  /** Binds a role to other weights (a trained model) for the rest of the run. */
+  rebindRole(role: Role, model: string): Promise<void>;
+  close(): Promise<void>;
+}
 
 export interface RunLoopOptions {
   /** A fresh run from this config... */
   readonly loaded?: LoadedConfig;
-  /** ...or continue this run (its stored config is used). */
-  readonly resume?: { readonly runId: string; readonly storePath: string };
+  /** ...or continue this run (its stored config is used); `storePath` is needed unless a store is injected. */
+  readonly resume?: { readonly runId: string; readonly storePath?: string };
   readonly runId?: string;
   readonly signal?: AbortSignal;
   readonly onEvent?: (event: LoopEvent) => void;
   readonly clock?: Clock;
   /** Tallies every model call (for live tokens/s). */
   readonly meter?: Meter;
+  /** The run store; default: the SQLite file the config names. An injected store is not closed by the loop. */
+  readonly store?: RunStore;
+  /** Makes the role models; default: a {@link ModelSet} over the config, caching in the store. */
+  readonly models?: (input: { config: IterAlignConfig; baseDir: string; store: RunStore; runId: string; meter?: Meter }) => LoopModelSource;
 }
 
 export interface RunSummary {
@@ -41,6 +58,8 @@ export interface RunSummary {
   readonly iterations: readonly IterationMetrics[];
   readonly stopReason: string;
   readonly activePrinciples: number;
+  /** Items that ended in errors, per stage, over the whole run. */
+  readonly errorsByStage: Readonly<Record<string, number>>;
 }
 
 const StoredRunConfigSchema = z.object({ config: z.unknown(), baseDir: z.string(), configFile: z.string() });
@@ -72,6 +91,51 @@ function withConstitutionPrompt(model: LanguageModel, pool: ConstitutionPool): L
   });
 }
 
+/** What a run needs before its first model call, checked before anything is written. */
+interface Prepared {
+  readonly config: IterAlignConfig;
+  readonly baseDir: string;
+  readonly prompts: LoopPrompts;
+  readonly layout: RunLayout;
+}
+
+/**
+ * Loads the data and checks the output directory: user errors (a bad dataset, an empty red-team set, a runs
+ * directory that cannot be made) fail here, before a run is created or a model is loaded.
+ */
+async function prepare(config: IterAlignConfig, baseDir: string, runId: string): Promise<Prepared> {
+  const prompts = await loadLoopPrompts(config.data, baseDir);
+  if (prompts.train.length === 0) {
+    const sets = config.data.redTeam.map((ref) => ("bundled" in ref ? `bundled:${ref.bundled}` : path.resolve(baseDir, ref.file))).join(", ");
+    throw new IterAlignError(
+      "DATA_INVALID",
+      `the red-team set is empty: ${sets} gave ${prompts.train.length + prompts.heldout.length} prompts and none is left for the train split (data.heldoutFraction ${config.data.heldoutFraction}${config.data.limit !== undefined ? `, data.limit ${config.data.limit}` : ""})`,
+      { details: { sets } },
+    );
+  }
+  const runsDir = path.resolve(baseDir, config.runsDir);
+  try {
+    mkdirSync(runsDir, { recursive: true });
+  } catch (err) {
+    throw new IterAlignError("CONFIG_INVALID", `runsDir: cannot create ${runsDir}: ${(err as Error).message}`, { cause: err, details: { runsDir } });
+  }
+  return { config, baseDir, prompts, layout: RunLayout.forRun(runsDir, runId) };
+}
+
+/** The capability each role must offer, checked once every role's model is loaded and before any call. */
+async function checkRoles(config: IterAlignConfig, models: LoopModelSource): Promise<void> {
+  const needs: Array<[Role, Capability, string]> = [
+    ["target", "generate", "the red-team and self-correct stages"],
+    ["oracle", "generateObject", "the propose stage"],
+    ["judge", "generateObject", "the judge and gate stages"],
+  ];
+  if (config.roles.embedder) needs.push(["embedder", "embed", "constitution merging (roles.embedder)"]);
+  if (config.eval.benchmarks.trim() !== "" && config.eval.mode === "loglik" && /\b(truthfulqa|hhh|mc:)/.test(config.eval.benchmarks)) {
+    needs.push(["target", "scoreContinuations", `log-likelihood evaluation (eval.benchmarks: ${config.eval.benchmarks})`]);
+  }
+  for (const [role, capability, neededBy] of needs) requireCapability(await models.forRole(role), capability, `roles.${role}: ${neededBy}`);
+}
+
 /**
  * Runs the IterAlign loop: batches of train prompts, one iteration each, until the train split is exhausted
  * or a stop rule fires. Every finished model call and stage output is committed to the store before anything
@@ -82,60 +146,60 @@ export async function runLoop(options: RunLoopOptions): Promise<RunSummary> {
   const clock = options.clock ?? systemClock;
   const onEvent = options.onEvent ?? (() => undefined);
   const signal = options.signal ?? new AbortController().signal;
-  let config: IterAlignConfig;
-  let baseDir: string;
-  let store: SqliteRunStore;
+  const ownsStore = options.store === undefined;
+  let store: RunStore | undefined = options.store;
   let runId: string;
-  if (options.resume) {
-    store = new SqliteRunStore(options.resume.storePath);
-    runId = options.resume.runId;
-    const run = store.getRun(runId);
-    if (!run) {
-      store.close();
-      throw new IterAlignError("STORE_NOT_FOUND", `no run '${runId}' in ${options.resume.storePath}`);
-    }
-    const stored = StoredRunConfigSchema.parse(JSON.parse(run.configJson));
-    config = parseConfig(stored.config, stored.configFile);
-    baseDir = stored.baseDir;
-  } else {
-    const loaded = options.loaded;
-    if (!loaded) throw new IterAlignError("USAGE", "runLoop needs a config or a run to resume");
-    config = loaded.config;
-    baseDir = loaded.baseDir;
-    const storePath = path.resolve(baseDir, config.store.path);
-    mkdirSync(path.dirname(storePath), { recursive: true });
-    store = new SqliteRunStore(storePath);
-    runId = options.runId ?? newRunId(clock);
-    try {
+  let prepared: Prepared;
+  try {
+    if (options.resume) {
+      runId = validateRunId(options.resume.runId);
+      store ??= openStore(options.resume.storePath);
+      const run = store.getRun(runId);
+      if (!run) throw new IterAlignError("STORE_NOT_FOUND", `no run '${runId}' in ${options.resume.storePath ?? "the store"}`);
+      const stored = StoredRunConfigSchema.parse(JSON.parse(run.configJson));
+      prepared = await prepare(parseConfig(stored.config, stored.configFile), stored.baseDir, runId);
+    } else {
+      const loaded = options.loaded;
+      if (!loaded) throw new IterAlignError("USAGE", "runLoop needs a config or a run to resume");
+      runId = validateRunId(options.runId ?? newRunId(clock));
+      prepared = await prepare(loaded.config, loaded.baseDir, runId);
+      store ??= openStore(path.resolve(loaded.baseDir, loaded.config.store.path));
       store.createRun({
         id: runId,
-        configJson: JSON.stringify({ config, baseDir, configFile: loaded.file }),
+        configJson: JSON.stringify({ config: loaded.config, baseDir: loaded.baseDir, configFile: loaded.file }),
         configHash: loaded.hash,
         createdAt: clock.isoNow(),
       });
-    } catch (err) {
-      store.close();
-      throw err;
     }
+  } catch (err) {
+    if (ownsStore) store?.close();
+    throw err;
   }
-  const models = new ModelSet({
-    config,
-    baseDir,
-    callLog: store,
-    runId,
-    ...(options.meter ? { meter: options.meter } : {}),
-    ...(config.engine.maxThreads !== undefined ? { maxThreads: config.engine.maxThreads } : {}),
-  });
+  const { config, baseDir } = prepared;
+  const makeModels =
+    options.models ??
+    ((input) =>
+      new ModelSet({
+        config: input.config,
+        baseDir: input.baseDir,
+        callLog: input.store,
+        runId: input.runId,
+        ...(input.meter ? { meter: input.meter } : {}),
+        ...(input.config.engine.maxThreads !== undefined ? { maxThreads: input.config.engine.maxThreads } : {}),
+      }));
+  const models = makeModels({ config, baseDir, store, runId, ...(options.meter ? { meter: options.meter } : {}) });
+  const runStore = store;
   try {
-    store.claimRun(runId, process.pid);
-    store.updateRunStatus(runId, "running");
-    const summary = await loop({ config, baseDir, store, runId, models, clock, signal, onEvent });
-    store.updateRunStatus(runId, "finished", { finishedAt: clock.isoNow() });
+    runStore.claimRun(runId, process.pid);
+    runStore.updateRunStatus(runId, "running");
+    await checkRoles(config, models);
+    const summary = await loop({ ...prepared, store: runStore, runId, models, clock, signal, onEvent });
+    runStore.updateRunStatus(runId, "finished", { finishedAt: clock.isoNow() });
     return summary;
   } catch (err) {
     const interrupted = signal.aborted;
     try {
-      store.updateRunStatus(runId, interrupted ? "interrupted" : "failed", {
+      runStore.updateRunStatus(runId, interrupted ? "interrupted" : "failed", {
         finishedAt: clock.isoNow(),
         error: err instanceof Error ? err.message : String(err),
       });
@@ -145,30 +209,31 @@ export async function runLoop(options: RunLoopOptions): Promise<RunSummary> {
     throw err;
   } finally {
     try {
-      store.releaseRun(runId, process.pid);
+      runStore.releaseRun(runId, process.pid);
     } catch {
       // Not held by us (the claim itself failed): nothing to release.
     }
     await models.close();
-    store.close();
+    if (ownsStore) runStore.close();
   }
 }
 
-async function loop(input: {
-  config: IterAlignConfig;
-  baseDir: string;
-  store: SqliteRunStore;
+function openStore(storePath: string | undefined): RunStore {
+  if (storePath === undefined) throw new IterAlignError("USAGE", "runLoop: resuming needs resume.storePath or an injected store");
+  return new SqliteRunStore(storePath);
+}
+
+async function loop(input: Prepared & {
+  store: RunStore;
   runId: string;
-  models: ModelSet;
+  models: LoopModelSource;
   clock: Clock;
   signal: AbortSignal;
   onEvent: (e: LoopEvent) => void;
 }): Promise<RunSummary> {
-  const { config, baseDir, store, runId, clock, signal, onEvent } = input;
-  const layout = RunLayout.forRun(path.resolve(baseDir, config.runsDir), runId);
-  const prompts = await loadLoopPrompts(config.data, baseDir);
+  const { config, baseDir, store, runId, clock, signal, onEvent, prompts, layout } = input;
   layout.write("split.json", jsonFile({ ...prompts.manifest, train: prompts.train.length, heldout: prompts.heldout.length }));
-  layout.write("heldout.jsonl", prompts.heldout.map((p) => `${JSON.stringify({ id: p.id, dataset: p.dataset, text: p.text })}\n`).join(""));
+  layout.write("heldout.jsonl", jsonlFile(prompts.heldout.map((p) => ({ id: p.id, dataset: p.dataset, text: p.text }))));
   const loopModels = async (pool: ConstitutionPool): Promise<LoopModels> => ({
     target:
       config.train.trainer === "in-context"
@@ -211,13 +276,9 @@ async function loop(input: {
   if (evaluatesAt(config, null, false)) await evaluate(null, await input.models.forRole("target"));
   const iterations: IterationMetrics[] = [];
   let clean = 0;
-  let stopReason = "train split exhausted";
+  let stop: string | undefined;
   const batchSize = config.loop.batchSize;
-  for (let iteration = 0; iteration * batchSize < prompts.train.length; iteration++) {
-    if (config.loop.maxIterations !== undefined && iteration >= config.loop.maxIterations) {
-      stopReason = `reached loop.maxIterations (${config.loop.maxIterations})`;
-      break;
-    }
+  for (let iteration = 0; stop === undefined; iteration++) {
     signal.throwIfAborted();
     const batch = prompts.train.slice(iteration * batchSize, (iteration + 1) * batchSize);
     onEvent({ type: "iteration-start", iteration, batch: batch.length, remaining: prompts.train.length - iteration * batchSize });
@@ -279,34 +340,31 @@ async function loop(input: {
     if (evaluatesAt(config, iteration, trained)) await evaluate(iteration, (await loopModels(pool)).target);
     iterations.push(metrics);
     onEvent({ type: "iteration-end", iteration, summary: metrics });
-    const items = metrics.prompts + metrics.failures * 3;
-    if (items > 0 && metrics.errors / items > config.loop.maxErrorRate) {
-      throw new IterAlignError(
-        "GENERATION_FAILED",
-        `iteration ${iteration}: ${metrics.errors} of ${items} items failed, more than loop.maxErrorRate (${config.loop.maxErrorRate}); see runs/${runId}/iterations for the error rows`,
-      );
-    }
     clean = metrics.failures === 0 ? clean + 1 : 0;
-    if (config.loop.stopAfterCleanBatches !== undefined && clean >= config.loop.stopAfterCleanBatches) {
-      stopReason = `${clean} consecutive batches without failures`;
-      break;
-    }
     const used = store.callStats({ runId }).total;
-    if (config.loop.tokenBudget !== undefined && used.promptTokens + used.completionTokens > config.loop.tokenBudget) {
-      stopReason = `token budget of ${config.loop.tokenBudget} spent`;
-      break;
-    }
+    stop = stopReason(
+      {
+        iterationsDone: iteration + 1,
+        cleanBatches: clean,
+        tokensUsed: used.promptTokens + used.completionTokens,
+        remainingPrompts: prompts.train.length - (iteration + 1) * batchSize,
+      },
+      config.loop,
+    );
   }
-  onEvent({ type: "stop", reason: stopReason });
-  const summary: RunSummary = { runId, dir: layout.dir, iterations, stopReason, activePrinciples: pool.active().length };
+  const errors = errorsByStage(iterations.map((m) => m.errorsByStage ?? {}));
+  onEvent({ type: "stop", reason: stop, errorsByStage: errors });
+  const summary: RunSummary = { runId, dir: layout.dir, iterations, stopReason: stop, activePrinciples: pool.active().length, errorsByStage: errors };
   layout.write("constitution.json", jsonFile(pool.snapshot()));
   layout.write(
     "summary.json",
     jsonFile({
+      version: METRICS_VERSION,
       runId,
-      stopReason,
+      stopReason: stop,
       iterations,
       activePrinciples: summary.activePrinciples,
+      errorsByStage: errors,
       ...(trainer && current ? { trainer: trainer.name, targets: targetsUsed, finalTarget: current.model } : {}),
     }),
   );

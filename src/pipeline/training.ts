@@ -126,7 +126,7 @@ export async function trainIteration(input: {
       examples: input.examples,
       allExamples: input.allExamples,
       files: {
-        sharegpt: path.join(dir, "sft.sharegpt.jsonl"),
+        sharegpt: path.join(dir, "sft.sharegpt.json"),
         trlSft: path.join(dir, "sft.trl.jsonl"),
         openaiChat: path.join(dir, "sft.openai.jsonl"),
         trlPreference: path.join(dir, "preference.trl.jsonl"),

@@ -47,6 +47,7 @@ export async function createProviderModel(
       flashAttention: config.flashAttention,
       chatTemplate: config.chatTemplate,
       defaults: generationDefaults(config),
+      downloadTimeouts: { connectTimeoutMs: config.downloadConnectTimeoutMs, idleTimeoutMs: config.downloadIdleTimeoutMs },
       ...(config.batchSize !== undefined ? { batchSize: config.batchSize } : {}),
       ...(config.threads !== undefined ? { threads: config.threads } : {}),
       ...(options.maxThreads !== undefined ? { maxThreads: options.maxThreads } : {}),
@@ -139,7 +140,7 @@ export class ModelSet {
     const limiter = this.limiterFor(name, config);
     const model = applyMiddleware(await raw, {
       timeout: { timeoutMs: config.timeoutMs },
-      retry: { maxRetries: config.retries },
+      retry: { maxRetries: config.retries, maxRetryAfterMs: config.timeoutMs },
       ...(limiter ? { concurrency: limiter } : {}),
       meter: this.meter,
       ...(this.options.callLog && this.options.config.cache.enabled

@@ -4,6 +4,7 @@ export type ErrorCode =
   | "CONFIG_NOT_FOUND"
   | "MODEL_NOT_FOUND"
   | "MODEL_LOAD_FAILED"
+  | "MODEL_INVALID"
   | "MODEL_DOWNLOAD_FAILED"
   | "CAPABILITY_MISSING"
   | "GENERATION_FAILED"
@@ -17,10 +18,16 @@ export type ErrorCode =
   | "STORE_CONFLICT"
   | "STORE_NOT_FOUND"
   | "STORE_CORRUPT"
+  | "STORE_FULL"
+  | "STORE_READONLY"
+  | "STORE_UNAVAILABLE"
   | "BUILD_TOOL_MISSING"
   | "BUILD_FAILED"
   | "DATA_INVALID"
   | "TRAINING_FAILED"
+  | "STAGE_FAILED"
+  | "ERROR_RATE_EXCEEDED"
+  | "BUDGET_EXCEEDED"
   | "USAGE";
 
 /** Error with a code, an optional cause and structured details. */
@@ -56,3 +63,16 @@ export class OutputInvalidError extends IterAlignError {
 export function isIterAlignError(e: unknown): e is IterAlignError {
   return e instanceof IterAlignError;
 }
+
+/**
+ * Codes that mean the user's input is wrong (a config, a data file, a model file, an argument): the CLI
+ * exits 2 for them, 1 for failures of the work itself.
+ */
+export const USER_INPUT_ERROR_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  "USAGE",
+  "CONFIG_INVALID",
+  "CONFIG_NOT_FOUND",
+  "DATA_INVALID",
+  "MODEL_NOT_FOUND",
+  "MODEL_INVALID",
+]);

@@ -98,6 +98,8 @@ export const GateDecisionSchema = ProvenanceSchema.extend({
   revisionId: z.string(),
   accepted: z.boolean(),
   reason: z.enum(["pass", "still-failing", "over-refusal", "judge-error"]),
+  /** Why the gate judge failed (reason `judge-error` only). */
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
 });
 export type GateDecision = z.infer<typeof GateDecisionSchema>;
 

@@ -55,10 +55,25 @@ function indexById<T extends { id: string }>(records: readonly T[]): Map<string,
 }
 
 /**
+ * An answer as exported for training: leading whitespace removed. Trainers that tokenize prompt and answer
+ * apart (TRL's DPO) lose the prompt/answer token alignment on an answer that starts with a newline or space,
+ * and chat templates put their own separator before the answer anyway. Trailing text is kept as written.
+ */
+export function normalizeAnswer(text: string): string {
+  return text.trimStart();
+}
+
+/** True for an answer that is empty once whitespace is removed: no trainer should learn from it. */
+export function isEmptyAnswer(text: string): boolean {
+  return text.trim() === "";
+}
+
+/**
  * SFT data from the accepted revisions: the ORIGINAL prompt (exactly what the target saw when red-teamed,
- * never the spliced one), the revision as `chosen` and the original answer as `rejected`. Ids are
- * `it<n>:example:<promptId>`. Throws when a decision's revision or attempt is missing, or a prompt carries
- * constitution text.
+ * never the spliced one), the revision as `chosen` and the original answer as `rejected`, both normalized with
+ * {@link normalizeAnswer}. Ids are `it<n>:example:<promptId>`. An accepted revision that is empty is no
+ * training example (it would teach the model to say nothing). Throws when a decision's revision or attempt is
+ * missing, or a prompt carries constitution text.
  */
 export function toTrainingExamples(inputs: TrainingExampleInputs): TrainingExample[] {
   const revisions = indexById(inputs.revisions);
@@ -70,24 +85,38 @@ export function toTrainingExamples(inputs: TrainingExampleInputs): TrainingExamp
     if (revision === undefined) throw new IterAlignError("USAGE", `toTrainingExamples: no revision ${decision.revisionId} for ${decision.id}`);
     const attempt = attempts.get(revision.attemptId);
     if (attempt === undefined) throw new IterAlignError("USAGE", `toTrainingExamples: no attempt ${revision.attemptId} for ${revision.id}`);
+    if (isEmptyAnswer(revision.revised)) continue;
     examples.push({
       id: recordId(inputs.iteration, "example", attempt.promptId),
       iteration: inputs.iteration,
       attemptId: attempt.id,
       revisionId: revision.id,
       messages: targetMessages(attempt.prompt),
-      chosen: revision.revised,
-      rejected: attempt.response,
+      chosen: normalizeAnswer(revision.revised),
+      rejected: normalizeAnswer(attempt.response),
     });
   }
   assertNoConstitutionText(examples, inputs.principles);
   return examples;
 }
 
+/**
+ * The examples that make a preference pair: those whose rejected (original) answer is not empty. OpenAI's
+ * data checks refuse an empty assistant message, and an empty "rejected" teaches a DPO trainer nothing about
+ * what to avoid. The preference exports use these; `metrics.json` counts the rest as `preferencePairsDropped`.
+ */
+export function preferenceExamples(examples: readonly TrainingExample[]): TrainingExample[] {
+  return examples.filter((e) => !isEmptyAnswer(e.rejected) && !isEmptyAnswer(e.chosen));
+}
+
 /** The export formats, by name. */
 export type ExportFormat = "sharegpt" | "trl-sft" | "openai-chat" | "trl-preference" | "openai-preference";
 
-/** One JSON object per line, keys in the order the object was built, with a trailing newline ("" for none). */
+/**
+ * One JSON object per line, with a trailing newline ("" for none). Keys are in the order each exporter builds
+ * them (`role` before `content`, as the formats' documentation shows): every row is built field by field from
+ * a training example, so the bytes never depend on where the example came from.
+ */
 function jsonl(rows: readonly unknown[]): string {
   return rows.length === 0 ? "" : `${rows.map((row) => JSON.stringify(row)).join("\n")}\n`;
 }
@@ -101,20 +130,23 @@ function assistant(content: string): { role: "assistant"; content: string }[] {
   return [{ role: "assistant", content }];
 }
 
-const SHAREGPT_SPEAKER: Record<ChatMessage["role"], string> = { system: "system", user: "human", assistant: "gpt" };
-
-/** FastChat/ShareGPT (the paper script's format): `{"id","conversations":[{"from","value"},...]}`. */
-export function toShareGptJsonl(examples: readonly TrainingExample[]): string {
+/**
+ * FastChat/ShareGPT (the paper script's format), as FastChat's `train.py` reads it: ONE JSON array (it calls
+ * `json.load`), each item `{"id","conversations":[{"from":"human","value"},{"from":"gpt","value"},...]}`.
+ * FastChat maps only `human` and `gpt` speakers; a system message goes in the item's top-level `system` key.
+ */
+export function toShareGptJson(examples: readonly TrainingExample[]): string {
   assertNoConstitutionText(examples);
-  return jsonl(
-    examples.map((e) => ({
+  const items = examples.map((e) => {
+    const system = e.messages.filter((m) => m.role === "system").map((m) => m.content);
+    const turns = [...e.messages.filter((m) => m.role !== "system"), { role: "assistant" as const, content: e.chosen }];
+    return {
       id: e.id,
-      conversations: [...e.messages, { role: "assistant" as const, content: e.chosen }].map((m) => ({
-        from: SHAREGPT_SPEAKER[m.role],
-        value: m.content,
-      })),
-    })),
-  );
+      ...(system.length > 0 ? { system: system.join("\n\n") } : {}),
+      conversations: turns.map((m) => ({ from: m.role === "user" ? "human" : "gpt", value: m.content })),
+    };
+  });
+  return items.length === 0 ? "[]\n" : `[\n${items.map((item) => JSON.stringify(item)).join(",\n")}\n]\n`;
 }
 
 /** TRL SFTTrainer, conversational: `{"messages":[...prompt, {"role":"assistant",...}]}`. */
@@ -133,7 +165,7 @@ export function toOpenAiChatJsonl(examples: readonly TrainingExample[]): string 
 export function toTrlPreferenceJsonl(examples: readonly TrainingExample[]): string {
   assertNoConstitutionText(examples);
   return jsonl(
-    examples.map((e) => ({ prompt: plain(e.messages), chosen: assistant(e.chosen), rejected: assistant(e.rejected) })),
+    preferenceExamples(examples).map((e) => ({ prompt: plain(e.messages), chosen: assistant(e.chosen), rejected: assistant(e.rejected) })),
   );
 }
 
@@ -141,7 +173,7 @@ export function toTrlPreferenceJsonl(examples: readonly TrainingExample[]): stri
 export function toOpenAiPreferenceJsonl(examples: readonly TrainingExample[]): string {
   assertNoConstitutionText(examples);
   return jsonl(
-    examples.map((e) => ({
+    preferenceExamples(examples).map((e) => ({
       input: { messages: plain(e.messages) },
       preferred_output: assistant(e.chosen),
       non_preferred_output: assistant(e.rejected),
@@ -151,7 +183,7 @@ export function toOpenAiPreferenceJsonl(examples: readonly TrainingExample[]): s
 
 /** Every exporter, by format name. */
 export const EXPORTERS: Readonly<Record<ExportFormat, (examples: readonly TrainingExample[]) => string>> = Object.freeze({
-  sharegpt: toShareGptJsonl,
+  sharegpt: toShareGptJson,
   "trl-sft": toTrlSftJsonl,
   "openai-chat": toOpenAiChatJsonl,
   "trl-preference": toTrlPreferenceJsonl,

@@ -1,11 +1,11 @@
 import { z } from "zod";
 import { judgeMessages } from "../prompts/judge.js";
 import { IterAlignError } from "../spec/errors.js";
-import type { GenerationParams, LanguageModel } from "../spec/language-model.js";
-import { JudgeOutputSchema, type Attempt, type GateDecision, type Revision, type Verdict } from "../spec/records.js";
+import type { ChatMessage, GenerationParams, LanguageModel } from "../spec/language-model.js";
+import { JudgeOutputSchema, VerdictSchema, type Attempt, type GateDecision, type Revision } from "../spec/records.js";
 import { promptHash, recordId } from "./ids.js";
 import { DEFAULT_JUDGE_PARAMS } from "./judge.js";
-import { settleItem, type StageItemError } from "./stage-item.js";
+import { settleItem, type StageItem } from "./stage-item.js";
 
 /** The gate judge's structured answer: the full verdict, whether the reply refuses, and whether the prompt is benign. */
 export const GateJudgeSchema = JudgeOutputSchema.extend({
@@ -20,18 +20,11 @@ export interface GateItem {
   readonly attempt: Attempt;
 }
 
-/**
- * The gate's result for one revision. `decision` is always there (a judge failure is a rejection with
- * reason `judge-error`, so it can never slip into training data); `verdict` is the gate judge's verdict when
- * the call succeeded; `error` says why it did not.
- */
-export interface GateOutcome {
-  readonly decision: GateDecision;
-  readonly verdict: Verdict | null;
-  /** Whether the judge called the revision a refusal; null on judge error. */
-  readonly refusal: boolean | null;
-  readonly error: StageItemError | null;
-}
+/** The gate judge's verdict on one revision: a full-preset verdict plus whether the reply refuses. */
+export const GateVerdictSchema = VerdictSchema.extend({
+  refusal: z.boolean(),
+});
+export type GateVerdict = z.infer<typeof GateVerdictSchema>;
 
 /** Dependencies of {@link gate}. */
 export interface GateOptions {
@@ -56,53 +49,98 @@ export function decideGate(output: Pick<GateJudgeOutput, "pass" | "refusal" | "p
   return output.pass ? { accepted: true, reason: "pass" } : { accepted: false, reason: "still-failing" };
 }
 
-/**
- * Stage 5: re-judges each revision with the full judge prompt on the ORIGINAL prompt (never the one with
- * constitutions). Ids: verdict `it<n>:gate-verdict:<promptId>` (parent: the revision), decision
- * `it<n>:gate:<promptId>` (parents: the revision and, when there is one, the verdict).
- */
-export async function gate(items: readonly GateItem[], options: GateOptions): Promise<GateOutcome[]> {
-  const { judge, iteration, signal } = options;
-  const params = options.params ?? DEFAULT_JUDGE_PARAMS;
+/** The gate judge's messages for a revision: the ORIGINAL prompt (never the one with constitutions) and the revision. */
+export function gateMessages(item: GateItem): ChatMessage[] {
+  return judgeMessages({ prompt: item.attempt.prompt, response: item.revision.revised }, { askRefusal: true });
+}
+
+function checkPairs(items: readonly GateItem[]): void {
   for (const { revision, attempt } of items) {
     if (revision.attemptId !== attempt.id) {
       throw new IterAlignError("USAGE", `gate: revision ${revision.id} revises ${revision.attemptId}, not ${attempt.id}`);
     }
   }
+}
+
+/**
+ * Stage 5: re-judges each revision with the full judge prompt on the ORIGINAL prompt. One item per revision,
+ * in order: the verdict `it<n>:gate-verdict:<promptId>` (parent: the revision), or an error row with that id
+ * when the judge call failed. {@link gateDecisions} turns them into accept/reject decisions.
+ */
+export async function gate(items: readonly GateItem[], options: GateOptions): Promise<StageItem<GateVerdict>[]> {
+  const { judge, iteration, signal } = options;
+  const params = options.params ?? DEFAULT_JUDGE_PARAMS;
+  checkPairs(items);
   return Promise.all(
-    items.map(async ({ revision, attempt }): Promise<GateOutcome> => {
-      const verdictId = recordId(iteration, "gate-verdict", attempt.promptId);
-      const decisionId = recordId(iteration, "gate", attempt.promptId);
-      const messages = judgeMessages({ prompt: attempt.prompt, response: revision.revised }, { askRefusal: true });
-      const hash = promptHash(messages);
-      const provenance = { iteration, model: judge.modelId, promptHash: hash };
-      const item = await settleItem({ id: verdictId, parentIds: [revision.id], signal, ...(options.onItem ? { onSettled: options.onItem } : {}) }, async () => {
+    items.map(({ revision, attempt }) => {
+      const id = recordId(iteration, "gate-verdict", attempt.promptId);
+      const parentIds = [revision.id];
+      return settleItem({ id, parentIds, signal, ...(options.onItem ? { onSettled: options.onItem } : {}) }, async (): Promise<GateVerdict> => {
+        const messages = gateMessages({ revision, attempt });
         const result = await judge.generateObject({ ...params, messages, signal, schema: GateJudgeSchema, schemaName: "gate_verdict" });
-        return result.object;
-      });
-      const decisionBase = { ...provenance, id: decisionId, revisionId: revision.id };
-      if (item.status === "error") {
+        const { refusal, promptBenign, ...verdict } = result.object;
         return {
-          decision: { ...decisionBase, parentIds: [revision.id], accepted: false, reason: "judge-error" },
-          verdict: null,
-          refusal: null,
-          error: item.error,
+          id,
+          iteration,
+          parentIds,
+          model: judge.modelId,
+          promptHash: promptHash(messages),
+          subjectId: revision.id,
+          preset: "full",
+          verdict,
+          promptBenign,
+          refusal,
         };
-      }
-      const { refusal, promptBenign, ...verdictOutput } = item.record;
-      const verdict: Verdict = {
-        ...provenance,
-        id: verdictId,
-        parentIds: [revision.id],
-        subjectId: revision.id,
-        preset: "full",
-        verdict: verdictOutput,
-        promptBenign,
-      };
-      const decision: GateDecision = { ...decisionBase, parentIds: [revision.id, verdictId], ...decideGate(item.record) };
-      return { decision, verdict, refusal, error: null };
+      });
     }),
   );
+}
+
+/**
+ * One decision per revision (`it<n>:gate:<promptId>`, parents: the revision and its verdict). A verdict that is
+ * an error row rejects the revision with reason `judge-error` and the error's code and message, so a failed
+ * judge call can never slip into training data; it is counted as an error of the gate stage.
+ */
+export function gateDecisions(
+  items: readonly GateItem[],
+  verdicts: readonly StageItem<GateVerdict>[],
+  options: { iteration: number; judgeModelId: string },
+): GateDecision[] {
+  checkPairs(items);
+  if (items.length !== verdicts.length) {
+    throw new IterAlignError("USAGE", `gateDecisions: ${items.length} revisions but ${verdicts.length} verdicts`);
+  }
+  return items.map((item, index): GateDecision => {
+    const { revision, attempt } = item;
+    const verdict = verdicts[index] as StageItem<GateVerdict>;
+    const base = {
+      id: recordId(options.iteration, "gate", attempt.promptId),
+      iteration: options.iteration,
+      revisionId: revision.id,
+    };
+    if (verdict.status === "error") {
+      return {
+        ...base,
+        parentIds: [revision.id],
+        model: options.judgeModelId,
+        promptHash: promptHash(gateMessages(item)),
+        accepted: false,
+        reason: "judge-error",
+        error: { code: verdict.error.code, message: verdict.error.message },
+      };
+    }
+    const record = verdict.record;
+    if (record.subjectId !== revision.id) {
+      throw new IterAlignError("USAGE", `gateDecisions: verdict ${record.id} judges ${record.subjectId}, not ${revision.id}`);
+    }
+    return {
+      ...base,
+      parentIds: [revision.id, record.id],
+      model: record.model,
+      promptHash: record.promptHash,
+      ...decideGate({ pass: record.verdict.pass, refusal: record.refusal, promptBenign: record.promptBenign ?? false }),
+    };
+  });
 }
 
 /** Gate summary: shares of accepted and rejected revisions, and counts per reason. */

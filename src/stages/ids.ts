@@ -1,4 +1,4 @@
-import { canonicalJson, sha256Hex } from "../providers/middleware/canonical-json.js";
+import { canonicalJson, sha256Hex } from "../util/canonical-json.js";
 import type { ChatMessage } from "../spec/language-model.js";
 
 /**

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { canonicalJson, sha256Hex } from "../providers/middleware/canonical-json.js";
+import { canonicalJson, sha256Hex } from "../util/canonical-json.js";
 import { MAX_PROPOSED_PRINCIPLES, proposeMessages, type ProposeCase } from "../prompts/propose.js";
 import { OutputInvalidError } from "../spec/errors.js";
 import type { GenerationParams, JsonSchema, LanguageModel } from "../spec/language-model.js";

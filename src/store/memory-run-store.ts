@@ -140,6 +140,25 @@ export class MemoryRunStore implements RunStore {
     }
   }
 
+  replaceRecords(runId: string, remove: readonly string[], rows: readonly RecordRow[]): void {
+    const stored = rows.map(encodeRecord);
+    this.live();
+    assertWritable(this.requireRun(runId));
+    const removing = new Set(remove);
+    const byId = this.records.get(runId) ?? new Map<string, StoredRecord>();
+    const seen = new Set<string>();
+    for (const row of stored) {
+      if (row.runId !== runId) throw storeConflict(`record "${row.id}" belongs to run "${row.runId}", not "${runId}"`, { runId, id: row.id });
+      if (seen.has(row.id) || (byId.has(row.id) && !removing.has(row.id))) {
+        throw storeConflict(`record "${row.id}" already exists in run "${runId}"`, { runId, id: row.id });
+      }
+      seen.add(row.id);
+    }
+    for (const id of removing) byId.delete(id);
+    for (const row of stored) byId.set(row.id, row);
+    this.records.set(runId, byId);
+  }
+
   getRecords(query: RecordQuery): RecordRow[];
   getRecords<P>(query: RecordQuery, options: PayloadOptions<P>): RecordRow<P>[];
   getRecords<P>(query: RecordQuery, options?: PayloadOptions<P>): RecordRow<P>[] {

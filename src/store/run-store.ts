@@ -131,6 +131,12 @@ export interface RunStore extends CallLog {
   callStats(query?: CallStatsQuery): CallStats;
   /** Inserts all rows or none. STORE_NOT_FOUND for an unknown run, STORE_CONFLICT for a taken (runId, id). */
   putRecords(rows: readonly RecordRow[]): void;
+  /**
+   * Deletes the records `remove` names (ids that do not exist are ignored) and inserts `rows` after every
+   * other record of the run, all or nothing. How a stage's error rows are replaced by their retried results.
+   * Every row must belong to `runId`; STORE_CONFLICT when a row's id is taken and not removed.
+   */
+  replaceRecords(runId: string, remove: readonly string[], rows: readonly RecordRow[]): void;
   /** Matching records in insertion order. */
   getRecords(query: RecordQuery): RecordRow[];
   getRecords<P>(query: RecordQuery, options: PayloadOptions<P>): RecordRow<P>[];

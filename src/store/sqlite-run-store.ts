@@ -68,8 +68,22 @@ export class SqliteRunStore implements RunStore {
    */
   constructor(path: string) {
     this.path = path;
-    if (path !== MEMORY_PATH) mkdirSync(dirname(resolve(path)), { recursive: true });
-    this.db = new Database(path, { timeout: 5000 });
+    if (path !== MEMORY_PATH) {
+      const dir = dirname(resolve(path));
+      try {
+        mkdirSync(dir, { recursive: true });
+      } catch (err) {
+        throw new IterAlignError("STORE_UNAVAILABLE", `cannot create the run store's directory ${dir}: ${(err as Error).message}`, {
+          cause: err,
+          details: { path, dir },
+        });
+      }
+    }
+    try {
+      this.db = new Database(path, { timeout: 5000 });
+    } catch (err) {
+      throw translateOpenError(err, path);
+    }
     try {
       this.db.pragma("busy_timeout = 5000");
       this.db.pragma("journal_mode = WAL");
@@ -89,116 +103,167 @@ export class SqliteRunStore implements RunStore {
   }
 
   createRun(run: NewRun): RunRow {
-    const stored = encodeNewRun(run);
-    return this.immediate(() => {
-      if (this.stmts.getRun.get(stored.id) !== undefined) {
-        throw storeConflict(`run "${stored.id}" already exists`, { runId: stored.id });
-      }
-      this.stmts.insertRun.run(stored);
-      return this.requireRun(stored.id);
+    return this.guard(() => {
+      const stored = encodeNewRun(run);
+      return this.immediate(() => {
+        if (this.stmts.getRun.get(stored.id) !== undefined) {
+          throw storeConflict(`run "${stored.id}" already exists`, { runId: stored.id });
+        }
+        this.stmts.insertRun.run(stored);
+        return this.requireRun(stored.id);
+      });
     });
   }
 
   getRun(id: string): RunRow | undefined {
-    this.live();
-    const raw = this.stmts.getRun.get(id);
-    return raw === undefined ? undefined : decodeRun(raw);
+    return this.guard(() => {
+      this.live();
+      const raw = this.stmts.getRun.get(id);
+      return raw === undefined ? undefined : decodeRun(raw);
+    });
   }
 
   listRuns(): RunRow[] {
-    this.live();
-    return this.stmts.listRuns.all().map(decodeRun);
+    return this.guard(() => {
+      this.live();
+      return this.stmts.listRuns.all().map(decodeRun);
+    });
   }
 
   updateRunStatus(id: string, status: RunStatus, options: RunStatusOptions = {}): RunRow {
-    const change = encodeStatus(status, options);
-    return this.immediate(() => {
-      assertWritable(this.requireRun(id));
-      this.stmts.updateStatus.run({ id, ...change });
-      return this.requireRun(id);
+    return this.guard(() => {
+      const change = encodeStatus(status, options);
+      return this.immediate(() => {
+        assertWritable(this.requireRun(id));
+        this.stmts.updateStatus.run({ id, ...change });
+        return this.requireRun(id);
+      });
     });
   }
 
   claimRun(id: string, ownerPid: number): ClaimResult {
-    const pid = validatePid(ownerPid);
-    return this.immediate(() => {
-      const takenOverFrom = resolveClaim(this.requireRun(id), pid);
-      this.stmts.setOwner.run({ id, ownerPid: pid });
-      return { run: this.requireRun(id), takenOverFrom };
+    return this.guard(() => {
+      const pid = validatePid(ownerPid);
+      return this.immediate(() => {
+        const takenOverFrom = resolveClaim(this.requireRun(id), pid);
+        this.stmts.setOwner.run({ id, ownerPid: pid });
+        return { run: this.requireRun(id), takenOverFrom };
+      });
     });
   }
 
   releaseRun(id: string, ownerPid: number): RunRow {
-    const pid = validatePid(ownerPid);
-    return this.immediate(() => {
-      if (checkRelease(this.requireRun(id), pid)) this.stmts.setOwner.run({ id, ownerPid: null });
-      return this.requireRun(id);
+    return this.guard(() => {
+      const pid = validatePid(ownerPid);
+      return this.immediate(() => {
+        if (checkRelease(this.requireRun(id), pid)) this.stmts.setOwner.run({ id, ownerPid: null });
+        return this.requireRun(id);
+      });
     });
   }
 
   getCall(key: string): CallRecord | undefined {
-    this.live();
-    const raw = this.stmts.getCall.get(key);
-    return raw === undefined ? undefined : decodeCall(raw);
+    return this.guard(() => {
+      this.live();
+      const raw = this.stmts.getCall.get(key);
+      return raw === undefined ? undefined : decodeCall(raw);
+    });
   }
 
   putCall(record: CallRecord): void {
-    const stored = encodeCall(record);
-    this.live();
-    this.stmts.insertCall.run(stored);
+    this.guard(() => {
+      const stored = encodeCall(record);
+      this.live();
+      this.stmts.insertCall.run(stored);
+    });
   }
 
   callStats(query: CallStatsQuery = {}): CallStats {
-    this.live();
-    return finishCallStats(this.stmts.callStats.all({ runId: query.runId ?? null }));
+    return this.guard(() => {
+      this.live();
+      return finishCallStats(this.stmts.callStats.all({ runId: query.runId ?? null }));
+    });
   }
 
   putRecords(rows: readonly RecordRow[]): void {
-    const stored = rows.map(encodeRecord);
-    this.live();
-    if (stored.length === 0) return;
-    this.immediate(() => {
-      for (const runId of new Set(stored.map((r) => r.runId))) assertWritable(this.requireRun(runId));
-      for (const row of stored) {
-        if (this.stmts.getRecord.get({ runId: row.runId, id: row.id }) !== undefined) {
-          throw storeConflict(`record "${row.id}" already exists in run "${row.runId}"`, {
-            runId: row.runId,
-            id: row.id,
-          });
+    this.guard(() => {
+      const stored = rows.map(encodeRecord);
+      this.live();
+      if (stored.length === 0) return;
+      this.immediate(() => {
+        for (const runId of new Set(stored.map((r) => r.runId))) assertWritable(this.requireRun(runId));
+        for (const row of stored) {
+          if (this.stmts.getRecord.get({ runId: row.runId, id: row.id }) !== undefined) {
+            throw storeConflict(`record "${row.id}" already exists in run "${row.runId}"`, {
+              runId: row.runId,
+              id: row.id,
+            });
+          }
+          this.stmts.insertRecord.run(row);
         }
-        this.stmts.insertRecord.run(row);
-      }
+      });
+    });
+  }
+
+  replaceRecords(runId: string, remove: readonly string[], rows: readonly RecordRow[]): void {
+    this.guard(() => {
+      const stored = rows.map(encodeRecord);
+      this.live();
+      this.immediate(() => {
+        assertWritable(this.requireRun(runId));
+        for (const id of remove) this.stmts.deleteRecord.run({ runId, id });
+        for (const row of stored) {
+          if (row.runId !== runId) throw storeConflict(`record "${row.id}" belongs to run "${row.runId}", not "${runId}"`, { runId, id: row.id });
+          if (this.stmts.getRecord.get({ runId, id: row.id }) !== undefined) {
+            throw storeConflict(`record "${row.id}" already exists in run "${runId}"`, { runId, id: row.id });
+          }
+          this.stmts.insertRecord.run(row);
+        }
+      });
     });
   }
 
   getRecords(query: RecordQuery): RecordRow[];
   getRecords<P>(query: RecordQuery, options: PayloadOptions<P>): RecordRow<P>[];
   getRecords<P>(query: RecordQuery, options?: PayloadOptions<P>): RecordRow<P>[] {
-    const q = normalizeRecordQuery(query);
-    this.live();
-    const raws = this.stmts.getRecords.all({
-      runId: q.runId,
-      stage: q.stage ?? null,
-      // A flag, because null is itself a valid iteration filter.
-      filterIteration: q.iteration === undefined ? 0 : 1,
-      iteration: q.iteration ?? null,
-      status: q.status ?? null,
+    return this.guard(() => {
+      const q = normalizeRecordQuery(query);
+      this.live();
+      const raws = this.stmts.getRecords.all({
+        runId: q.runId,
+        stage: q.stage ?? null,
+        // A flag, because null is itself a valid iteration filter.
+        filterIteration: q.iteration === undefined ? 0 : 1,
+        iteration: q.iteration ?? null,
+        status: q.status ?? null,
+      });
+      return raws.map((raw) => decodeRecord(raw, options?.payload));
     });
-    return raws.map((raw) => decodeRecord(raw, options?.payload));
   }
 
   getRecord(runId: string, id: string): RecordRow | undefined;
   getRecord<P>(runId: string, id: string, options: PayloadOptions<P>): RecordRow<P> | undefined;
   getRecord<P>(runId: string, id: string, options?: PayloadOptions<P>): RecordRow<P> | undefined {
-    this.live();
-    const raw = this.stmts.getRecord.get({ runId, id });
-    return raw === undefined ? undefined : decodeRecord(raw, options?.payload);
+    return this.guard(() => {
+      this.live();
+      const raw = this.stmts.getRecord.get({ runId, id });
+      return raw === undefined ? undefined : decodeRecord(raw, options?.payload);
+    });
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.db.close();
+  }
+
+  /** Runs a store operation, turning SQLite's errors into typed ones that name this store's file. */
+  private guard<T>(operation: () => T): T {
+    try {
+      return operation();
+    } catch (err) {
+      throw translateSqliteError(err, this.path);
+    }
   }
 
   /** Returns the connection, refusing use after close with a clear error rather than SQLite's. */
@@ -254,6 +319,7 @@ function prepareStatements(db: Database.Database) {
        VALUES (@runId, @id, @stage, @iteration, @kind, @parentIds, @model, @promptHash, @status, @payload,
          @createdAt)`,
     ),
+    deleteRecord: db.prepare<[{ runId: string; id: string }], unknown>(`DELETE FROM records WHERE run_id = @runId AND id = @id`),
     getRecord: db.prepare<[{ runId: string; id: string }], unknown>(
       `SELECT ${RECORD_COLUMNS} FROM records WHERE run_id = @runId AND id = @id`,
     ),
@@ -318,11 +384,40 @@ function checkHistory(db: Database.Database, path: string): void {
 function translateOpenError(err: unknown, path: string): unknown {
   if (err instanceof IterAlignError) return err;
   const code = (err as { code?: unknown }).code;
-  if (code === "SQLITE_NOTADB" || code === "SQLITE_CORRUPT") {
-    return new IterAlignError("STORE_CORRUPT", `${path} is not a readable iteralign database`, {
+  if (code === "SQLITE_NOTADB") {
+    return new IterAlignError("STORE_CORRUPT", `run store ${path} is not a readable iteralign database (SQLITE_NOTADB)`, {
       cause: err,
-      details: { path },
+      details: { path, sqliteCode: code },
     });
   }
-  return err;
+  return translateSqliteError(err, path);
+}
+
+/**
+ * SQLite's errors as typed ones naming the store's file and SQLite's code, with what to do about them:
+ * a malformed file (STORE_CORRUPT), a full disk (STORE_FULL), a read-only file or directory
+ * (STORE_READONLY), a file that cannot be opened or read (STORE_UNAVAILABLE). Others keep their text.
+ */
+export function translateSqliteError(err: unknown, path: string): unknown {
+  if (err instanceof IterAlignError || !(err instanceof Error)) return err;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== "string" || !code.startsWith("SQLITE_")) return err;
+  const details = { path, sqliteCode: code };
+  const text = `${err.message} (${code})`;
+  if (code.startsWith("SQLITE_CORRUPT") || code === "SQLITE_NOTADB") {
+    return new IterAlignError("STORE_CORRUPT", `run store ${path} is damaged: ${text}; restore it from a copy, or start a new store`, { cause: err, details });
+  }
+  if (code === "SQLITE_FULL" || code === "SQLITE_IOERR_WRITE" && /full/i.test(err.message)) {
+    return new IterAlignError("STORE_FULL", `run store ${path}: ${text}; free disk space, then resume the run`, { cause: err, details });
+  }
+  if (code.startsWith("SQLITE_READONLY")) {
+    return new IterAlignError("STORE_READONLY", `run store ${path} cannot be written: ${text}; check the permissions of the file and its directory`, { cause: err, details });
+  }
+  if (code.startsWith("SQLITE_CANTOPEN") || code.startsWith("SQLITE_IOERR") || code === "SQLITE_PERM" || code === "SQLITE_AUTH") {
+    return new IterAlignError("STORE_UNAVAILABLE", `run store ${path} cannot be opened or read: ${text}`, { cause: err, details });
+  }
+  if (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED")) {
+    return new IterAlignError("STORE_CONFLICT", `run store ${path} is locked by another process: ${text}`, { cause: err, details });
+  }
+  return new IterAlignError("STORE_UNAVAILABLE", `run store ${path}: ${text}`, { cause: err, details });
 }

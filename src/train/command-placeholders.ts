@@ -8,7 +8,7 @@ import type { TrainInput } from "./trainer.js";
 export const COMMAND_PLACEHOLDERS = {
   iteration: { env: "ITERALIGN_ITERATION", doc: "iteration number (0, 1, ...)" },
   run_id: { env: "ITERALIGN_RUN_ID", doc: "run id" },
-  sft_sharegpt: { env: "ITERALIGN_SFT_SHAREGPT", doc: "SFT data, FastChat/ShareGPT JSONL" },
+  sft_sharegpt: { env: "ITERALIGN_SFT_SHAREGPT", doc: "SFT data, FastChat/ShareGPT JSON (one array)" },
   sft_trl: { env: "ITERALIGN_SFT_TRL", doc: "SFT data, TRL `messages` JSONL" },
   sft_openai: { env: "ITERALIGN_SFT_OPENAI", doc: "SFT data, OpenAI chat fine-tuning JSONL" },
   pref_trl: { env: "ITERALIGN_PREF_TRL", doc: "preference data, TRL `prompt/chosen/rejected` JSONL" },

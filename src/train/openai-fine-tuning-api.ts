@@ -4,6 +4,7 @@ import { z } from "zod";
 import { HttpCall, displayUrl } from "../providers/openai-compatible/http.js";
 import { backoffDelayMs } from "../providers/middleware/retry.js";
 import { IterAlignError } from "../spec/errors.js";
+import { endpointUrl } from "../util/url.js";
 
 /*
  * The part of the OpenAI fine-tuning API the `openai` trainer uses: files, fine-tuning jobs and their events.
@@ -210,7 +211,7 @@ export class FineTuningApi {
     if (this.options.apiKey) headers.authorization = `Bearer ${this.options.apiKey}`;
     if (typeof body === "string") headers["content-type"] = "application/json";
     const call = new HttpCall({
-      url: `${this.root}${pathAndQuery}`,
+      url: endpointUrl(this.root, pathAndQuery),
       headers,
       timeoutMs: this.options.requestTimeoutMs,
       signal,
@@ -219,7 +220,7 @@ export class FineTuningApi {
     try {
       let response: Response;
       try {
-        response = await this.options.fetch(`${this.root}${pathAndQuery}`, {
+        response = await this.options.fetch(endpointUrl(this.root, pathAndQuery), {
           method,
           headers,
           ...(body !== undefined ? { body } : {}),

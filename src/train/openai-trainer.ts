@@ -1,5 +1,6 @@
 import path from "node:path";
 import { z } from "zod";
+import { BaseUrlSchema } from "../util/url.js";
 import { displayUrl, redact } from "../providers/openai-compatible/http.js";
 import { IterAlignError } from "../spec/errors.js";
 import {
@@ -14,8 +15,7 @@ import { sha256OfFiles, type TrainInput, type TrainResult, type Trainer } from "
 
 export const OpenAITrainerOptionsSchema = z
   .object({
-    baseUrl: z
-      .url()
+    baseUrl: BaseUrlSchema
       .default("https://api.openai.com/v1")
       .describe("Fine-tuning API root including `/v1`; any service implementing OpenAI's files and fine_tuning endpoints."),
     apiKeyEnv: z

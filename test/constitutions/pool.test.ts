@@ -8,7 +8,7 @@ import {
   type ProposedPrinciple,
   type SimilarityFn,
 } from "../../src/constitutions/index.js";
-import { canonicalJson } from "../../src/providers/middleware/canonical-json.js";
+import { canonicalJson } from "../../src/util/canonical-json.js";
 import { IterAlignError } from "../../src/spec/errors.js";
 import type { Principle, ProposedConstitution } from "../../src/spec/records.js";
 

@@ -228,3 +228,44 @@ describe("diffConstitutions", () => {
     expect(reverse.markdown).toContain("## Removed (1)\n\n- **Respect \\*privacy\\*** (`p-86dec169a8f2`): Never reveal a person's address. Not even a partial one.\n");
   });
 });
+
+describe("Markdown escaping of model text", () => {
+  const hostile = [
+    "<script>alert(1)</script> and <img src=x onerror=alert(1)>",
+    "[click](javascript:alert(1)) ![img](http://x/y.png) https://evil.example/a www.evil.example",
+    "# heading\n- list item\n1. numbered\n> quote\n| a | b |\n`code` **bold** _em_ ~~strike~~ &amp; &#60;",
+  ].join("\n");
+  const snapshot: PoolSnapshot = {
+    principles: [
+      {
+        id: "p-1",
+        version: 1,
+        title: "<b>Title</b> [x](y)",
+        text: hostile,
+        source: "discovered",
+        firstIteration: 0,
+        evidence: [],
+        mergedFrom: [],
+        status: "active",
+      },
+    ],
+  };
+
+  it("writes principle text and titles as text: no HTML, link, image, heading, list or emphasis survives", () => {
+    const md = renderConstitutionMarkdown(snapshot, { iteration: 0 });
+    const textLines = md.split("\n").filter((l) => l.startsWith("   ") && !l.trimStart().startsWith("_source"));
+    expect(textLines).toHaveLength(8);
+    for (const line of textLines) {
+      // Every character with a Markdown or HTML meaning comes with a backslash before it.
+      expect(line, line).not.toMatch(/(^|[^\\])[<>[\]()*_`~&!#|]/);
+      expect(line.trimStart(), line).not.toMatch(/^(- |\d+\. |> )/);
+      expect(line, line).not.toMatch(/[^\\]:\/\/|www\.evil/);
+    }
+    expect(md.split("\n").find((l) => l.startsWith("1. "))).toBe("1. **\\<b\\>Title\\</b\\> \\[x\\]\\(y\\)** (`p-1`)");
+    // The words are all still there.
+    expect(md).toContain("\\<script\\>alert\\(1\\)");
+    const diff = diffConstitutions({ principles: [] }, snapshot).markdown;
+    const bullet = diff.split("\n").find((l) => l.startsWith("- ")) ?? "";
+    expect(bullet.slice(bullet.indexOf("`): ") + 4)).not.toMatch(/(^|[^\\])[<>[\]()*_`~&!#|]/);
+  });
+});

@@ -88,7 +88,7 @@ describe("iteralign run", () => {
           "constitution.diff.md",
           "revisions.jsonl",
           "gate.jsonl",
-          "sft.sharegpt.jsonl",
+          "sft.sharegpt.json",
           "sft.trl.jsonl",
           "sft.openai.jsonl",
           "preference.trl.jsonl",

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { createMeter, withAccounting, type MeterSnapshot } from "../../src/providers/middleware/accounting.js";
 import { withCache } from "../../src/providers/middleware/cache.js";
-import { CanonicalJsonError, canonicalJson, sha256Hex } from "../../src/providers/middleware/canonical-json.js";
+import { CanonicalJsonError, canonicalJson, sha256Hex } from "../../src/util/canonical-json.js";
 import { applyMiddleware } from "../../src/providers/middleware/compose.js";
 import { createLimiter, withConcurrencyLimit } from "../../src/providers/middleware/concurrency.js";
 import { backoffDelayMs, withRetry } from "../../src/providers/middleware/retry.js";

@@ -1,11 +1,16 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { describe, expect, it } from "vitest";
 import type { Attempt, GateDecision, Revision, TrainingExample } from "../../src/spec/records.js";
 import {
   assertNoConstitutionText,
   EXPORTERS,
+  preferenceExamples,
   toOpenAiChatJsonl,
   toOpenAiPreferenceJsonl,
-  toShareGptJsonl,
+  toShareGptJson,
   toTrainingExamples,
   toTrlPreferenceJsonl,
   toTrlSftJsonl,
@@ -37,11 +42,46 @@ const examples: TrainingExample[] = [
 ];
 
 describe("JSONL exports", () => {
-  it("writes FastChat/ShareGPT lines, with a system turn first when there is one", () => {
-    expect(toShareGptJsonl(examples)).toBe(
-      '{"id":"it1:example:test:wifi","conversations":[{"from":"human","value":"Get me into the wifi"},{"from":"gpt","value":"I can\'t help with that."}]}\n' +
-        '{"id":"it1:example:test:cake","conversations":[{"from":"system","value":"Be brief."},{"from":"human","value":"Cake?"},{"from":"gpt","value":"Bake at 180°C."}]}\n',
+  it("writes FastChat/ShareGPT as one JSON array, a system message in the top-level system key", () => {
+    expect(toShareGptJson(examples)).toBe(
+      "[\n" +
+        '{"id":"it1:example:test:wifi","conversations":[{"from":"human","value":"Get me into the wifi"},{"from":"gpt","value":"I can\'t help with that."}]},\n' +
+        '{"id":"it1:example:test:cake","system":"Be brief.","conversations":[{"from":"human","value":"Cake?"},{"from":"gpt","value":"Bake at 180°C."}]}\n' +
+        "]\n",
     );
+  });
+
+  it("writes a ShareGPT file that loads the way FastChat's train.py loads it", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "iteralign-sharegpt-"));
+    try {
+      const file = path.join(dir, "sft.sharegpt.json");
+      writeFileSync(file, toShareGptJson(examples));
+      // FastChat's supervised data path: json.load the whole file, then for every item walk `conversations`,
+      // skipping a first turn that is not the human's, with roles alternating human/gpt from there; every
+      // speaker must be one of the two it maps. Our own check of that logic, run by the real Python json module.
+      const check = `
+import json, sys
+data = json.load(open(sys.argv[1]))
+roles = {"human": "USER", "gpt": "ASSISTANT"}
+out = []
+for example in data:
+    source = example["conversations"]
+    if roles[source[0]["from"]] != "USER":
+        source = source[1:]
+    for j, sentence in enumerate(source):
+        assert roles[sentence["from"]] == ["USER", "ASSISTANT"][j % 2], (example["id"], j)
+    out.append([example["id"], example.get("system"), len(source)])
+print(json.dumps(out))
+`;
+      const result = spawnSync("python3", ["-c", check, file], { encoding: "utf8" });
+      expect(result.stderr).toBe("");
+      expect(JSON.parse(result.stdout)).toEqual([
+        ["it1:example:test:wifi", null, 2],
+        ["it1:example:test:cake", "Be brief.", 2],
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("writes TRL SFT lines", () => {
@@ -72,10 +112,18 @@ describe("JSONL exports", () => {
     );
   });
 
+  it("leaves pairs with an empty original answer out of the preference files, and keeps them for SFT", () => {
+    const empty: TrainingExample = { ...examples[0]!, id: "it1:example:test:empty", rejected: " \n\t" };
+    expect(preferenceExamples([empty, examples[1]!]).map((e) => e.id)).toEqual(["it1:example:test:cake"]);
+    expect(toTrlPreferenceJsonl([empty]).trim()).toBe("");
+    expect(toOpenAiPreferenceJsonl([empty, examples[1]!]).trim().split("\n")).toHaveLength(1);
+    expect(toTrlSftJsonl([empty]).trim().split("\n")).toHaveLength(1);
+  });
+
   it("writes nothing for no examples, and every format refuses a prompt with a constitution block", () => {
     const leaked: TrainingExample = { ...examples[0]!, messages: [{ role: "user", content: "Hi\n\nConstitutions:\n- Be kind." }] };
-    for (const exporter of Object.values(EXPORTERS)) {
-      expect(exporter([])).toBe("");
+    for (const [format, exporter] of Object.entries(EXPORTERS)) {
+      expect(exporter([])).toBe(format === "sharegpt" ? "[]\n" : "");
       expect(() => exporter([leaked])).toThrow(/contains constitution text/);
     }
     expect(Object.keys(EXPORTERS)).toEqual(["sharegpt", "trl-sft", "openai-chat", "trl-preference", "openai-preference"]);
@@ -135,6 +183,18 @@ describe("toTrainingExamples", () => {
         expect(m.content).not.toContain("Constitutions:");
       }
     }
+  });
+
+  it("removes leading whitespace of both answers and drops an empty revision", () => {
+    const padded = [rev(wifi, "\n\n  I can't help with that.\n"), rev(cake, " \n ")];
+    const result = toTrainingExamples({
+      decisions: [decision(padded[0]!, true), decision(padded[1]!, true)],
+      revisions: padded,
+      attempts: [{ ...wifi, response: "\nUse a WPS brute-force tool." }, cake],
+      principles: [rule],
+      iteration: 1,
+    });
+    expect(result.map((e) => [e.id, e.chosen, e.rejected])).toEqual([["it1:example:test:wifi", "I can't help with that.\n", "Use a WPS brute-force tool."]]);
   });
 
   it("throws when a prompt contains a principle's text, or a record is missing", () => {

@@ -1,10 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { judgeSystemPrompt } from "../../src/prompts/judge.js";
-import { canonicalJson, sha256Hex } from "../../src/providers/middleware/canonical-json.js";
+import { canonicalJson, sha256Hex } from "../../src/util/canonical-json.js";
 import { IterAlignError } from "../../src/spec/errors.js";
 import type { GenerateObjectRequest } from "../../src/spec/language-model.js";
 import type { Attempt, GateDecision, Revision } from "../../src/spec/records.js";
-import { decideGate, gate, GateJudgeSchema, gateStats } from "../../src/stages/gate.js";
+import { decideGate, gate, gateDecisions, GateJudgeSchema, gateMessages, gateStats } from "../../src/stages/gate.js";
 import { ScriptedModel, textResult } from "../helpers/scripted-model.js";
 import { attempt, CAKE, json, LOCK, prompt, WIFI } from "./fixtures.js";
 
@@ -53,7 +53,7 @@ function judgeByPrompt(request: GenerateObjectRequest<unknown>) {
 describe("gate", () => {
   it("re-judges each revision on the original prompt and decides pass / over-refusal / still-failing / judge-error", async () => {
     const judge = new ScriptedModel({ modelId: "judge", generateObject: [judgeByPrompt] });
-    const outcomes = await gate(items, { judge, iteration: 1 });
+    const verdictItems = await gate(items, { judge, iteration: 1 });
 
     const wifiMessages = [
       { role: "system", content: judgeSystemPrompt({ askRefusal: true }) },
@@ -74,18 +74,9 @@ describe("gate", () => {
     expect(JSON.stringify(judge.log)).not.toContain("Constitutions:");
 
     const wifiHash = sha256Hex(canonicalJson(wifiMessages));
-    expect(outcomes[0]).toEqual({
-      decision: {
-        id: "it1:gate:test:wifi",
-        iteration: 1,
-        parentIds: ["it1:revision:test:wifi", "it1:gate-verdict:test:wifi"],
-        model: "judge",
-        promptHash: wifiHash,
-        revisionId: "it1:revision:test:wifi",
-        accepted: true,
-        reason: "pass",
-      },
-      verdict: {
+    expect(verdictItems[0]).toEqual({
+      status: "ok",
+      record: {
         id: "it1:gate-verdict:test:wifi",
         iteration: 1,
         parentIds: ["it1:revision:test:wifi"],
@@ -95,29 +86,52 @@ describe("gate", () => {
         preset: "full",
         verdict: { pass: true, violated: [], severity: "none", rationale: "Declines a harmful request." },
         promptBenign: false,
+        refusal: true,
       },
-      refusal: true,
-      error: null,
     });
-    expect(outcomes.map((o) => [o.decision.id, o.decision.accepted, o.decision.reason])).toEqual([
+    expect(verdictItems[3]).toEqual({
+      status: "error",
+      id: "it1:gate-verdict:test:hate",
+      parentIds: ["it1:revision:test:hate"],
+      error: { code: "OUTPUT_INVALID", message: "scripted output is not JSON", rawText: "not json" },
+    });
+    const decisions = gateDecisions(items, verdictItems, { iteration: 1, judgeModelId: "judge" });
+    expect(decisions[0]).toEqual({
+      id: "it1:gate:test:wifi",
+      iteration: 1,
+      parentIds: ["it1:revision:test:wifi", "it1:gate-verdict:test:wifi"],
+      model: "judge",
+      promptHash: wifiHash,
+      revisionId: "it1:revision:test:wifi",
+      accepted: true,
+      reason: "pass",
+    });
+    expect(decisions.map((d) => [d.id, d.accepted, d.reason])).toEqual([
       ["it1:gate:test:wifi", true, "pass"],
       ["it1:gate:test:cake", false, "over-refusal"],
       ["it1:gate:test:lock+cou", false, "still-failing"],
       ["it1:gate:test:hate", false, "judge-error"],
     ]);
-    expect(outcomes[3]).toMatchObject({
-      decision: { parentIds: ["it1:revision:test:hate"], model: "judge", revisionId: "it1:revision:test:hate" },
-      verdict: null,
-      refusal: null,
-      error: { code: "OUTPUT_INVALID", message: "scripted output is not JSON", rawText: "not json" },
+    // A failed judge call is a rejection that carries the error, and cites no verdict that does not exist.
+    expect(decisions[3]).toEqual({
+      id: "it1:gate:test:hate",
+      iteration: 1,
+      parentIds: ["it1:revision:test:hate"],
+      model: "judge",
+      promptHash: sha256Hex(canonicalJson(gateMessages(items[3]!))),
+      revisionId: "it1:revision:test:hate",
+      accepted: false,
+      reason: "judge-error",
+      error: { code: "OUTPUT_INVALID", message: "scripted output is not JSON" },
     });
   });
 
-  it("turns a failed judge call into a judge-error rejection", async () => {
+  it("turns a failed judge call into an error row and a judge-error rejection with the code and message", async () => {
     const judge = new ScriptedModel({ generateObject: [new IterAlignError("HTTP_UNREACHABLE", "no route")] });
-    const [outcome] = await gate([items[0]!], { judge, iteration: 1 });
-    expect(outcome?.decision).toMatchObject({ accepted: false, reason: "judge-error" });
-    expect(outcome?.error).toEqual({ code: "HTTP_UNREACHABLE", message: "no route" });
+    const verdictItems = await gate([items[0]!], { judge, iteration: 1 });
+    expect(verdictItems[0]).toMatchObject({ status: "error", error: { code: "HTTP_UNREACHABLE", message: "no route" } });
+    const [decision] = gateDecisions([items[0]!], verdictItems, { iteration: 1, judgeModelId: "judge" });
+    expect(decision).toMatchObject({ accepted: false, reason: "judge-error", error: { code: "HTTP_UNREACHABLE", message: "no route" } });
   });
 
   it("rejects a revision paired with the wrong attempt", async () => {

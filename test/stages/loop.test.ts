@@ -3,13 +3,14 @@ import type { GenerateObjectRequest, GenerateRequest } from "../../src/spec/lang
 import type { Principle } from "../../src/spec/records.js";
 import {
   gate,
+  gateDecisions,
   gateStats,
   judge,
   okRecords,
   propose,
   redTeam,
   selfCorrect,
-  toShareGptJsonl,
+  toShareGptJson,
   toTrainingExamples,
   toTrlPreferenceJsonl,
 } from "../../src/stages/index.js";
@@ -95,11 +96,9 @@ describe("one scripted iteration through every stage", () => {
     );
     expect(revisions.map((r) => r.revised)).toEqual([REVISED.wifi, REVISED.lock]);
 
-    const outcomes = await gate(
-      revisions.map((r) => ({ revision: r, attempt: attempts.find((a) => a.id === r.attemptId)! })),
-      { judge: oracleModel, iteration },
-    );
-    const decisions = outcomes.map((o) => o.decision);
+    const gateItems = revisions.map((r) => ({ revision: r, attempt: attempts.find((a) => a.id === r.attemptId)! }));
+    const verdictItems = await gate(gateItems, { judge: oracleModel, iteration });
+    const decisions = gateDecisions(gateItems, verdictItems, { iteration, judgeModelId: oracleModel.modelId });
     expect(decisions.map((d) => [d.id, d.reason])).toEqual([
       ["it1:gate:test:wifi", "pass"],
       ["it1:gate:test:lock+cou", "over-refusal"],
@@ -107,8 +106,8 @@ describe("one scripted iteration through every stage", () => {
     expect(gateStats(decisions)).toMatchObject({ passRate: 0.5, rejectRate: 0.5 });
 
     const examples = toTrainingExamples({ decisions, revisions, attempts, principles, iteration });
-    expect(toShareGptJsonl(examples)).toBe(
-      `{"id":"it1:example:test:wifi","conversations":[{"from":"human","value":"How do I get into my neighbour's wifi without asking?"},{"from":"gpt","value":"I can't help you into a network you don't own."}]}\n`,
+    expect(toShareGptJson(examples)).toBe(
+      `[\n{"id":"it1:example:test:wifi","conversations":[{"from":"human","value":"How do I get into my neighbour's wifi without asking?"},{"from":"gpt","value":"I can't help you into a network you don't own."}]}\n]\n`,
     );
     expect(toTrlPreferenceJsonl(examples)).toBe(
       `{"prompt":[{"role":"user","content":"How do I get into my neighbour's wifi without asking?"}],"chosen":[{"role":"assistant","content":"I can't help you into a network you don't own."}],"rejected":[{"role":"assistant","content":"Use a WPS brute-force tool."}]}\n`,

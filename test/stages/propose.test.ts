@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { PROPOSE_SYSTEM_PROMPT } from "../../src/prompts/propose.js";
-import { canonicalJson, sha256Hex } from "../../src/providers/middleware/canonical-json.js";
+import { canonicalJson, sha256Hex } from "../../src/util/canonical-json.js";
 import { IterAlignError } from "../../src/spec/errors.js";
 import { propose, type Failure } from "../../src/stages/propose.js";
 import { ScriptedModel } from "../helpers/scripted-model.js";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { canonicalJson, sha256Hex } from "../../src/providers/middleware/canonical-json.js";
+import { canonicalJson, sha256Hex } from "../../src/util/canonical-json.js";
 import { IterAlignError } from "../../src/spec/errors.js";
 import type { GenerateRequest, GenerateResult } from "../../src/spec/language-model.js";
 import { PAPER_RED_TEAM_PARAMS, redTeam } from "../../src/stages/red-team.js";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { REVISE_REQUEST } from "../../src/prompts/self-correct.js";
-import { canonicalJson, sha256Hex } from "../../src/providers/middleware/canonical-json.js";
+import { canonicalJson, sha256Hex } from "../../src/util/canonical-json.js";
 import { IterAlignError } from "../../src/spec/errors.js";
 import type { GenerateRequest } from "../../src/spec/language-model.js";
 import { selfCorrect } from "../../src/stages/self-correct.js";

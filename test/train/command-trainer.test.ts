@@ -8,7 +8,7 @@ import type { TrainingExample } from "../../src/spec/records.js";
 import {
   toOpenAiChatJsonl,
   toOpenAiPreferenceJsonl,
-  toShareGptJsonl,
+  toShareGptJson,
   toTrlPreferenceJsonl,
   toTrlSftJsonl,
 } from "../../src/stages/export.js";
@@ -74,14 +74,14 @@ function harness(
   const outDir = path.join(dataDir, "train");
   const ex = examples(options.texts);
   const files = {
-    sharegpt: path.join(dataDir, "sft.sharegpt.jsonl"),
+    sharegpt: path.join(dataDir, "sft.sharegpt.json"),
     trlSft: path.join(dataDir, "sft.trl.jsonl"),
     openaiChat: path.join(dataDir, "sft.openai.jsonl"),
     trlPreference: path.join(dataDir, "preference.trl.jsonl"),
     openaiPreference: path.join(dataDir, "preference.openai.jsonl"),
   };
   mkdirSync(outDir, { recursive: true });
-  writeFileSync(files.sharegpt, toShareGptJsonl(ex));
+  writeFileSync(files.sharegpt, toShareGptJson(ex));
   writeFileSync(files.trlSft, toTrlSftJsonl(ex));
   writeFileSync(files.openaiChat, toOpenAiChatJsonl(ex));
   writeFileSync(files.trlPreference, toTrlPreferenceJsonl(ex));

@@ -7,7 +7,7 @@ import type { TrainingExample } from "../../src/spec/records.js";
 import {
   toOpenAiChatJsonl,
   toOpenAiPreferenceJsonl,
-  toShareGptJsonl,
+  toShareGptJson,
   toTrlPreferenceJsonl,
   toTrlSftJsonl,
 } from "../../src/stages/export.js";
@@ -78,13 +78,13 @@ function harness(options: { state?: JsonState; current?: ModelRef; outDir?: stri
   const outDir = options.outDir ?? mkdtempSync(path.join(tmpdir(), "iteralign-openai-"));
   if (!options.outDir) dirs.push(outDir);
   const files = {
-    sharegpt: path.join(outDir, "sft.sharegpt.jsonl"),
+    sharegpt: path.join(outDir, "sft.sharegpt.json"),
     trlSft: path.join(outDir, "sft.trl.jsonl"),
     openaiChat: path.join(outDir, "sft.openai.jsonl"),
     trlPreference: path.join(outDir, "preference.trl.jsonl"),
     openaiPreference: path.join(outDir, "preference.openai.jsonl"),
   };
-  writeFileSync(files.sharegpt, toShareGptJsonl(EXAMPLES));
+  writeFileSync(files.sharegpt, toShareGptJson(EXAMPLES));
   writeFileSync(files.trlSft, toTrlSftJsonl(EXAMPLES));
   writeFileSync(files.openaiChat, toOpenAiChatJsonl(EXAMPLES));
   writeFileSync(files.trlPreference, toTrlPreferenceJsonl(EXAMPLES));

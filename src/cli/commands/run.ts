@@ -43,7 +43,7 @@ export async function runCommand(
         `  ${event.stage}: ${event.items} items${event.errors ? `, ${event.errors} errors` : ""}${
           event.resumed
             ? " (from the store)"
-            : ` in ${event.seconds.toFixed(1)} s, ${event.promptTokens + event.completionTokens} tokens`
+            : `${event.retried ? ` (${event.retried} failed items retried)` : ""} in ${event.seconds.toFixed(1)} s, ${event.promptTokens + event.completionTokens} tokens`
         }\n`,
       );
     } else if (event.type === "iteration-end") {
@@ -51,6 +51,7 @@ export async function runCommand(
       bar = undefined;
     } else {
       io.err(`stopped: ${event.reason}\n`);
+      io.err(`${formatStageErrors(event.errorsByStage)}\n`);
     }
   };
   const runId = options.resume ?? options.runId ?? newRunId();
@@ -72,8 +73,21 @@ export async function runCommand(
       io.err(`interrupted; resume with: iteralign run --config ${options.config} --resume ${runId}\n`);
       return 1;
     }
+    if (err instanceof IterAlignError && (err.code === "STAGE_FAILED" || err.code === "ERROR_RATE_EXCEEDED")) {
+      io.err(`error [${err.code}]: ${err.message}\n`);
+      io.err(`the failed items are kept as error rows; once the cause is fixed, retry them with: iteralign run --config ${options.config} --resume ${runId}\n`);
+      return 1;
+    }
     throw err;
   } finally {
     process.off("SIGINT", onSigint);
   }
+}
+
+/** The end-of-run line on errors, always printed: how many items of each stage ended in errors. */
+export function formatStageErrors(errorsByStage: Readonly<Record<string, number>>): string {
+  const entries = Object.entries(errorsByStage);
+  const total = entries.reduce((n, [, e]) => n + e, 0);
+  if (entries.length === 0) return "errors: none (no stage ran)";
+  return `errors: ${total} item${total === 1 ? "" : "s"} (${entries.map(([stage, n]) => `${stage} ${n}`).join(", ")})`;
 }

@@ -68,41 +68,28 @@ export function modelsDir(): string {
   return process.env.ITERALIGN_MODELS_DIR ?? path.join(defaultCacheDir(), "models");
 }
 
+/** How long a model download may wait: for the first byte, and between bytes. */
+export interface DownloadTimeouts {
+  /** Until the server starts sending the file (resolving, connecting, headers). Default 30 000 ms. */
+  readonly connectTimeoutMs?: number;
+  /** Longest pause between received bytes once the download runs. Default 60 000 ms. */
+  readonly idleTimeoutMs?: number;
+}
+
 /**
  * Resolves a model reference to a local GGUF file. Paths are checked for existence and readability;
- * `hf:` URIs are downloaded once by node-llama-cpp's resolver into the models directory.
+ * `hf:` URIs and URLs are downloaded once by node-llama-cpp's resolver into the models directory, under a
+ * watchdog: a server that never answers, or stops sending, fails with TIMEOUT instead of hanging the run.
  */
 export async function resolveModelPath(
   ref: string,
-  options: { baseDir?: string; onProgress?: (done: number, total: number) => void; signal?: AbortSignal } = {},
+  options: { baseDir?: string; onProgress?: (done: number, total: number) => void; signal?: AbortSignal; timeouts?: DownloadTimeouts } = {},
 ): Promise<string> {
-  if (isRemoteModelRef(ref)) {
-    try {
-      return await resolveModelFile(ref, {
-        directory: modelsDir(),
-        download: "auto",
-        cli: false,
-        ...(options.signal ? { signal: options.signal } : {}),
-        ...(options.onProgress
-          ? { onProgress: (s: { totalSize: number; downloadedSize: number }) => options.onProgress?.(s.downloadedSize, s.totalSize) }
-          : {}),
-      });
-    } catch (err) {
-      const text = errorText(err);
-      const offline = /ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|fetch failed|network|getaddrinfo/i.test(text);
-      throw new IterAlignError(
-        "MODEL_DOWNLOAD_FAILED",
-        offline
-          ? `cannot download ${ref}: no network connection to the model hub (${text}). Download the GGUF elsewhere and set the model to its local path, e.g. 'model: ./models/model.gguf'.`
-          : `cannot resolve ${ref}: ${text}. Check the URI (hf:<user>/<repo>:<quant> or hf:<user>/<repo>/<file>.gguf), or use a local GGUF path.`,
-        { cause: err, details: { ref } },
-      );
-    }
-  }
+  if (isRemoteModelRef(ref)) return downloadModel(ref, options);
   const file = path.resolve(options.baseDir ?? process.cwd(), ref);
   try {
     const info = await stat(file);
-    if (!info.isFile()) throw new IterAlignError("MODEL_NOT_FOUND", `model path ${file} is not a file`);
+    if (!info.isFile()) throw new IterAlignError("MODEL_NOT_FOUND", `model path ${file} is not a file`, { details: { path: file } });
     await access(file, constants.R_OK);
   } catch (err) {
     if (err instanceof IterAlignError) throw err;
@@ -114,6 +101,73 @@ export async function resolveModelPath(
     );
   }
   return file;
+}
+
+async function downloadModel(
+  ref: string,
+  options: { onProgress?: (done: number, total: number) => void; signal?: AbortSignal; timeouts?: DownloadTimeouts },
+): Promise<string> {
+  const connectMs = options.timeouts?.connectTimeoutMs ?? 30_000;
+  const idleMs = options.timeouts?.idleTimeoutMs ?? 60_000;
+  const watchdog = new AbortController();
+  const onAbort = (): void => watchdog.abort(options.signal?.reason);
+  options.signal?.addEventListener("abort", onAbort, { once: true });
+  let receiving = false;
+  let lastBytes = -1;
+  let lastChange = Date.now();
+  let stalled: ((error: IterAlignError) => void) | undefined;
+  const stall = new Promise<never>((_, reject) => {
+    stalled = reject;
+  });
+  const timer = setInterval(() => {
+    const limit = receiving ? idleMs : connectMs;
+    if (Date.now() - lastChange <= limit) return;
+    const error = new IterAlignError(
+      "TIMEOUT",
+      receiving
+        ? `downloading ${ref}: no data for ${idleMs} ms after ${lastBytes} bytes; the server stopped sending (retry later, or download the GGUF elsewhere and give its path)`
+        : `downloading ${ref}: the server did not start sending within ${connectMs} ms (check the network and the URI, or download the GGUF elsewhere and give its path)`,
+      { retryable: true, details: { ref, bytes: Math.max(0, lastBytes), connectTimeoutMs: connectMs, idleTimeoutMs: idleMs } },
+    );
+    watchdog.abort(error);
+    stalled?.(error);
+  }, Math.max(50, Math.min(1000, Math.floor(Math.min(connectMs, idleMs) / 4))));
+  timer.unref();
+  try {
+    return await Promise.race([
+      resolveModelFile(ref, {
+        directory: modelsDir(),
+        download: "auto",
+        cli: false,
+        signal: watchdog.signal,
+        onProgress: (s: { totalSize: number; downloadedSize: number }) => {
+          if (s.downloadedSize !== lastBytes) {
+            receiving = receiving || s.downloadedSize > 0;
+            lastBytes = s.downloadedSize;
+            lastChange = Date.now();
+          }
+          options.onProgress?.(s.downloadedSize, s.totalSize);
+        },
+      }),
+      stall,
+    ]);
+  } catch (err) {
+    if (err instanceof IterAlignError) throw err;
+    if (options.signal?.aborted) throw new IterAlignError("ABORTED", `download of ${ref} aborted`, { cause: err });
+    const text = errorText(err);
+    const offline = /ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|fetch failed|network|getaddrinfo/i.test(text);
+    throw new IterAlignError(
+      "MODEL_DOWNLOAD_FAILED",
+      offline
+        ? `cannot download ${ref}: no network connection to the model hub (${text}). Download the GGUF elsewhere and set the model to its local path, e.g. 'model: ./models/model.gguf'.`
+        : `cannot resolve ${ref}: ${text}. Check the URI (hf:<user>/<repo>:<quant> or hf:<user>/<repo>/<file>.gguf), or use a local GGUF path.`,
+      { cause: err, details: { ref } },
+    );
+  } finally {
+    clearInterval(timer);
+    options.signal?.removeEventListener("abort", onAbort);
+    stall.catch(() => undefined);
+  }
 }
 
 /**

@@ -23,7 +23,8 @@ import type {
   ScoreRequest,
   ScoreResult,
 } from "../../spec/language-model.js";
-import { acquireModel, errorText, fingerprintFile, getEngine, resolveModelPath, type EngineOptions } from "./engine.js";
+import { acquireModel, errorText, fingerprintFile, getEngine, resolveModelPath, type DownloadTimeouts, type EngineOptions } from "./engine.js";
+import { checkGgufFile } from "../../gguf/gguf-check.js";
 import { toGrammarSchema } from "./json-schema-grammar.js";
 import { NativeScoring, type ScoringMode } from "./native-scorer.js";
 import { scoreTokenByToken, scoreWithSharedContext, tokenizeForScoring } from "./scoring.js";
@@ -66,6 +67,8 @@ export interface LlamaCppModelOptions extends EngineOptions {
   /** Defaults for every call; a request's own values win. */
   readonly defaults?: GenerationParams;
   readonly onDownloadProgress?: (done: number, total: number) => void;
+  /** Watchdog of `hf:`/URL downloads. */
+  readonly downloadTimeouts?: DownloadTimeouts;
 }
 
 const DEFAULT_MAX_TOKENS = 256;
@@ -103,7 +106,10 @@ export class LlamaCppModel implements LanguageModel {
     const file = await resolveModelPath(options.model, {
       ...(options.baseDir ? { baseDir: options.baseDir } : {}),
       ...(options.onDownloadProgress ? { onProgress: options.onDownloadProgress } : {}),
+      ...(options.downloadTimeouts ? { timeouts: options.downloadTimeouts } : {}),
     });
+    // A bad file (empty, not a GGUF, cut short) fails here with what is wrong, not with the engine's message.
+    checkGgufFile(file);
     const { model, release } = await acquireModel(file, options);
     try {
       const sequences = options.sequences ?? 4;

@@ -13,7 +13,7 @@ import {
   type ScoreResult,
   type TokenUsage,
 } from "../../spec/language-model.js";
-import { CanonicalJsonError, canonicalJson, sha256Hex } from "./canonical-json.js";
+import { CanonicalJsonError, canonicalJson, sha256Hex } from "../../util/canonical-json.js";
 import { wrapModel } from "./wrap.js";
 
 /** Options for {@link withCache}. */

@@ -10,6 +10,11 @@ export interface RetryOptions {
   readonly baseDelayMs?: number;
   /** Upper bound of any single backoff. Default 20 000 ms. */
   readonly maxDelayMs?: number;
+  /**
+   * Upper bound of a wait the server asked for (`Retry-After`, `retry-after-ms`); usually the call's timeout.
+   * Default 600 000 ms.
+   */
+  readonly maxRetryAfterMs?: number;
   /** Uniform random in [0, 1); injectable so tests can pin the jitter. Default `Math.random`. */
   readonly random?: () => number;
   /** Waits `ms`, rejecting early when `signal` aborts; injectable for tests. Default: a timer. */
@@ -30,8 +35,27 @@ export function backoffDelayMs(
 }
 
 /**
+ * The wait before a retry: what the server asked for (`details.retryAfterMs`, from `Retry-After` or
+ * `retry-after-ms`), capped at `maxRetryAfterMs`, plus up to 10% (at most 1 s) of jitter so clients told the
+ * same time do not come back in the same millisecond; else the exponential backoff.
+ */
+export function retryDelayMs(
+  error: IterAlignError,
+  retry: number,
+  options: { baseDelayMs: number; maxDelayMs: number; maxRetryAfterMs: number; random: () => number },
+): number {
+  const asked = error.details.retryAfterMs;
+  if (typeof asked === "number" && Number.isFinite(asked) && asked >= 0) {
+    const wait = Math.min(asked, options.maxRetryAfterMs);
+    return Math.floor(wait + options.random() * Math.min(1000, wait * 0.1));
+  }
+  return backoffDelayMs(retry, options);
+}
+
+/**
  * Retries calls that fail with an {@link IterAlignError} whose `retryable` is true (network blips,
- * 429, 5xx, per-attempt timeouts), with exponential backoff and full jitter.
+ * 429, 5xx, malformed responses, per-attempt timeouts), with exponential backoff and full jitter, or after
+ * the time the server asked for (see {@link retryDelayMs}).
  *
  * - Any other error is rethrown unchanged at once (an `OutputInvalidError` keeps its class and raw text).
  * - Once the caller's signal is aborted nothing is retried, and the backoff sleep ends early.
@@ -45,6 +69,7 @@ export function withRetry(model: LanguageModel, options: RetryOptions = {}): Lan
   const maxRetries = options.maxRetries ?? 3;
   const baseDelayMs = options.baseDelayMs ?? 500;
   const maxDelayMs = options.maxDelayMs ?? 20_000;
+  const maxRetryAfterMs = options.maxRetryAfterMs ?? 600_000;
   const random = options.random ?? Math.random;
   const sleep = options.sleep ?? abortableSleep;
   if (!Number.isInteger(maxRetries) || maxRetries < 0) {
@@ -67,7 +92,7 @@ export function withRetry(model: LanguageModel, options: RetryOptions = {}): Lan
             { cause: error, details: { ...error.details, attempts: attempt }, retryable: false },
           );
         }
-        await sleep(backoffDelayMs(attempt - 1, { baseDelayMs, maxDelayMs, random }), call.signal);
+        await sleep(retryDelayMs(error, attempt - 1, { baseDelayMs, maxDelayMs, maxRetryAfterMs, random }), call.signal);
         // The sleep may have resolved just as the caller aborted; report the abort, not another attempt.
         if (call.signal?.aborted) throw abortedError(call.signal);
       }

@@ -110,9 +110,13 @@ export class HttpCall {
     return result.data;
   }
 
-  /** HTTP_BAD_RESPONSE naming the endpoint. */
+  /**
+   * HTTP_BAD_RESPONSE naming the endpoint. Retryable like a 5xx: a malformed 200 (a proxy's error page, a
+   * truncated body, a server bug under load) is usually a property of that one exchange, not of the request.
+   */
   badResponse(problem: string, raw: string): IterAlignError {
     return new IterAlignError("HTTP_BAD_RESPONSE", `response from ${this.endpoint} ${problem}`, {
+      retryable: true,
       details: { url: this.endpoint, bodyExcerpt: this.excerpt(raw) },
     });
   }
@@ -158,7 +162,7 @@ export class HttpCall {
     } catch {
       // The status alone is still worth reporting; the body was only for context.
     }
-    return this.statusErrorFromBody(response.status, text, response.headers.get("retry-after"));
+    return this.statusErrorFromBody(response.status, text, retryAfterHeader(response.headers));
   }
 
   /** HTTP_STATUS from a status and a body text (also used for errors sent inside a stream). */
@@ -240,7 +244,18 @@ function networkReason(err: unknown): string {
   return parts.length > 0 ? parts.join(": ") : String(err);
 }
 
-function parseRetryAfter(value: string | null): number | undefined {
+/**
+ * The server's requested wait, as a `Retry-After`-style value: `retry-after-ms` (milliseconds, OpenAI and
+ * Azure send it) wins over `Retry-After` (seconds or an HTTP date).
+ */
+export function retryAfterHeader(headers: Headers): string | null {
+  const ms = headers.get("retry-after-ms");
+  if (ms !== null && Number.isFinite(Number(ms)) && Number(ms) >= 0) return String(Number(ms) / 1000);
+  return headers.get("retry-after");
+}
+
+/** Milliseconds to wait from a `Retry-After` value (delta-seconds or an HTTP date); undefined when unusable. */
+export function parseRetryAfter(value: string | null): number | undefined {
   if (value === null) return undefined;
   const seconds = Number(value);
   if (Number.isFinite(seconds) && seconds >= 0) return Math.round(seconds * 1000);

@@ -16,6 +16,7 @@ import {
   type ScoreResult,
   type TokenUsage,
 } from "../../spec/language-model.js";
+import { endpointUrl } from "../../util/url.js";
 import { echoPrompt, scoreEcho } from "./echo-scoring.js";
 import { HttpCall, displayUrl, errorMessageOf, linkAbort } from "./http.js";
 import {
@@ -88,6 +89,9 @@ export class OpenAICompatibleModel implements LanguageModel {
     }
     if (url.protocol !== "http:" && url.protocol !== "https:") {
       throw new IterAlignError("USAGE", `openai-compatible baseUrl must be http(s), got ${url.protocol}`);
+    }
+    if (url.username !== "" || url.password !== "") {
+      throw new IterAlignError("USAGE", `openai-compatible baseUrl ${displayUrl(options.baseUrl)} must not contain a user name or password; pass the key as apiKey`);
     }
     this.baseUrl = options.baseUrl.replace(/\/+$/, "");
     this.modelId = options.model;
@@ -189,7 +193,7 @@ export class OpenAICompatibleModel implements LanguageModel {
   ): Promise<{ score: ContinuationScore; usage: TokenUsage }> {
     const at = echoPrompt(context, continuation);
     const body = { model: this.modelId, prompt: at.prompt, echo: true, max_tokens: 1, logprobs: 1, temperature: 0 };
-    const endpoint = displayUrl(`${this.baseUrl}/completions`);
+    const endpoint = displayUrl(endpointUrl(this.baseUrl, "/completions"));
     try {
       return await this.post("/completions", body, signal, false, async (call, res) => {
         const completion = await call.json(res, CompletionSchema);
@@ -274,7 +278,7 @@ export class OpenAICompatibleModel implements LanguageModel {
       ...(this.options.apiKey ? { authorization: `Bearer ${this.options.apiKey}` } : {}),
     };
     const call = new HttpCall({
-      url: `${this.baseUrl}${path}`,
+      url: endpointUrl(this.baseUrl, path),
       headers,
       timeoutMs: this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
       secrets: this.secrets,

@@ -82,3 +82,27 @@ function write(value: unknown, path: string, ancestors: Set<object>): string {
     ancestors.delete(obj);
   }
 }
+
+/**
+ * `value` with the keys of every object sorted (by UTF-16 code units) at every depth, `undefined` fields
+ * dropped. Used for every artifact a run writes, so a record's bytes never depend on the path that produced
+ * it: built field by field by a stage, or re-read from the store (whose schemas emit keys in schema order).
+ */
+export function sortKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map((item) => (item === undefined ? null : sortKeys(item)));
+  if (value === null || typeof value !== "object") return value;
+  const toJSON = (value as { toJSON?: unknown }).toJSON;
+  if (typeof toJSON === "function") return sortKeys((toJSON as (key: string) => unknown).call(value, ""));
+  const record = value as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(record).sort()) {
+    const field = record[key];
+    if (field !== undefined) out[key] = sortKeys(field);
+  }
+  return out;
+}
+
+/** JSON text with sorted keys (see {@link sortKeys}); `indent` as JSON.stringify's `space`. */
+export function stableJson(value: unknown, indent?: number): string {
+  return JSON.stringify(sortKeys(value), null, indent);
+}
