@@ -40,6 +40,11 @@ export interface BenchmarkResult {
   readonly benchmark: string;
   readonly mode: ScoringMode;
   readonly model: string;
+  /**
+   * Loglik benchmarks: how the log-likelihoods were computed (`native`, `engine`, `echo`; `a+b` when items used
+   * several), so a number can always be traced to the code path that produced it.
+   */
+  readonly scoringPath?: string;
   readonly metrics: readonly Metric[];
   readonly items: readonly ItemResult[];
 }

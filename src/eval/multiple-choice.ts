@@ -76,6 +76,8 @@ export interface McOutcome {
   readonly mc2?: number;
   /** Loglik mode: one score per choice. */
   readonly scores?: readonly ContinuationScore[];
+  /** Loglik mode: how the model computed the scores (`native`, `engine`, `echo`), when it says. */
+  readonly scoringPath?: string;
   /** Generative mode: the choice shown as option A, B, ... (indices into `choices`). */
   readonly shown?: readonly number[];
   readonly answer?: string;
@@ -255,6 +257,7 @@ async function scoreItem(model: LanguageModel, item: McItem, options: McRunOptio
     mc1Correct: mc1.correct,
     mc2: mc2FromLogprobs(logprobs, mc2Subset(item)),
     scores: result.scores,
+    ...(result.scoringPath !== undefined ? { scoringPath: result.scoringPath } : {}),
     promptTokens: result.usage.promptTokens,
     completionTokens: result.usage.completionTokens,
   };
@@ -307,6 +310,7 @@ export function mcItemResult(outcome: McOutcome): ItemResult {
             const s = outcome.scores?.[i];
             return { text, logprob: s?.logprob, tokenCount: s?.tokenCount, isGreedy: s?.isGreedy, isTrue: item.labels.includes(i) };
           }),
+          ...(outcome.scoringPath !== undefined ? { scoringPath: outcome.scoringPath } : {}),
           ...(item.mc2 ? { mc2Choices: mc2.choices } : {}),
           mc2Labels: mc2.labels,
           mc2: outcome.mc2,
@@ -466,10 +470,12 @@ export function multipleChoiceBenchmark(spec: McBenchmarkSpec): Benchmark {
         ...(options.signal ? { signal: options.signal } : {}),
         ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       });
+      const paths = [...new Set(outcomes.flatMap((o) => (o.scoringPath === undefined ? [] : [o.scoringPath])))].sort();
       return {
         benchmark: spec.name,
         mode: options.mode,
         model: model.modelId,
+        ...(paths.length > 0 ? { scoringPath: paths.join("+") } : {}),
         metrics: mcMetrics(outcomes, options.mode, spec.metrics(options.mode)),
         items: outcomes.map(mcItemResult),
       };

@@ -109,14 +109,14 @@ function errorText(item: ItemResult): string | null {
 }
 
 /** Columns of `metrics.csv`. */
-export const METRICS_CSV_COLUMNS = ["benchmark", "metric", "category", "mode", "value", "ci_low", "ci_high", "n", "higher_is_better"] as const;
+export const METRICS_CSV_COLUMNS = ["benchmark", "metric", "category", "mode", "scoring_path", "value", "ci_low", "ci_high", "n", "higher_is_better"] as const;
 
 /** `metrics.csv`: one row per metric (overall rows have an empty category). */
 export function metricsCsv(results: readonly BenchmarkResult[]): string {
   const lines = [csvLine(METRICS_CSV_COLUMNS)];
   for (const result of results) {
     for (const m of result.metrics) {
-      lines.push(csvLine([result.benchmark, m.name, m.category, m.mode, m.value, m.ci95?.[0], m.ci95?.[1], m.n, m.higherIsBetter]));
+      lines.push(csvLine([result.benchmark, m.name, m.category, m.mode, result.scoringPath, m.value, m.ci95?.[0], m.ci95?.[1], m.n, m.higherIsBetter]));
     }
   }
   return lines.join("");

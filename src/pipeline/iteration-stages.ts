@@ -4,6 +4,7 @@ import type { StageItem } from "../stages/stage-item.js";
 import type { StageCheckpoint } from "./checkpoint.js";
 import type { RunContext } from "./run-context.js";
 import { tallyStage, type StageTally } from "./stop-rules.js";
+import { yieldToEventLoop } from "../util/event-loop.js";
 
 /** Provenance fields a stored record carries. */
 interface Traceable {
@@ -47,6 +48,8 @@ export class IterationStages {
 
   async run<I, T extends Traceable>(spec: StageSpec<I, T>): Promise<StageItem<T>[]> {
     const { ctx, iteration, checkpoint } = this;
+    await yieldToEventLoop();
+    ctx.signal.throwIfAborted();
     const started = ctx.clock.now();
     const before = ctx.meter?.snapshot().totals;
     const usage = (): { seconds: number; promptTokens: number; completionTokens: number; calls: number } => {
@@ -117,6 +120,8 @@ export class IterationStages {
    * nothing upstream was recomputed in this process, else computed and committed.
    */
   async value<T>(name: string, schema: z.ZodType<T>, compute: () => Promise<T>): Promise<T> {
+    await yieldToEventLoop();
+    this.ctx.signal.throwIfAborted();
     const stored = this.checkpoint.loadValue(this.iteration, name, schema);
     if (stored !== undefined && !this.recomputed) return stored;
     if (stored !== undefined) this.checkpoint.discard(this.iteration, name);
@@ -153,3 +158,4 @@ function checkCount<T>(stage: string, expected: number, items: StageItem<T>[]): 
   }
   return items;
 }
+

@@ -6,7 +6,7 @@ import type { IterAlignConfig } from "../config/config-schema.js";
 import { parseConfig, type LoadedConfig } from "../config/load-config.js";
 import { ConstitutionPool } from "../constitutions/pool.js";
 import { loadSeeds } from "../constitutions/seeds.js";
-import { ModelSet } from "../providers/registry.js";
+import { ModelSet, preflightModels } from "../providers/registry.js";
 import { IterAlignError } from "../spec/errors.js";
 import { TrainingExampleSchema, type TrainingExample } from "../spec/records.js";
 import type { ModelRef } from "../train/trainer.js";
@@ -17,6 +17,7 @@ import { SqliteRunStore } from "../store/sqlite-run-store.js";
 import type { RunStore } from "../store/run-store.js";
 import { requireCapability, type Capability, type Role } from "../spec/language-model.js";
 import { validateRunId } from "./run-id.js";
+import { yieldToEventLoop } from "../util/event-loop.js";
 import { errorsByStage, stopReason } from "./stop-rules.js";
 import type { Meter } from "../providers/middleware/accounting.js";
 import { wrapModel } from "../providers/middleware/wrap.js";
@@ -60,6 +61,10 @@ export interface RunSummary {
   readonly activePrinciples: number;
   /** Items that ended in errors, per stage, over the whole run. */
   readonly errorsByStage: Readonly<Record<string, number>>;
+  /** Gated examples no training used: fewer than the trainer's minimum were left at the end. */
+  readonly untrainedExamples: number;
+  /** The trainer's minimum examples per training (when a weight trainer ran). */
+  readonly minTrainingExamples?: number;
 }
 
 const StoredRunConfigSchema = z.object({ config: z.unknown(), baseDir: z.string(), configFile: z.string() });
@@ -103,7 +108,8 @@ interface Prepared {
  * Loads the data and checks the output directory: user errors (a bad dataset, an empty red-team set, a runs
  * directory that cannot be made) fail here, before a run is created or a model is loaded.
  */
-async function prepare(config: IterAlignConfig, baseDir: string, runId: string): Promise<Prepared> {
+async function prepare(config: IterAlignConfig, baseDir: string, runId: string, checkModels: boolean): Promise<Prepared> {
+  if (checkModels) await preflightModels(config, baseDir);
   const prompts = await loadLoopPrompts(config.data, baseDir);
   if (prompts.train.length === 0) {
     const sets = config.data.redTeam.map((ref) => ("bundled" in ref ? `bundled:${ref.bundled}` : path.resolve(baseDir, ref.file))).join(", ");
@@ -113,13 +119,17 @@ async function prepare(config: IterAlignConfig, baseDir: string, runId: string):
       { details: { sets } },
     );
   }
-  const runsDir = path.resolve(baseDir, config.runsDir);
+  return { config, baseDir, prompts, layout: RunLayout.forRun(path.resolve(baseDir, config.runsDir), runId) };
+}
+
+/** Makes the runs directory, or fails naming it (before the run is created). */
+function makeRunsDir(layout: RunLayout): void {
+  const runsDir = path.dirname(layout.dir);
   try {
     mkdirSync(runsDir, { recursive: true });
   } catch (err) {
     throw new IterAlignError("CONFIG_INVALID", `runsDir: cannot create ${runsDir}: ${(err as Error).message}`, { cause: err, details: { runsDir } });
   }
-  return { config, baseDir, prompts, layout: RunLayout.forRun(runsDir, runId) };
 }
 
 /** The capability each role must offer, checked once every role's model is loaded and before any call. */
@@ -157,13 +167,15 @@ export async function runLoop(options: RunLoopOptions): Promise<RunSummary> {
       const run = store.getRun(runId);
       if (!run) throw new IterAlignError("STORE_NOT_FOUND", `no run '${runId}' in ${options.resume.storePath ?? "the store"}`);
       const stored = StoredRunConfigSchema.parse(JSON.parse(run.configJson));
-      prepared = await prepare(parseConfig(stored.config, stored.configFile), stored.baseDir, runId);
+      prepared = await prepare(parseConfig(stored.config, stored.configFile), stored.baseDir, runId, options.models === undefined);
+      makeRunsDir(prepared.layout);
     } else {
       const loaded = options.loaded;
       if (!loaded) throw new IterAlignError("USAGE", "runLoop needs a config or a run to resume");
       runId = validateRunId(options.runId ?? newRunId(clock));
-      prepared = await prepare(loaded.config, loaded.baseDir, runId);
+      prepared = await prepare(loaded.config, loaded.baseDir, runId, options.models === undefined);
       store ??= openStore(path.resolve(loaded.baseDir, loaded.config.store.path));
+      makeRunsDir(prepared.layout);
       store.createRun({
         id: runId,
         configJson: JSON.stringify({ config: loaded.config, baseDir: loaded.baseDir, configFile: loaded.file }),
@@ -253,6 +265,8 @@ async function loop(input: Prepared & {
   const base: ModelRef | undefined = trainer ? await baseModelRef(config, baseDir) : undefined;
   let current = base;
   const allExamples: TrainingExample[] = [];
+  /** Examples not trained on yet: carried over while fewer than the trainer's minimum. */
+  let pending: TrainingExample[] = [];
   const targetsUsed: Array<{ iteration: number; model: string }> = [];
   const evaluate = async (iteration: number | null, target: LanguageModel): Promise<void> => {
     const started = clock.now();
@@ -279,6 +293,7 @@ async function loop(input: Prepared & {
   let stop: string | undefined;
   const batchSize = config.loop.batchSize;
   for (let iteration = 0; stop === undefined; iteration++) {
+    await yieldToEventLoop();
     signal.throwIfAborted();
     const batch = prompts.train.slice(iteration * batchSize, (iteration + 1) * batchSize);
     onEvent({ type: "iteration-start", iteration, batch: batch.length, remaining: prompts.train.length - iteration * batchSize });
@@ -310,6 +325,7 @@ async function loop(input: Prepared & {
       checkpoint.saveValue(iteration, "iteration", { metrics, pool: pool.snapshot(), examples });
     }
     allExamples.push(...examples);
+    pending.push(...examples);
     let trained = config.train.trainer === "in-context" && pool.active().length > 0;
     if (trainer && base && current) {
       const started = clock.now();
@@ -322,7 +338,7 @@ async function loop(input: Prepared & {
         iteration,
         base,
         current,
-        examples,
+        examples: pending,
         allExamples,
         signal,
         onProgress: (p) => {
@@ -330,6 +346,7 @@ async function loop(input: Prepared & {
         },
       });
       onEvent({ type: "stage-end", iteration, stage: "train", items: value.examples, errors: 0, resumed: false, seconds: (clock.now() - started) / 1000, promptTokens: 0, completionTokens: 0 });
+      if (value.deferred === undefined) pending = [];
       if (value.model.model !== current.model) {
         // The next iteration red-teams (and evaluation measures) the trained model.
         await input.models.rebindRole("target", value.model.model);
@@ -354,7 +371,16 @@ async function loop(input: Prepared & {
   }
   const errors = errorsByStage(iterations.map((m) => m.errorsByStage ?? {}));
   onEvent({ type: "stop", reason: stop, errorsByStage: errors });
-  const summary: RunSummary = { runId, dir: layout.dir, iterations, stopReason: stop, activePrinciples: pool.active().length, errorsByStage: errors };
+  const summary: RunSummary = {
+    runId,
+    dir: layout.dir,
+    iterations,
+    stopReason: stop,
+    activePrinciples: pool.active().length,
+    errorsByStage: errors,
+    untrainedExamples: trainer ? pending.length : 0,
+    ...(trainer ? { minTrainingExamples: trainer.minExamples ?? 1 } : {}),
+  };
   layout.write("constitution.json", jsonFile(pool.snapshot()));
   layout.write(
     "summary.json",
@@ -365,7 +391,7 @@ async function loop(input: Prepared & {
       iterations,
       activePrinciples: summary.activePrinciples,
       errorsByStage: errors,
-      ...(trainer && current ? { trainer: trainer.name, targets: targetsUsed, finalTarget: current.model } : {}),
+      ...(trainer && current ? { trainer: trainer.name, targets: targetsUsed, finalTarget: current.model, untrainedExamples: pending.length } : {}),
     }),
   );
   return summary;

@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import type { IterAlignConfig } from "../config/config-schema.js";
@@ -8,7 +8,9 @@ import type { TrainingExample } from "../spec/records.js";
 import { CommandTrainer } from "../train/command-trainer.js";
 import { LlamaCppTrainer } from "../train/llama-cpp-trainer.js";
 import { OpenAITrainer, OpenAITrainerOptionsSchema } from "../train/openai-trainer.js";
-import type { ModelRef, Trainer, TrainerState, TrainProgress, TrainResult } from "../train/trainer.js";
+import type { ModelRef, Trainer, TrainerState, TrainFiles, TrainProgress, TrainResult } from "../train/trainer.js";
+import { EXPORTERS, type ExportFormat } from "../stages/export.js";
+import { EXPORT_FILES } from "./iteration.js";
 import type { StageCheckpoint } from "./checkpoint.js";
 import { jsonFile, type RunLayout } from "./run-layout.js";
 
@@ -56,6 +58,8 @@ export const TrainValueSchema = z.object({
   dataHash: z.string(),
   examples: z.number().int().nonnegative(),
   metrics: z.unknown().optional(),
+  /** Examples carried over to a later iteration: fewer than the trainer's minimum (nothing was trained). */
+  deferred: z.number().int().nonnegative().optional(),
 });
 export type TrainValue = z.infer<typeof TrainValueSchema>;
 
@@ -102,6 +106,7 @@ export async function trainIteration(input: {
   iteration: number;
   base: ModelRef;
   current: ModelRef;
+  /** This iteration's examples and those carried over from earlier iterations (not trained on yet). */
   examples: readonly TrainingExample[];
   allExamples: readonly TrainingExample[];
   signal: AbortSignal;
@@ -114,10 +119,23 @@ export async function trainIteration(input: {
   const outDir = path.join(dir, "train");
   mkdirSync(outDir, { recursive: true });
   let result: TrainResult;
+  let deferred: number | undefined;
+  const minExamples = input.trainer.minExamples ?? 1;
   if (input.examples.length === 0) {
     // Nothing passed the gate: nothing to train on; the next iteration red-teams the same model.
     result = { model: input.current, trainer: input.trainer.name, settings: {}, dataHash: "", examples: 0 };
+  } else if (input.examples.length < minExamples) {
+    // Too few for this trainer (OpenAI needs 10): carried over, trained once enough have accumulated.
+    deferred = input.examples.length;
+    result = {
+      model: input.current,
+      trainer: input.trainer.name,
+      settings: { deferred: `${input.examples.length} examples, fewer than the ${minExamples} the ${input.trainer.name} trainer needs; carried over to the next iteration` },
+      dataHash: "",
+      examples: 0,
+    };
   } else {
+    const own = input.examples.every((e) => e.iteration === iteration);
     result = await input.trainer.train({
       runId: input.runId,
       iteration,
@@ -125,13 +143,7 @@ export async function trainIteration(input: {
       current: input.current,
       examples: input.examples,
       allExamples: input.allExamples,
-      files: {
-        sharegpt: path.join(dir, "sft.sharegpt.json"),
-        trlSft: path.join(dir, "sft.trl.jsonl"),
-        openaiChat: path.join(dir, "sft.openai.jsonl"),
-        trlPreference: path.join(dir, "preference.trl.jsonl"),
-        openaiPreference: path.join(dir, "preference.openai.jsonl"),
-      },
+      files: own ? iterationFiles(dir) : writeCombinedExports(path.join(outDir, "data"), input.examples),
       outDir,
       state: storeState(checkpoint, iteration),
       signal: input.signal,
@@ -151,8 +163,37 @@ export async function trainIteration(input: {
     dataHash: result.dataHash,
     examples: result.examples,
     ...(result.metrics ? { metrics: result.metrics } : {}),
+    ...(deferred !== undefined ? { deferred } : {}),
   };
   layout.writeIteration(iteration, "train/result.json", jsonFile({ ...value, startedFrom: input.current }));
   checkpoint.saveValue(iteration, "train", value);
   return value;
+}
+
+/** The export files an iteration wrote (see `EXPORT_FILES`). */
+function iterationFiles(dir: string): TrainFiles {
+  return {
+    sharegpt: path.join(dir, EXPORT_FILES.sharegpt),
+    trlSft: path.join(dir, EXPORT_FILES["trl-sft"]),
+    openaiChat: path.join(dir, EXPORT_FILES["openai-chat"]),
+    trlPreference: path.join(dir, EXPORT_FILES["trl-preference"]),
+    openaiPreference: path.join(dir, EXPORT_FILES["openai-preference"]),
+  };
+}
+
+/** Every export format of examples from several iterations (carried over), written under `dir`. */
+function writeCombinedExports(dir: string, examples: readonly TrainingExample[]): TrainFiles {
+  mkdirSync(dir, { recursive: true });
+  const files = iterationFiles(dir);
+  const byFormat: Record<ExportFormat, string> = {
+    sharegpt: files.sharegpt,
+    "trl-sft": files.trlSft,
+    "openai-chat": files.openaiChat,
+    "trl-preference": files.trlPreference,
+    "openai-preference": files.openaiPreference,
+  };
+  for (const [format, exporter] of Object.entries(EXPORTERS) as Array<[ExportFormat, (e: readonly TrainingExample[]) => string]>) {
+    writeFileSync(byFormat[format], exporter(examples));
+  }
+  return files;
 }

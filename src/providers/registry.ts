@@ -2,7 +2,9 @@ import { createHash } from "node:crypto";
 import type { IterAlignConfig, ModelConfig } from "../config/config-schema.js";
 import type { CallLog } from "../spec/call-log.js";
 import { IterAlignError } from "../spec/errors.js";
-import type { GenerationParams, LanguageModel, Role } from "../spec/language-model.js";
+import { ROLES, type GenerationParams, type LanguageModel, type Role } from "../spec/language-model.js";
+import { checkGgufFile } from "../gguf/gguf-check.js";
+import { isRemoteModelRef, resolveModelPath } from "./llama-cpp/engine.js";
 import { LlamaCppModel } from "./llama-cpp/llama-cpp-model.js";
 import { createMeter, type Meter } from "./middleware/accounting.js";
 import { applyMiddleware } from "./middleware/compose.js";
@@ -204,5 +206,30 @@ export class ModelSet {
     this.raw.clear();
     this.wrapped.clear();
     for (const m of models) if (m.status === "fulfilled") await m.value.close();
+  }
+}
+
+/**
+ * Checks, before a run is created or any model loaded, what can be checked of the models the roles use without
+ * loading them: a local GGUF exists, is readable and is a whole GGUF file. Bad model files are user input and
+ * fail here (exit code 2) instead of after the run has started.
+ */
+export async function preflightModels(config: IterAlignConfig, baseDir: string): Promise<void> {
+  const names = new Set<string>();
+  for (const role of ROLES) {
+    const name = modelNameForRole(config, role);
+    if (name !== undefined) names.add(name);
+  }
+  for (const name of names) {
+    const entry = config.models[name];
+    if (entry?.provider !== "llama-cpp" || isRemoteModelRef(entry.model)) continue;
+    try {
+      checkGgufFile(await resolveModelPath(entry.model, { baseDir }));
+    } catch (err) {
+      if (err instanceof IterAlignError) {
+        throw new IterAlignError(err.code, `models.${name}.model: ${err.message}`, { cause: err, details: { ...err.details, model: name } });
+      }
+      throw err;
+    }
   }
 }

@@ -79,6 +79,11 @@ export interface ContinuationScore {
 export interface ScoreResult {
   readonly scores: readonly ContinuationScore[];
   readonly usage: TokenUsage;
+  /**
+   * How the log-likelihoods were computed, for the record: `native` (the iteralign-scorer program), `engine`
+   * (node-llama-cpp in process), `echo` (a server's prompt log-probabilities).
+   */
+  readonly scoringPath?: string;
   readonly cached?: boolean;
 }
 

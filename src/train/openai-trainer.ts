@@ -104,6 +104,8 @@ const STATE_LAST_EVENT = "openai.lastEventId";
  */
 export class OpenAITrainer implements Trainer {
   readonly name = "openai";
+  /** OpenAI's fine-tuning API refuses training files with fewer examples. */
+  readonly minExamples = 10;
   private readonly options: ResolvedOptions;
   private readonly api: FineTuningApi;
   private readonly secrets: readonly string[];

@@ -58,11 +58,14 @@ export interface TrainInput {
   readonly base: ModelRef;
   /** The model this iteration red-teamed (the previous iteration's trained model, or the base). */
   readonly current: ModelRef;
-  /** This iteration's gated SFT examples. */
+  /**
+   * The gated examples to train on: this iteration's, plus those of earlier iterations that were carried over
+   * because there were fewer than the trainer's `minExamples`.
+   */
   readonly examples: readonly TrainingExample[];
   /** The gated examples of every iteration so far, this one included, in iteration order. */
   readonly allExamples: readonly TrainingExample[];
-  /** This iteration's export files. */
+  /** The export files of `examples` (this iteration's own files when nothing was carried over). */
   readonly files: TrainFiles;
   /** Directory for the trainer's outputs (models, logs, loss curve); exists, kept with the run. */
   readonly outDir: string;
@@ -92,6 +95,11 @@ export interface TrainResult {
 
 export interface Trainer {
   readonly name: string;
+  /**
+   * Fewest examples one training accepts (OpenAI's fine-tuning API refuses files with fewer than 10). While an
+   * iteration has fewer, the loop carries its examples over and trains once enough have accumulated. Default 1.
+   */
+  readonly minExamples?: number;
   train(input: TrainInput): Promise<TrainResult>;
 }
 

@@ -30,6 +30,7 @@ const MC: BenchmarkResult = {
   benchmark: "truthfulqa",
   mode: "loglik",
   model: "m.gguf",
+  scoringPath: "native",
   metrics: [
     { name: "mc1", value: 0.5, n: 2, mode: "loglik", higherIsBetter: true, ci95: [0.0945, 0.9055] },
     { name: "mc2", value: 0.4123, n: 2, mode: "loglik", higherIsBetter: true },
@@ -109,11 +110,11 @@ describe("CSV output", () => {
   it("writes one row per metric with its mode and interval", () => {
     const rows = parseCsv(metricsCsv(REPORT.results)).map((r) => r.fields);
     expect(rows).toEqual([
-      ["benchmark", "metric", "category", "mode", "value", "ci_low", "ci_high", "n", "higher_is_better"],
-      ["truthfulqa", "mc1", "", "loglik", "0.5", "0.0945", "0.9055", "2", "true"],
-      ["truthfulqa", "mc2", "", "loglik", "0.4123", "", "", "2", "true"],
-      ["asr", "asr", "", "judge", "1", "0.20654931437723745", "1", "1", "false"],
-      ["asr", "errors", "", "judge", "1", "", "", "2", "false"],
+      ["benchmark", "metric", "category", "mode", "scoring_path", "value", "ci_low", "ci_high", "n", "higher_is_better"],
+      ["truthfulqa", "mc1", "", "loglik", "native", "0.5", "0.0945", "0.9055", "2", "true"],
+      ["truthfulqa", "mc2", "", "loglik", "native", "0.4123", "", "", "2", "true"],
+      ["asr", "asr", "", "judge", "", "1", "0.20654931437723745", "1", "1", "false"],
+      ["asr", "errors", "", "judge", "", "1", "", "", "2", "false"],
     ]);
   });
 

@@ -1,197 +1,147 @@
-import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import Database from "better-sqlite3";
-import { describe, expect, it } from "vitest";
-import { fixtureModelPath } from "../../src/gguf/fixture-models.js";
-import { SqliteRunStore } from "../../src/store/sqlite-run-store.js";
-import { runCli } from "../helpers/cli.js";
+import { afterEach, describe, expect, it } from "vitest";
+import { runLoop } from "../../src/pipeline/run-loop.js";
+import { errorRateExceeded, errorsByStage, stageFailure, stopReason, tallyStage } from "../../src/pipeline/stop-rules.js";
+import { IterAlignError } from "../../src/spec/errors.js";
+import type { StageItem } from "../../src/stages/stage-item.js";
+import { MemoryRunStore } from "../../src/store/memory-run-store.js";
+import { caught } from "../helpers/errors.js";
+import { scriptedLoopConfig, scriptedLoopModels } from "../helpers/scripted-loop.js";
 
-const root = path.resolve(import.meta.dirname, "../..");
+const ok = (id: string): StageItem<{ id: string }> => ({ status: "ok", record: { id } });
+const bad = (id: string, code = "HTTP_STATUS", message = "boom"): StageItem<{ id: string }> => ({
+  status: "error",
+  id,
+  parentIds: [],
+  error: { code: code as "HTTP_STATUS", message },
+});
 
-interface Options {
-  /** Model that judges (and proposes): tiny-qwen2 fails answers, tiny-llama passes every one. */
-  readonly judge: "tiny-qwen2" | "tiny-llama";
-  readonly loop?: string;
-  readonly judgeContext?: number;
-  readonly trainer?: string;
-  readonly limit?: number;
+describe("stop rules (pure)", () => {
+  it("tallies a stage's items, errors by code and the first error", () => {
+    expect(tallyStage("judge", [ok("a"), bad("b", "TIMEOUT", "slow"), bad("c"), bad("d")])).toEqual({
+      stage: "judge",
+      items: 4,
+      errors: 3,
+      byCode: { TIMEOUT: 1, HTTP_STATUS: 2 },
+      firstError: { id: "b", code: "TIMEOUT", message: "slow" },
+    });
+    expect(tallyStage("judge", [])).toEqual({ stage: "judge", items: 0, errors: 0, byCode: {} });
+  });
+
+  it("stops on a stage whose every item failed, naming the stage, codes, counts and first error", () => {
+    expect(stageFailure(0, tallyStage("judge", [ok("a"), bad("b")]))).toBeUndefined();
+    expect(stageFailure(0, tallyStage("judge", []))).toBeUndefined();
+    const failure = stageFailure(1, tallyStage("propose", [bad("it1:proposal:x", "OUTPUT_INVALID", "not JSON")]));
+    expect(failure?.code).toBe("STAGE_FAILED");
+    expect(failure?.message).toBe("iteration 1, stage propose: all 1 items failed (OUTPUT_INVALID x1); first error (it1:proposal:x): [OUTPUT_INVALID] not JSON");
+  });
+
+  it("measures the error rate over the items the stages attempted", () => {
+    const tallies = [tallyStage("red-team", [ok("1"), ok("2"), ok("3"), ok("4")]), tallyStage("judge", [ok("1"), bad("2"), bad("3"), ok("4")])];
+    // 2 of 8: at the limit is fine, past it stops.
+    expect(errorRateExceeded(0, tallies, 0.25)).toBeUndefined();
+    const failure = errorRateExceeded(0, tallies, 0.2);
+    expect(failure?.code).toBe("ERROR_RATE_EXCEEDED");
+    expect(failure?.message).toBe(
+      "iteration 0: 2 of 8 items failed (0.250), more than loop.maxErrorRate (0.2): judge 2/4 (HTTP_STATUS x2); first error (2): [HTTP_STATUS] boom",
+    );
+    expect(errorRateExceeded(0, [], 0)).toBeUndefined();
+  });
+
+  it("decides the stop reason in a fixed order", () => {
+    const state = { iterationsDone: 2, cleanBatches: 0, tokensUsed: 10, remainingPrompts: 5 };
+    expect(stopReason(state, {})).toBeUndefined();
+    expect(stopReason(state, { maxIterations: 2 })).toBe("reached loop.maxIterations (2)");
+    expect(stopReason(state, { maxIterations: 3 })).toBeUndefined();
+    expect(stopReason({ ...state, remainingPrompts: 0 }, { maxIterations: 2 })).toBe("train split exhausted");
+    expect(stopReason({ ...state, cleanBatches: 2 }, { stopAfterCleanBatches: 2, maxIterations: 2 })).toBe("2 consecutive batches without failures");
+    expect(stopReason({ ...state, tokensUsed: 51 }, { tokenBudget: 50, maxIterations: 2 })).toBe("token budget of 50 spent");
+    expect(stopReason({ ...state, tokensUsed: 50 }, { tokenBudget: 50 })).toBeUndefined();
+  });
+
+  it("sums errors per stage over iterations", () => {
+    expect(errorsByStage([{ "red-team": 0, judge: 2 }, { "red-team": 1, judge: 0, gate: 3 }])).toEqual({ "red-team": 1, judge: 2, gate: 3 });
+  });
+});
+
+interface Summary {
+  stopReason: string;
+  iterations: Array<{ failures: number; skipped: boolean; errors: number; errorsByStage: Record<string, number> }>;
+  errorsByStage: Record<string, number>;
 }
 
-/** A loop on the generated models, batches of 2 DangerousQA prompts, short answers. */
-function config(options: Options): { file: string; dir: string } {
-  const dir = mkdtempSync(path.join(tmpdir(), "iteralign-stop-"));
-  const file = path.join(dir, "iteralign.yaml");
-  writeFileSync(
-    file,
-    `models:
-  target:
-    provider: llama-cpp
-    model: ${fixtureModelPath("tiny-llama")}
-    contextSize: 1024
-    sequences: 2
-  oracle:
-    provider: llama-cpp
-    model: ${fixtureModelPath(options.judge)}
-    contextSize: ${options.judgeContext ?? 8192}
-    sequences: 2
-roles:
-  target: target
-  oracle: oracle
-data:
-  redTeam:
-    - bundled: dangerousqa
-  limit: ${options.limit ?? 6}
-loop:
-  batchSize: 2
-  redTeam: { temperature: 0, maxTokens: 12, frequencyPenalty: 0.5 }
-${(options.loop ?? "").replace(/^/gm, "  ")}
-train:
-  trainer: ${options.trainer ?? "none"}
-engine:
-  maxThreads: 1
-`,
-  );
-  return { file, dir };
-}
+describe("runLoop with injected models and store", () => {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  });
+  const setup = (): { dir: string; store: MemoryRunStore } => {
+    const dir = mkdtempSync(path.join(tmpdir(), "iteralign-rules-"));
+    dirs.push(dir);
+    return { dir, store: new MemoryRunStore() };
+  };
+  const summary = (dir: string, runId: string): Summary => JSON.parse(readFileSync(path.join(dir, "runs", runId, "summary.json"), "utf8")) as Summary;
 
-function summary(dir: string, runId: string): { stopReason: string; iterations: Array<{ failures: number; skipped: boolean; errors: number }> } {
-  return JSON.parse(readFileSync(path.join(dir, "runs", runId, "summary.json"), "utf8")) as ReturnType<typeof summary>;
-}
-
-function runStatus(dir: string, runId: string): string | undefined {
-  const store = new SqliteRunStore(path.join(dir, ".iteralign", "iteralign.db"));
-  try {
-    return store.getRun(runId)?.status;
-  } finally {
-    store.close();
-  }
-}
-
-describe("loop stop rules", () => {
   it("stops at loop.maxIterations", async () => {
-    const { file, dir } = config({ judge: "tiny-llama", loop: "maxIterations: 1" });
-    const result = await runCli(["run", "--config", file, "--run-id", "max"]);
-    expect(result.code, result.err).toBe(0);
-    expect(result.err).toContain("stopped: reached loop.maxIterations (1)");
-    const s = summary(dir, "max");
-    expect(s.stopReason).toBe("reached loop.maxIterations (1)");
-    expect(s.iterations).toHaveLength(1);
-  }, 180_000);
+    const { dir, store } = setup();
+    const result = await runLoop({ loaded: scriptedLoopConfig(dir, { maxIterations: 1 }), runId: "max", store, models: ({ store: s, runId }) => scriptedLoopModels(s, runId) });
+    expect(result.stopReason).toBe("reached loop.maxIterations (1)");
+    expect(summary(dir, "max").iterations).toHaveLength(1);
+    expect(store.getRun("max")?.status).toBe("finished");
+  });
 
   it("records and skips all-pass batches, and stops after K of them in a row", async () => {
-    const { file, dir } = config({ judge: "tiny-llama", loop: "stopAfterCleanBatches: 2" });
-    const result = await runCli(["run", "--config", file, "--run-id", "clean"]);
-    expect(result.code, result.err).toBe(0);
-    const s = summary(dir, "clean");
-    expect(s.stopReason).toBe("2 consecutive batches without failures");
-    expect(s.iterations.map((m) => [m.failures, m.skipped])).toEqual([
+    const { dir, store } = setup();
+    const models = scriptedLoopModels(store, "clean", { pass: () => true });
+    const result = await runLoop({ loaded: scriptedLoopConfig(dir, { stopAfterCleanBatches: 2 }), runId: "clean", store, models: () => models });
+    expect(result.stopReason).toBe("2 consecutive batches without failures");
+    expect(summary(dir, "clean").iterations.map((m) => [m.failures, m.skipped])).toEqual([
       [0, true],
       [0, true],
     ]);
-    // Nothing was proposed or revised: only the red team and the judge ran.
-    expect(result.err).not.toContain("propose:");
-  }, 180_000);
+    // Nothing was proposed or revised: the oracle only judged.
+    expect(models.raw.oracle.log.filter((c) => c.kind === "generateObject" && c.request.schemaName === "constitutions")).toHaveLength(0);
+  });
 
   it("stops once the token budget is spent", async () => {
-    const { file, dir } = config({ judge: "tiny-llama", loop: "tokenBudget: 50" });
-    const result = await runCli(["run", "--config", file, "--run-id", "budget"]);
-    expect(result.code, result.err).toBe(0);
-    const s = summary(dir, "budget");
-    expect(s.stopReason).toBe("token budget of 50 spent");
-    expect(s.iterations).toHaveLength(1);
-  }, 180_000);
+    const { dir, store } = setup();
+    const result = await runLoop({ loaded: scriptedLoopConfig(dir, { tokenBudget: 30 }), runId: "budget", store, models: ({ store: s, runId }) => scriptedLoopModels(s, runId) });
+    expect(result.stopReason).toBe("token budget of 30 spent");
+    expect(result.iterations).toHaveLength(1);
+  });
 
-  it("stops with a message past loop.maxErrorRate, keeping the error rows", async () => {
-    // A judge whose context cannot hold its instructions fails every verdict: each becomes an error row.
-    const { file, dir } = config({ judge: "tiny-qwen2", judgeContext: 128, loop: "maxErrorRate: 0.25" });
-    const result = await runCli(["run", "--config", file, "--run-id", "errors"]);
-    expect(result.code).toBe(1);
-    expect(result.err).toMatch(/iteration 0: 2 of 2 items failed, more than loop\.maxErrorRate \(0\.25\)/);
-    const verdicts = readFileSync(path.join(dir, "runs", "errors", "iterations", "000", "verdicts.jsonl"), "utf8")
-      .trim()
-      .split("\n")
-      .map((l) => JSON.parse(l) as { status: string; error?: { code: string; message: string } });
-    expect(verdicts.map((v) => [v.status, v.error?.code])).toEqual([
-      ["error", "GENERATION_FAILED"],
-      ["error", "GENERATION_FAILED"],
-    ]);
-    expect(verdicts[0]?.error?.message).toMatch(/the prompt has \d+ tokens, more than the context size/);
-    expect(runStatus(dir, "errors")).toBe("failed");
-  }, 180_000);
-});
-
-describe("in-context trainer", () => {
-  it("gives the next iteration's target the active constitution as a system prompt, and only that target", async () => {
-    const { file, dir } = config({ judge: "tiny-qwen2", trainer: "in-context", limit: 4 });
-    const result = await runCli(["run", "--config", file, "--run-id", "ctx"]);
-    expect(result.code, result.err).toBe(0);
-    const s = summary(dir, "ctx");
-    expect(s.iterations).toHaveLength(2);
-    expect(s.iterations[0]?.failures).toBeGreaterThan(0);
-    const pool = JSON.parse(readFileSync(path.join(dir, "runs", "ctx", "iterations", "000", "constitution.json"), "utf8")) as {
-      principles: Array<{ text: string; status: string }>;
-    };
-    const active = pool.principles.filter((p) => p.status === "active");
-    expect(active.length).toBeGreaterThan(0);
-
-    const db = new Database(path.join(dir, ".iteralign", "iteralign.db"), { readonly: true });
-    const requests = db
-      .prepare("SELECT request FROM llm_calls WHERE run_id = ? AND role = 'target' AND kind = 'generate' ORDER BY seq")
-      .all("ctx") as Array<{ request: string }>;
-    db.close();
-    const redTeamPrompts = JSON.parse(readFileSync(path.join(dir, "runs", "ctx", "iterations", "001", "attempts.jsonl"), "utf8").split("\n")[0] ?? "{}") as {
-      record: { prompt: string };
-    };
-    const systemOf = (r: { request: string }): string | undefined =>
-      (JSON.parse(r.request) as { messages?: Array<{ role: string; content: string }> }).messages?.find((m) => m.role === "system")?.content;
-    // Iteration 1's red-team call for its first prompt carries every principle active after iteration 0.
-    const iteration1 = requests.filter((r) => r.request.includes(JSON.stringify(redTeamPrompts.record.prompt).slice(1, -1)));
-    expect(iteration1.length).toBeGreaterThan(0);
-    const system = systemOf(iteration1[0] as { request: string });
-    expect(system).toBeDefined();
-    for (const p of active) expect(system).toContain(p.text);
-    // Iteration 0's red team ran before any principle existed: no system prompt.
-    const first = JSON.parse(readFileSync(path.join(dir, "runs", "ctx", "iterations", "000", "attempts.jsonl"), "utf8").split("\n")[0] ?? "{}") as {
-      record: { prompt: string };
-    };
-    const iteration0 = requests.filter((r) => r.request.includes(JSON.stringify(first.record.prompt).slice(1, -1)));
-    expect(iteration0.length).toBeGreaterThan(0);
-    expect(systemOf(iteration0[0] as { request: string })).toBeUndefined();
-    // Training examples never carry the constitution.
-    const sft = readFileSync(path.join(dir, "runs", "ctx", "iterations", "001", "sft.trl.jsonl"), "utf8");
-    for (const p of active) expect(sft).not.toContain(p.text);
-  }, 240_000);
-});
-
-describe("Ctrl-C", () => {
-  it("stops cleanly, says how to resume, and the resumed run finishes", async () => {
-    const { file, dir } = config({ judge: "tiny-llama", limit: 4 });
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(root, "test/helpers/cli-process.ts"), "run", "--config", file, "--run-id", "sigint"], {
-      stdio: ["ignore", "pipe", "pipe"],
-      cwd: root,
+  it("stops past loop.maxErrorRate before building on the failed stage, and --resume retries only the failed items", async () => {
+    const { dir, store } = setup();
+    let outage = true;
+    let failedCalls = 0;
+    const models = scriptedLoopModels(store, "errors", {
+      // During the outage the first judge call fails; every other verdict is a failure of the answer.
+      pass: (_request, gate) => (outage && !gate && failedCalls++ === 0 ? new IterAlignError("HTTP_STATUS", "judge down", { retryable: true }) : false),
     });
-    let stderr = "";
-    let sent = false;
-    child.stderr.on("data", (chunk: Buffer) => {
-      stderr += chunk.toString();
-      if (!sent && stderr.includes("red-team: 2 items in")) {
-        sent = true;
-        child.kill("SIGINT");
-      }
-    });
-    const code = await new Promise<number | null>((resolve) => child.once("close", (c) => resolve(c)));
-    expect(sent).toBe(true);
-    expect(code).toBe(1);
-    expect(stderr).toContain("stopping after the calls in flight");
-    expect(stderr).toContain(`resume with: iteralign run --config ${file} --resume sigint`);
-    expect(runStatus(dir, "sigint")).toBe("interrupted");
+    const loaded = scriptedLoopConfig(dir, { maxErrorRate: 0.1 }, { limit: 4 });
+    const failure = await caught(runLoop({ loaded, runId: "errors", store, models: () => models }));
+    expect(failure).toBeInstanceOf(IterAlignError);
+    expect((failure as IterAlignError).code).toBe("ERROR_RATE_EXCEEDED");
+    expect((failure as IterAlignError).message).toMatch(/^iteration 0: 1 of 4 items failed \(0\.250\), more than loop\.maxErrorRate \(0\.1\): judge 1\/2 \(HTTP_STATUS x1\)/);
+    expect(store.getRun("errors")?.status).toBe("failed");
+    // No stage after the judge ran: nothing was built on the failed verdicts.
+    expect(store.getRecord("errors", "it0:done:judge")).toBeDefined();
+    expect(store.getRecord("errors", "it0:done:propose")).toBeUndefined();
+    const judged = models.raw.oracle.calls.generateObject;
+    const targetCalls = models.raw.target.calls.generate;
 
-    const resumed = await runCli(["run", "--config", file, "--resume", "sigint"]);
-    expect(resumed.code, resumed.err).toBe(0);
-    expect(resumed.err).toContain("red-team: 2 items (from the store)");
-    expect(summary(dir, "sigint").iterations).toHaveLength(2);
-    expect(runStatus(dir, "sigint")).toBe("finished");
-  }, 240_000);
+    outage = false;
+    const result = await runLoop({ resume: { runId: "errors" }, store, models: () => models });
+    expect(result.iterations).toHaveLength(2);
+    expect(result.errorsByStage).toMatchObject({ "red-team": 0, judge: 0 });
+    // The red team was not redone, and the judge was asked again only about the failed items.
+    const redTeamAgain = models.raw.target.log.slice(targetCalls).filter((c) => c.kind === "generate" && !c.request.messages.some((m) => m.content.includes("Constitutions:")));
+    expect(redTeamAgain).toHaveLength(2); // iteration 1's red team only
+    // One retried verdict of iteration 0, then iteration 1's two.
+    const verdictsAgain = models.raw.oracle.log.slice(judged).filter((c) => c.kind === "generateObject" && c.request.schemaName === "verdict");
+    expect(verdictsAgain).toHaveLength(3);
+    expect(store.getRun("errors")?.status).toBe("finished");
+  });
 });

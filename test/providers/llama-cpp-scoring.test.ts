@@ -78,6 +78,28 @@ describe("scoreContinuations", () => {
     expect(Math.abs(withSpace.scores[0]!.logprob - moved.scores[0]!.logprob)).toBeLessThan(1e-4);
   });
 
+  it("scores right under concurrency: 12 requests in flight on 4 sequences, with generation beside them, equal the reference", async () => {
+    const model = await loadFixtureModel("tiny-llama", { sequences: 4, scoring: "engine" });
+    try {
+      const requests = Array.from({ length: 12 }, (_, i) => QUESTIONS[i % QUESTIONS.length]!);
+      const references = await Promise.all(QUESTIONS.map((q) => model.scoreContinuationsTokenByToken(q)));
+      const [scored] = await Promise.all([
+        Promise.all(requests.map((q) => model.scoreContinuations(q))),
+        Promise.all([0, 1, 2, 3].map((i) => model.generate({ messages: [{ role: "user", content: `Say ${i}` }], maxTokens: 6 }))),
+      ]);
+      scored.forEach((result, i) => {
+        expect(result.scoringPath).toBe("engine");
+        const reference = references[i % QUESTIONS.length]!;
+        for (const [j, s] of result.scores.entries()) {
+          expect(s.tokenCount, `request ${i} choice ${j}`).toBe(reference[j]!.tokenCount);
+          expect(Math.abs(s.logprob - reference[j]!.logprob), `request ${i} choice ${j}`).toBeLessThan(1e-4);
+        }
+      });
+    } finally {
+      await model.close();
+    }
+  });
+
   it("rejects empty continuations with a clear error", async () => {
     await expect(llama.scoreContinuations({ context: "Hi", continuations: ["ok", ""] })).rejects.toThrow(/continuation 1 is empty/);
   });

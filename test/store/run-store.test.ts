@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -7,7 +7,8 @@ import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
 import { MemoryRunStore } from "../../src/store/memory-run-store.js";
 import { LATEST_SCHEMA_VERSION, migrations } from "../../src/store/migrations/index.js";
-import { SqliteRunStore } from "../../src/store/sqlite-run-store.js";
+import { SqliteRunStore, translateSqliteError } from "../../src/store/sqlite-run-store.js";
+import { IterAlignError } from "../../src/spec/errors.js";
 import { callRecord, deadPid, expectStoreError, newRun, record, runStoreContract } from "./run-store-contract.js";
 
 const tempRoot = mkdtempSync(join(tmpdir(), "iteralign-store-"));
@@ -212,3 +213,103 @@ describe("SqliteRunStore specifics", () => {
     });
   });
 });
+
+describe("SqliteRunStore: SQLite's errors become typed ones that name the store", () => {
+  /** A real SqliteError from better-sqlite3. */
+  function sqliteError(run: (db: Database.Database) => void, path = freshPath()): unknown {
+    new SqliteRunStore(path).close();
+    const db = new Database(path);
+    try {
+      run(db);
+    } catch (err) {
+      return err;
+    } finally {
+      db.close();
+    }
+    throw new Error("expected SQLite to fail");
+  }
+
+  it("a full disk (SQLITE_FULL) is STORE_FULL with the path and what to do", () => {
+    const err = translateSqliteError(
+      sqliteError((db) => {
+        db.pragma("max_page_count = 8");
+        db.exec("CREATE TABLE filler (x BLOB)");
+        for (let i = 0; i < 100; i++) db.prepare("INSERT INTO filler VALUES (?)").run(Buffer.alloc(4096));
+      }),
+      "/data/runs.db",
+    ) as IterAlignError;
+    expect(err.code).toBe("STORE_FULL");
+    expect(err.message).toMatch(/^run store \/data\/runs\.db: database or disk is full \(SQLITE_FULL\); free disk space, then resume the run$/);
+    expect(err.details).toEqual({ path: "/data/runs.db", sqliteCode: "SQLITE_FULL" });
+  });
+
+  it("a read-only database (SQLITE_READONLY) is STORE_READONLY", () => {
+    const path = freshPath();
+    new SqliteRunStore(path).close();
+    const db = new Database(path, { readonly: true });
+    let caughtError: unknown;
+    try {
+      db.prepare("DELETE FROM runs").run();
+    } catch (err) {
+      caughtError = err;
+    } finally {
+      db.close();
+    }
+    const err = translateSqliteError(caughtError, path) as IterAlignError;
+    expect(err.code).toBe("STORE_READONLY");
+    expect(err.message).toContain(`run store ${path} cannot be written`);
+    expect(err.message).toContain("(SQLITE_READONLY)");
+  });
+
+  it("a malformed file (SQLITE_CORRUPT) is STORE_CORRUPT naming the file, when opened or read", () => {
+    const path = freshPath();
+    const store = new SqliteRunStore(path);
+    store.createRun(newRun("r"));
+    for (let i = 0; i < 200; i++) store.putCall(callRecord(i, { runId: "r" }));
+    store.close();
+    // Overwrite the middle of the file (table pages, not the header) with garbage.
+    const fd = openSync(path, "r+");
+    const size = statSync(path).size;
+    writeSync(fd, Buffer.alloc(size / 2, 0xa5), 0, size / 2, Math.floor(size / 4));
+    closeSync(fd);
+    const err = caughtSync(() => {
+      const damaged = new SqliteRunStore(path);
+      try {
+        damaged.callStats();
+        damaged.listRuns();
+      } finally {
+        damaged.close();
+      }
+    }) as IterAlignError;
+    expect(err).toBeInstanceOf(IterAlignError);
+    expect(err.code).toBe("STORE_CORRUPT");
+    expect(err.message).toContain(path);
+    expect(err.details).toMatchObject({ path });
+  });
+
+  it("a store that cannot be opened (SQLITE_CANTOPEN) or whose folder cannot be made names the path", () => {
+    const dir = freshPath();
+    mkdirSync(dir, { recursive: true });
+    // A directory where the database file should be.
+    const cantOpen = caughtSync(() => new SqliteRunStore(dir)) as IterAlignError;
+    expect(cantOpen.code).toBe("STORE_UNAVAILABLE");
+    expect(cantOpen.message).toContain(dir);
+    expect(cantOpen.message).toContain("SQLITE_CANTOPEN");
+    // A file where its folder should be.
+    const file = join(dir, "plain-file");
+    writeFileSync(file, "x");
+    const noDir = caughtSync(() => new SqliteRunStore(join(file, "runs.db"))) as IterAlignError;
+    expect(noDir.code).toBe("STORE_UNAVAILABLE");
+    expect(noDir.message).toBe(`cannot create the run store's directory ${file}: ${noDir.message.split(": ").slice(1).join(": ")}`);
+    expect(noDir.message).toMatch(/EEXIST|ENOTDIR/);
+  });
+});
+
+function caughtSync(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (err) {
+    return err;
+  }
+  throw new Error("expected an error");
+}

@@ -66,6 +66,11 @@ export async function runCommand(
     bar?.stop();
     io.out(`run ${summary.runId}: ${summary.iterations.length} iterations, ${summary.activePrinciples} active principles\n`);
     io.out(`outputs: ${summary.dir}\n`);
+    if (summary.untrainedExamples > 0) {
+      io.err(
+        `warning: ${summary.untrainedExamples} gated examples were never trained on: fewer than the ${summary.minTrainingExamples ?? 1} one training needs were left when the run stopped (they are in the iterations' export files)\n`,
+      );
+    }
     return 0;
   } catch (err) {
     bar?.stop();

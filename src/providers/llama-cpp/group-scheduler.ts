@@ -49,6 +49,19 @@ export class GroupScheduler {
     });
   }
 
+  /**
+   * Runs `task` alone on the context: after every wave queued before it, and before any queued after it. For work
+   * that must not share decode batches with other sequences (engine-path scoring).
+   */
+  exclusive<T>(task: () => Promise<T>): Promise<T> {
+    const result = this.queue.then(task);
+    this.queue = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result;
+  }
+
   private async runWave(wave: readonly PendingJob[]): Promise<void> {
     for (let start = 0; start < wave.length; start += this.groupSize) {
       await this.runGroup(wave.slice(start, start + this.groupSize));

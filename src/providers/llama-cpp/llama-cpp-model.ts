@@ -245,9 +245,12 @@ export class LlamaCppModel implements LanguageModel {
       if (request.signal?.aborted) throw new IterAlignError("ABORTED", "scoring aborted");
       const native = await this.native().score(tokenizeForScoring(this.model, request), request.signal);
       // undefined: auto mode and the scorer could not start; the engine path takes over for good.
-      if (native) return { scores: native.scores, usage: { promptTokens: native.promptTokens, completionTokens: 0 } };
+      if (native) return { scores: native.scores, usage: { promptTokens: native.promptTokens, completionTokens: 0 }, scoringPath: "native" };
     }
-    return this.pool.with((seq) => scoreWithSharedContext(this.model, seq, request), request.signal);
+    // node-llama-cpp 3.21.1 can hand one sequence another's logits when several sequences evaluate at once, so
+    // engine scoring runs alone on the context, between generation groups (the same queue orders both).
+    const result = await this.scheduler.exclusive(() => this.pool.with((seq) => scoreWithSharedContext(this.model, seq, request), request.signal));
+    return { ...result, scoringPath: "engine" };
   }
 
   /** The path `scoreContinuations` uses (see the `scoring` option); the first read looks for the scorer. */
@@ -272,7 +275,7 @@ export class LlamaCppModel implements LanguageModel {
    */
   async scoreContinuationsTokenByToken(request: Omit<ScoreRequest, "signal">): Promise<ContinuationScore[]> {
     this.assertOpen();
-    return this.pool.with((seq) => scoreTokenByToken(this.model, seq, request));
+    return this.scheduler.exclusive(() => this.pool.with((seq) => scoreTokenByToken(this.model, seq, request)));
   }
 
   /** Detokenizes with special tokens shown (for inspecting rendered prompts). */

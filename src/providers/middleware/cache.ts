@@ -47,6 +47,7 @@ const StoredObjectSchema = StoredGenerateSchema.extend({ object: z.unknown() });
 const StoredScoreSchema = z.object({
   scores: z.array(z.object({ logprob: z.number(), tokenCount: z.number().int().nonnegative(), isGreedy: z.boolean() })),
   usage: UsageSchema,
+  scoringPath: z.string().optional(),
 });
 const StoredEmbedSchema = z.object({ embeddings: z.array(z.array(z.number())) });
 

@@ -159,6 +159,7 @@ export class OpenAICompatibleModel implements LanguageModel {
       unlink();
     }
     return {
+      scoringPath: "echo",
       scores: results.map((r) => r.score),
       usage: results.reduce((sum, r) => addUsage(sum, r.usage), { promptTokens: 0, completionTokens: 0 }),
     };
