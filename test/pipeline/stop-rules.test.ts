@@ -123,8 +123,8 @@ describe("runLoop with injected models and store", () => {
     const loaded = scriptedLoopConfig(dir, { maxErrorRate: 0.1 }, { limit: 4 });
     const failure = await caught(runLoop({ loaded, runId: "errors", store, models: () => models }));
     expect(failure).toBeInstanceOf(IterAlignError);
-    expect((failure as IterAlignError).code).toBe("ERROR_RATE_EXCEEDED");
-    expect((failure as IterAlignError).message).toMatch(/^iteration 0: 1 of 4 items failed \(0\.250\), more than loop\.maxErrorRate \(0\.1\): judge 1\/2 \(HTTP_STATUS x1\)/);
+    expect((failure).code).toBe("ERROR_RATE_EXCEEDED");
+    expect((failure).message).toMatch(/^iteration 0: 1 of 4 items failed \(0\.250\), more than loop\.maxErrorRate \(0\.1\): judge 1\/2 \(HTTP_STATUS x1\)/);
     expect(store.getRun("errors")?.status).toBe("failed");
     // No stage after the judge ran: nothing was built on the failed verdicts.
     expect(store.getRecord("errors", "it0:done:judge")).toBeDefined();
