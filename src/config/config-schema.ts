@@ -158,7 +158,9 @@ export const LoopConfigSchema = z
       .min(0)
       .max(1)
       .default(0.5)
-      .describe("Stop when more than this share of an iteration's items end in errors."),
+      .describe(
+        "Stop when more than this share of the items an iteration's stages attempted end in errors (checked after each stage; a stage whose every item fails always stops). `--resume` retries the failed items.",
+      ),
     judge: z.enum(["full", "paper"]).default("full").describe("`full`: sees prompt and response; `paper`: response only."),
     selfCorrect: z.enum(["paper", "critique-revise"]).default("paper").describe("How the target revises its answers."),
     topKPrinciples: z.number().int().nonnegative().default(3).describe("Extra most-relevant pool principles per revision."),

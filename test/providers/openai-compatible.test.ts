@@ -7,6 +7,8 @@ import { OpenAICompatibleModel } from "../../src/providers/openai-compatible/ope
 import { chatBody, sendJson, startFakeServer, type FakeServer } from "../helpers/fake-openai-server.js";
 import { startLlamaServer, type RunningLlamaServer } from "../helpers/llama-server.js";
 import { caught } from "../helpers/errors.js";
+import { applyMiddleware } from "../../src/providers/middleware/compose.js";
+import { endpointUrl } from "../../src/util/url.js";
 
 /** Runs `fn` and returns what it threw (failing the test when it does not throw). */
 function isServer500(err: unknown): boolean {
@@ -358,5 +360,73 @@ describe("OpenAICompatibleModel against a fake server", () => {
       const visible = JSON.stringify({ message: err.message, details: err.details, stack: err.stack, cause: String(err.cause) });
       expect(visible).not.toContain(apiKey);
     }
+  });
+});
+
+describe("retries that follow the server's Retry-After, and API roots with a query", () => {
+  let server: FakeServer;
+  const arrivals: number[] = [];
+  beforeAll(async () => {
+    server = await startFakeServer((_req, res) => res.end());
+  });
+  afterAll(async () => {
+    await server.close();
+  });
+
+  it("waits the seconds of Retry-After (not a blind backoff) before retrying a 429", async () => {
+    arrivals.length = 0;
+    let n = 0;
+    server.setHandler((_req, res) => {
+      arrivals.push(Date.now());
+      if (n++ < 2) sendJson(res, 429, { error: { message: "slow down" } }, { "retry-after": "1" });
+      else sendJson(res, 200, chatBody("ok"));
+    });
+    const model = applyMiddleware(new OpenAICompatibleModel({ baseUrl: server.baseUrl, model: "m" }), { retry: { maxRetries: 3, baseDelayMs: 10 }, timeout: { timeoutMs: 10_000 } });
+    const result = await model.generate({ messages: [{ role: "user", content: "hi" }] });
+    expect(result.text).toBe("ok");
+    expect(arrivals).toHaveLength(3);
+    for (let i = 1; i < arrivals.length; i++) {
+      const gap = (arrivals[i] as number) - (arrivals[i - 1] as number);
+      expect(gap, `retry ${i}`).toBeGreaterThanOrEqual(990);
+      expect(gap, `retry ${i}`).toBeLessThan(1500);
+    }
+  });
+
+  it("prefers retry-after-ms, and caps a wait longer than the call's timeout", async () => {
+    arrivals.length = 0;
+    let n = 0;
+    server.setHandler((_req, res) => {
+      arrivals.push(Date.now());
+      if (n++ === 0) sendJson(res, 429, { error: { message: "slow down" } }, { "retry-after-ms": "300", "retry-after": "30" });
+      else if (n === 2) sendJson(res, 503, { error: { message: "busy" } }, { "retry-after": "3600" });
+      else sendJson(res, 200, chatBody("ok"));
+    });
+    const model = applyMiddleware(new OpenAICompatibleModel({ baseUrl: server.baseUrl, model: "m" }), {
+      retry: { maxRetries: 3, baseDelayMs: 10, maxRetryAfterMs: 400 },
+      timeout: { timeoutMs: 10_000 },
+    });
+    await model.generate({ messages: [{ role: "user", content: "hi" }] });
+    const gaps = arrivals.slice(1).map((t, i) => t - (arrivals[i] as number));
+    expect(gaps[0]).toBeGreaterThanOrEqual(295);
+    expect(gaps[0]).toBeLessThan(800);
+    // An hour asked for, 400 ms allowed.
+    expect(gaps[1]).toBeGreaterThanOrEqual(395);
+    expect(gaps[1]).toBeLessThan(900);
+  });
+
+  it("keeps the root's query parameters on every endpoint URL", async () => {
+    const paths: string[] = [];
+    server.setHandler((req, res) => {
+      paths.push(req.path);
+      sendJson(res, 200, chatBody("ok"));
+    });
+    const model = new OpenAICompatibleModel({ baseUrl: `${server.baseUrl}/?api-version=2024-10-21`, model: "m" });
+    await model.generate({ messages: [{ role: "user", content: "hi" }] });
+    expect(paths).toEqual(["/chat/completions?api-version=2024-10-21"]);
+    expect(endpointUrl("https://h.example/v1?api-version=2", "/files?limit=2")).toBe("https://h.example/v1/files?api-version=2&limit=2");
+  });
+
+  it("refuses a root with a user name or password", () => {
+    expect(() => new OpenAICompatibleModel({ baseUrl: "http://user:hunter2@127.0.0.1:1/v1", model: "m" })).toThrow(/must not contain a user name or password/);
   });
 });

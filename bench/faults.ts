@@ -1,0 +1,225 @@
+/**
+ * Reliability benchmark: the loop against faults, on real parts.
+ *
+ * 1. Served faults. The judge is a real llama-server (tiny-qwen2) behind our fault-injecting proxy, which answers a
+ *    seeded share of requests with 429 (Retry-After), 500/502/503, a hang past the call's timeout, a dropped
+ *    connection, a malformed 200 body or a body cut short, and passes the rest. A 2-iteration run goes through it;
+ *    a run stopped by the stop rules is resumed (up to 5 times). Counted: requests per fault kind, items that
+ *    ended ok, as error rows, and lost (neither: must be 0), resumes, and whether the run finished.
+ * 2. Kills. An uninterrupted run on embedded models, then trials that kill -9 the run at a seeded random moment
+ *    (mid-stage included), resume it (killed again at random, once in two), and finish it: every trial's
+ *    json/jsonl/md artifacts must equal the uninterrupted run's, byte for byte.
+ *
+ * Usage: npm run bench:faults [-- --seed S --kills K]
+ */
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { ensureFixtureModels, fixtureModelPath } from "../src/gguf/fixture-models.js";
+import { FAULT_KINDS, seededRandom, startFaultProxy } from "../src/testing/fault-proxy.js";
+import { startLlamaServer } from "../src/testing/llama-server.js";
+import { report, type Goal } from "./bench-utils.js";
+
+const args = process.argv.slice(2);
+const arg = (name: string, fallback: number): number => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : fallback;
+};
+const SEED = arg("seed", 7);
+const KILLS = arg("kills", 6);
+const root = path.resolve(import.meta.dirname, "..");
+
+interface Proc {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  err: string;
+}
+
+/** Runs the CLI from source; `killAfterMs` sends SIGKILL after that long (if it is still running). */
+function cli(cliArgs: readonly string[], killAfterMs?: number): Promise<Proc> {
+  const child = spawn(process.execPath, ["--import", "tsx", path.join(root, "test/helpers/cli-process.ts"), ...cliArgs], {
+    stdio: ["ignore", "ignore", "pipe"],
+    cwd: root,
+  });
+  let err = "";
+  child.stderr.on("data", (c: Buffer) => {
+    err += c.toString();
+  });
+  const timer = killAfterMs === undefined ? undefined : setTimeout(() => child.kill("SIGKILL"), killAfterMs);
+  return new Promise((resolve) =>
+    child.once("close", (code, signal) => {
+      if (timer) clearTimeout(timer);
+      resolve({ code, signal, err });
+    }),
+  );
+}
+
+function config(dir: string, judge: string): string {
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, "iteralign.yaml");
+  writeFileSync(
+    file,
+    `models:
+  target:
+    provider: llama-cpp
+    model: ${fixtureModelPath("tiny-llama")}
+    contextSize: 4096
+    sequences: 4
+  oracle:
+    provider: llama-cpp
+    model: ${fixtureModelPath("tiny-qwen2")}
+    contextSize: 8192
+    sequences: 4
+${judge}
+roles:
+  target: target
+  oracle: oracle
+${judge ? "  judge: served\n" : ""}data:
+  redTeam:
+    - bundled: dangerousqa
+  limit: 8
+loop:
+  batchSize: 4
+  maxErrorRate: 0.5
+  redTeam: { temperature: 0, maxTokens: 24, frequencyPenalty: 0.5 }
+engine:
+  maxThreads: 1
+`,
+  );
+  return file;
+}
+
+/** The json/jsonl/md files of a run directory with their bytes. */
+function artifacts(dir: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (d: string): void => {
+    for (const name of readdirSync(d)) {
+      const full = path.join(d, name);
+      if (statSync(full).isDirectory()) walk(full);
+      else if (/\.(json|jsonl|md)$/.test(name)) out.set(path.relative(dir, full), readFileSync(full, "utf8"));
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+function sameArtifacts(a: Map<string, string>, b: Map<string, string>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [file, content] of a) if (b.get(file) !== content) return false;
+  return true;
+}
+
+/** Items of the judge and gate stages by outcome, from the run's files. */
+function itemOutcomes(runDir: string): { ok: number; errors: number; expected: number } {
+  let ok = 0;
+  let errors = 0;
+  let expected = 0;
+  const iterations = path.join(runDir, "iterations");
+  for (const it of readdirSync(iterations)) {
+    const lines = (name: string): Array<{ status?: string }> => {
+      try {
+        return readFileSync(path.join(iterations, it, name), "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as { status?: string });
+      } catch {
+        return [];
+      }
+    };
+    const attempts = lines("attempts.jsonl").filter((a) => a.status === "ok").length;
+    const revisions = lines("revisions.jsonl").filter((r) => r.status === "ok").length;
+    expected += attempts + revisions;
+    for (const v of [...lines("verdicts.jsonl"), ...lines("gate-verdicts.jsonl")]) {
+      if (v.status === "ok") ok++;
+      else if (v.status === "error") errors++;
+    }
+  }
+  return { ok, errors, expected };
+}
+
+ensureFixtureModels(["tiny-qwen2", "tiny-llama"]);
+const work = mkdtempSync(path.join(os.tmpdir(), "iteralign-faults-"));
+const server = await startLlamaServer({ modelPath: fixtureModelPath("tiny-qwen2"), parallel: 4, ctxSize: 8192, threads: 1 });
+const weights = { pass: 8, "429": 1, "500": 1, "502": 1, "503": 1, hang: 1, drop: 1, malformed: 1, truncated: 1 };
+const proxy = await startFaultProxy({ upstream: server.baseUrl, seed: SEED, weights, retryAfterSeconds: 1, hangMs: 30_000 });
+try {
+  // 1. Served faults.
+  const servedDir = path.join(work, "served");
+  const judge = `  served:
+    provider: openai-compatible
+    baseUrl: ${proxy.url}
+    model: tiny-qwen2
+    timeoutMs: 20000
+    retries: 6`;
+  const servedConfig = config(servedDir, judge);
+  let run = await cli(["run", "--config", servedConfig, "--run-id", "served"]);
+  let resumes = 0;
+  while (run.code !== 0 && resumes < 5) {
+    process.stdout.write(`served run stopped (${run.err.split("\n").find((l) => l.startsWith("error")) ?? run.code}); resuming\n`);
+    resumes++;
+    run = await cli(["run", "--config", servedConfig, "--resume", "served"]);
+  }
+  const servedFinished = run.code === 0;
+  const outcomes = itemOutcomes(path.join(servedDir, "runs", "served"));
+  const lost = outcomes.expected - outcomes.ok - outcomes.errors;
+  const counts = proxy.counts();
+
+  // 2. Kills at random moments.
+  const wholeDir = path.join(work, "whole");
+  const wholeStart = performance.now();
+  const whole = await cli(["run", "--config", config(wholeDir, ""), "--run-id", "k"]);
+  const wholeSeconds = (performance.now() - wholeStart) / 1000;
+  if (whole.code !== 0) throw new Error(`the uninterrupted run failed:\n${whole.err}`);
+  const expected = artifacts(path.join(wholeDir, "runs", "k"));
+  const random = seededRandom(SEED * 31 + 1);
+  let identical = 0;
+  let finished = 0;
+  let killed = 0;
+  const started = performance.now();
+  for (let trial = 0; trial < KILLS; trial++) {
+    const dir = path.join(work, `kill-${trial}`);
+    const file = config(dir, "");
+    // A moment in the first 3/4 of a run (model loading included), then maybe a second kill during the resume.
+    const at = 1500 + Math.floor(random() * 25_000);
+    let r = await cli(["run", "--config", file, "--run-id", "k"], at);
+    if (r.signal === "SIGKILL") killed++;
+    if (random() < 0.5 && r.signal === "SIGKILL") {
+      r = await cli(["run", "--config", file, "--resume", "k"], 1500 + Math.floor(random() * 10_000));
+      if (r.signal === "SIGKILL") killed++;
+    }
+    if (r.code !== 0) r = await cli(["run", "--config", file, "--resume", "k"]);
+    if (r.code === 0) finished++;
+    const same = r.code === 0 && sameArtifacts(expected, artifacts(path.join(dir, "runs", "k")));
+    if (same) identical++;
+    process.stdout.write(`kill trial ${trial}: killed at ${at} ms, ${same ? "identical" : "DIFFERENT"}\n`);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const killSeconds = (performance.now() - started) / 1000;
+
+  const goals: Goal[] = [
+    { name: "items lost under served faults (neither ok nor error row)", value: lost, goal: "= 0", holds: lost === 0 },
+    { name: "served run finished (after resumes)", value: servedFinished ? 1 : 0, goal: "= 1", holds: servedFinished },
+    { name: "kill trials that finished on resume", value: finished, goal: `= ${KILLS}`, holds: finished === KILLS },
+    { name: "kill trials with artifacts identical to an uninterrupted run", value: identical, goal: `= ${KILLS}`, holds: identical === KILLS },
+  ];
+  report(
+    "faults",
+    [
+      ...FAULT_KINDS.map((kind) => ({ name: `proxy requests: ${kind}`, value: counts[kind], unit: "requests" })),
+      { name: "judge + gate items completed ok", value: outcomes.ok, unit: "items" },
+      { name: "judge + gate items ended as error rows", value: outcomes.errors, unit: "items" },
+      { name: "judge + gate items lost", value: lost, unit: "items" },
+      { name: "resumes of the served run", value: resumes, unit: "runs" },
+      { name: "kill trials", value: KILLS, unit: "trials" },
+      { name: "processes killed with SIGKILL", value: killed, unit: "kills" },
+      { name: "kill trials finished", value: finished, unit: "trials" },
+      { name: "kill trials identical", value: identical, unit: "trials" },
+      { name: "kill trials wall time", value: killSeconds, unit: "s" },
+      { name: "uninterrupted run wall time", value: wholeSeconds, unit: "s" },
+    ],
+    goals,
+    { seed: SEED, weights, cpu: os.cpus()[0]?.model, loadAverage: os.loadavg()[0] },
+  );
+} finally {
+  await proxy.close();
+  await server.stop();
+  rmSync(work, { recursive: true, force: true });
+}
