@@ -59,8 +59,8 @@ describe("model downloads that hang", () => {
     const started = Date.now();
     const err = await caught(resolveModelPath(`http://127.0.0.1:${port}/silent.gguf`, { timeouts: { connectTimeoutMs: 400, idleTimeoutMs: 5000 } }));
     expect(err).toBeInstanceOf(IterAlignError);
-    expect((err as IterAlignError).code).toBe("TIMEOUT");
-    expect((err as IterAlignError).message).toContain("did not start sending within 400 ms");
+    expect((err).code).toBe("TIMEOUT");
+    expect((err).message).toContain("did not start sending within 400 ms");
     expect(Date.now() - started).toBeLessThan(5000);
   });
 
@@ -69,8 +69,8 @@ describe("model downloads that hang", () => {
     const started = Date.now();
     const err = await caught(resolveModelPath(`http://127.0.0.1:${port}/stall.gguf`, { timeouts: { connectTimeoutMs: 3000, idleTimeoutMs: 400 } }));
     expect(err).toBeInstanceOf(IterAlignError);
-    expect((err as IterAlignError).code).toBe("TIMEOUT");
-    expect((err as IterAlignError).message).toMatch(/no data for 400 ms after 4096 bytes; the server stopped sending/);
+    expect((err).code).toBe("TIMEOUT");
+    expect((err).message).toMatch(/no data for 400 ms after 4096 bytes; the server stopped sending/);
     expect(Date.now() - started).toBeLessThan(8000);
   });
 });
