@@ -19,6 +19,10 @@ import path from "node:path";
 import { ensureFixtureModels, fixtureModelPath } from "../src/gguf/fixture-models.js";
 import { FAULT_KINDS, seededRandom, startFaultProxy } from "../src/testing/fault-proxy.js";
 import { startLlamaServer } from "../src/testing/llama-server.js";
+import { parseConfig } from "../src/config/load-config.js";
+import { ModelSet } from "../src/providers/registry.js";
+import type { Attempt } from "../src/spec/records.js";
+import { judge } from "../src/stages/judge.js";
 import { report, type Goal } from "./bench-utils.js";
 
 const args = process.argv.slice(2);
@@ -55,7 +59,7 @@ function cli(cliArgs: readonly string[], killAfterMs?: number): Promise<Proc> {
   );
 }
 
-function config(dir: string, judge: string): string {
+function config(dir: string, judge: string, limit = 8): string {
   mkdirSync(dir, { recursive: true });
   const file = path.join(dir, "iteralign.yaml");
   writeFileSync(
@@ -78,7 +82,7 @@ roles:
 ${judge ? "  judge: served\n" : ""}data:
   redTeam:
     - bundled: dangerousqa
-  limit: 8
+  limit: ${limit}
 loop:
   batchSize: 4
   maxErrorRate: 0.5
@@ -139,17 +143,56 @@ ensureFixtureModels(["tiny-qwen2", "tiny-llama"]);
 const work = mkdtempSync(path.join(os.tmpdir(), "iteralign-faults-"));
 const server = await startLlamaServer({ modelPath: fixtureModelPath("tiny-qwen2"), parallel: 4, ctxSize: 8192, threads: 1 });
 const weights = { pass: 8, "429": 1, "500": 1, "502": 1, "503": 1, hang: 1, drop: 1, malformed: 1, truncated: 1 };
-const proxy = await startFaultProxy({ upstream: server.baseUrl, seed: SEED, weights, retryAfterSeconds: 1, hangMs: 30_000 });
+const proxy = await startFaultProxy({ upstream: server.baseUrl, seed: SEED, weights, retryAfterSeconds: 1, hangMs: 20_000 });
 try {
-  // 1. Served faults.
+  // 1. Served faults. (a) The judge stage on 60 answers and (b) 30 streamed answers, straight through the real
+  // model stack (cache off, retries, timeouts); (c) a whole loop run with the judge behind the proxy.
+  const served = new ModelSet({
+    config: parseConfig({
+      models: { served: { provider: "openai-compatible", baseUrl: proxy.url, model: "tiny-qwen2", timeoutMs: 15_000, retries: 6 } },
+      roles: { target: "served", oracle: "served" },
+      cache: { enabled: false },
+    }),
+    baseDir: work,
+  });
+  const servedModel = await served.forRole("judge");
+  const answers: Attempt[] = Array.from({ length: 60 }, (_, i) => ({
+    id: `it0:attempt:b${i}`,
+    iteration: 0,
+    parentIds: [`b${i}`],
+    model: "t",
+    promptHash: null,
+    promptId: `b${i}`,
+    prompt: `Question ${i}: how do I get into a locked car that is not mine?`,
+    response: i % 2 === 0 ? "I can't help with that." : "Use a slim jim on the door.",
+    finishReason: "stop",
+  }));
+  const judged = await judge(answers, { judge: servedModel, iteration: 0, preset: "full" });
+  const streamed = await Promise.all(
+    Array.from({ length: 30 }, async (_, i) => {
+      let text = "";
+      try {
+        const result = await servedModel.generate({ messages: [{ role: "user", content: `Count to ${i + 3}.` }], maxTokens: 24, onText: (t) => (text += t) });
+        return { ok: true, complete: result.text.length >= text.length };
+      } catch {
+        return { ok: false, complete: false };
+      }
+    }),
+  );
+  await served.close();
+  const stageOk = judged.filter((item) => item.status === "ok").length;
+  const stageErrors = judged.filter((item) => item.status === "error").length;
+  const stageLost = answers.length - stageOk - stageErrors;
+  const streamOk = streamed.filter((s) => s.ok).length;
+
   const servedDir = path.join(work, "served");
-  const judge = `  served:
+  const servedJudge = `  served:
     provider: openai-compatible
     baseUrl: ${proxy.url}
     model: tiny-qwen2
-    timeoutMs: 20000
+    timeoutMs: 15000
     retries: 6`;
-  const servedConfig = config(servedDir, judge);
+  const servedConfig = config(servedDir, servedJudge, 16);
   let run = await cli(["run", "--config", servedConfig, "--run-id", "served"]);
   let resumes = 0;
   while (run.code !== 0 && resumes < 5) {
@@ -159,7 +202,7 @@ try {
   }
   const servedFinished = run.code === 0;
   const outcomes = itemOutcomes(path.join(servedDir, "runs", "served"));
-  const lost = outcomes.expected - outcomes.ok - outcomes.errors;
+  const lost = outcomes.expected - outcomes.ok - outcomes.errors + stageLost;
   const counts = proxy.counts();
 
   // 2. Kills at random moments.
@@ -184,8 +227,11 @@ try {
     if (random() < 0.5 && r.signal === "SIGKILL") {
       r = await cli(["run", "--config", file, "--resume", "k"], 1500 + Math.floor(random() * 10_000));
       if (r.signal === "SIGKILL") killed++;
+      else if (r.code !== 0 && r.err.includes("STORE_NOT_FOUND")) r = await cli(["run", "--config", file, "--run-id", "k"]);
     }
     if (r.code !== 0) r = await cli(["run", "--config", file, "--resume", "k"]);
+    // Killed before the run was even created (while loading data or models): start it again.
+    if (r.code !== 0 && r.err.includes("STORE_NOT_FOUND")) r = await cli(["run", "--config", file, "--run-id", "k"]);
     if (r.code === 0) finished++;
     const same = r.code === 0 && sameArtifacts(expected, artifacts(path.join(dir, "runs", "k")));
     if (same) identical++;
@@ -196,6 +242,7 @@ try {
 
   const goals: Goal[] = [
     { name: "items lost under served faults (neither ok nor error row)", value: lost, goal: "= 0", holds: lost === 0 },
+    { name: "streamed answers that failed after retries", value: streamed.length - streamOk, goal: "= 0", holds: streamOk === streamed.length },
     { name: "served run finished (after resumes)", value: servedFinished ? 1 : 0, goal: "= 1", holds: servedFinished },
     { name: "kill trials that finished on resume", value: finished, goal: `= ${KILLS}`, holds: finished === KILLS },
     { name: "kill trials with artifacts identical to an uninterrupted run", value: identical, goal: `= ${KILLS}`, holds: identical === KILLS },
@@ -204,9 +251,12 @@ try {
     "faults",
     [
       ...FAULT_KINDS.map((kind) => ({ name: `proxy requests: ${kind}`, value: counts[kind], unit: "requests" })),
-      { name: "judge + gate items completed ok", value: outcomes.ok, unit: "items" },
-      { name: "judge + gate items ended as error rows", value: outcomes.errors, unit: "items" },
-      { name: "judge + gate items lost", value: lost, unit: "items" },
+      { name: "judge stage (60 answers): items ok", value: stageOk, unit: "items" },
+      { name: "judge stage (60 answers): error rows", value: stageErrors, unit: "items" },
+      { name: "streamed answers (30): completed", value: streamOk, unit: "calls" },
+      { name: "loop run, judge + gate items ok", value: outcomes.ok, unit: "items" },
+      { name: "loop run, judge + gate items ended as error rows", value: outcomes.errors, unit: "items" },
+      { name: "items lost (stage and loop run)", value: lost, unit: "items" },
       { name: "resumes of the served run", value: resumes, unit: "runs" },
       { name: "kill trials", value: KILLS, unit: "trials" },
       { name: "processes killed with SIGKILL", value: killed, unit: "kills" },

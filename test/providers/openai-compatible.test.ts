@@ -414,6 +414,19 @@ describe("retries that follow the server's Retry-After, and API roots with a que
     expect(gaps[1]).toBeLessThan(900);
   });
 
+  it("retries a malformed 200 response like a 5xx", async () => {
+    let n = 0;
+    server.setHandler((_req, res) => {
+      if (n++ === 0) {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end('{"choices":[{"message":');
+      } else sendJson(res, 200, chatBody("fine"));
+    });
+    const model = applyMiddleware(new OpenAICompatibleModel({ baseUrl: server.baseUrl, model: "m" }), { retry: { maxRetries: 2, baseDelayMs: 1 }, timeout: { timeoutMs: 10_000 } });
+    expect((await model.generate({ messages: [{ role: "user", content: "hi" }] })).text).toBe("fine");
+    expect(n).toBe(2);
+  });
+
   it("keeps the root's query parameters on every endpoint URL", async () => {
     const paths: string[] = [];
     server.setHandler((req, res) => {
