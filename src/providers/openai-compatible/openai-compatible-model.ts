@@ -1,4 +1,4 @@
-import { IterAlignError, OutputInvalidError } from "../../spec/errors.js";
+import { IterAlignError } from "../../spec/errors.js";
 import {
   CapabilityMissingError,
   type Capability,
@@ -28,20 +28,23 @@ import {
   type Usage,
 } from "./schemas.js";
 import { sseData } from "./sse.js";
-import {
-  parseObject,
-  repairMessages,
-  requestJsonSchema,
-  responseFormat,
-  schemaName,
-  structuredMessages,
-  type StructuredOutputMode,
-} from "./structured.js";
+import { responseFormat, schemaName, type StructuredOutputMode } from "./structured.js";
+import { addUsage, generateObjectWith } from "../structured-output.js";
+import { EndpointPool, type ReplicaOutcome } from "../http/endpoint-pool.js";
+import type { RateLimitObserver } from "../provider.js";
+import { canonicalJson, sha256Hex } from "../../util/canonical-json.js";
 
 /** Settings of a model served over an OpenAI-compatible HTTP API (vLLM, llama-server, Ollama, OpenAI...). */
 export interface OpenAICompatibleModelOptions {
-  /** API root including the version segment, e.g. `http://127.0.0.1:8080/v1`. */
-  readonly baseUrl: string;
+  /**
+   * API root including the version segment, e.g. `http://127.0.0.1:8080/v1`; or the roots of several replicas
+   * of the same model (see {@link EndpointPool}).
+   */
+  readonly baseUrl: string | readonly string[];
+  /** Identifies the weights behind `model` (a checkpoint hash or tag); part of {@link fingerprint}. */
+  readonly revision?: string;
+  /** Receives every response's status and headers (the adaptive rate limit of the endpoint). */
+  readonly rateLimits?: RateLimitObserver;
   /** Model name sent in every request. */
   readonly model: string;
   /** Sent as `Authorization: Bearer <apiKey>`; never included in errors. */
@@ -76,24 +79,37 @@ const SECRET_HEADER = /auth|key|token|secret|cookie|password/i;
 export class OpenAICompatibleModel implements LanguageModel {
   readonly provider = "openai-compatible";
   readonly modelId: string;
+  /**
+   * The server side's identity: the base URLs and the revision. The response cache keys on it, so the same model
+   * name on another server, or a re-served checkpoint with a new revision, is never answered from the cache.
+   */
+  readonly fingerprint: string;
   readonly capabilities: ReadonlySet<Capability>;
-  private readonly baseUrl: string;
+  /** The replicas (one for a single base URL). */
+  readonly pool: EndpointPool;
+  private readonly baseUrls: readonly string[];
   private readonly secrets: readonly string[];
 
   constructor(private readonly options: OpenAICompatibleModelOptions) {
-    let url: URL;
-    try {
-      url = new URL(options.baseUrl);
-    } catch {
-      throw new IterAlignError("USAGE", `openai-compatible baseUrl is not a URL: ${displayUrl(options.baseUrl)}`);
+    const urls = typeof options.baseUrl === "string" ? [options.baseUrl] : [...options.baseUrl];
+    if (urls.length === 0) throw new IterAlignError("USAGE", "openai-compatible baseUrl: give at least one URL");
+    for (const raw of urls) {
+      let url: URL;
+      try {
+        url = new URL(raw);
+      } catch {
+        throw new IterAlignError("USAGE", `openai-compatible baseUrl is not a URL: ${displayUrl(raw)}`);
+      }
+      if (url.protocol !== "http:" && url.protocol !== "https:") {
+        throw new IterAlignError("USAGE", `openai-compatible baseUrl must be http(s), got ${url.protocol}`);
+      }
+      if (url.username !== "" || url.password !== "") {
+        throw new IterAlignError("USAGE", `openai-compatible baseUrl ${displayUrl(raw)} must not contain a user name or password; pass the key as apiKey`);
+      }
     }
-    if (url.protocol !== "http:" && url.protocol !== "https:") {
-      throw new IterAlignError("USAGE", `openai-compatible baseUrl must be http(s), got ${url.protocol}`);
-    }
-    if (url.username !== "" || url.password !== "") {
-      throw new IterAlignError("USAGE", `openai-compatible baseUrl ${displayUrl(options.baseUrl)} must not contain a user name or password; pass the key as apiKey`);
-    }
-    this.baseUrl = options.baseUrl.replace(/\/+$/, "");
+    this.baseUrls = urls.map((u) => u.replace(/\/+$/, ""));
+    this.pool = new EndpointPool(this.baseUrls);
+    this.fingerprint = sha256Hex(canonicalJson({ baseUrls: [...this.baseUrls].map(displayUrl).sort(), revision: options.revision ?? null }));
     this.modelId = options.model;
     const capabilities: Capability[] = ["generate", "generateObject", "stream"];
     if (options.scoring === "echo") capabilities.push("scoreContinuations");
@@ -114,24 +130,14 @@ export class OpenAICompatibleModel implements LanguageModel {
 
   async generateObject<T>(request: GenerateObjectRequest<T>): Promise<GenerateObjectResult<T>> {
     const mode = this.options.structuredOutput ?? "json_schema";
-    const jsonSchema = requestJsonSchema(request.schema, request.jsonSchema);
-    const format = responseFormat(mode, schemaName(request.schemaName), jsonSchema);
-    const messages = structuredMessages(mode, request.messages, jsonSchema);
-    const first = await this.chat(messages, request, format, undefined);
-    const parsed = parseObject(first.text, request.schema);
-    if (parsed.ok) return { ...first, object: parsed.object };
-    // One repair turn: models (and servers without enforced schemas) often fix a reply once told what is wrong.
-    const second = await this.chat(repairMessages(messages, first.text, parsed.problem), request, format, undefined);
-    const usage = addUsage(first.usage, second.usage);
-    const repaired = parseObject(second.text, request.schema);
-    if (repaired.ok) return { ...second, usage, object: repaired.object };
-    const truncated = second.finishReason === "length";
-    throw new OutputInvalidError(
-      `${this.modelId} at ${displayUrl(this.baseUrl)}: structured output is still invalid after one repair attempt: ${
-        truncated ? "it hit maxTokens before the JSON was complete; " : ""
-      }${repaired.problem}`,
-      second.text,
-      { cause: repaired.cause, truncated },
+    const name = schemaName(request.schemaName);
+    return generateObjectWith(
+      {
+        label: `${this.modelId} at ${this.baseUrls.map(displayUrl).join(", ")}`,
+        enforcesSchema: mode === "json_schema",
+        decode: (messages, jsonSchema) => this.chat(messages, request, responseFormat(mode, name, jsonSchema), undefined),
+      },
+      request,
     );
   }
 
@@ -184,8 +190,10 @@ export class OpenAICompatibleModel implements LanguageModel {
     });
   }
 
-  /** Nothing to free: every call opens and finishes its own HTTP exchange. */
-  async close(): Promise<void> {}
+  /** Stops the replicas' health probes; every call opens and finishes its own HTTP exchange. */
+  async close(): Promise<void> {
+    this.pool.close();
+  }
 
   private async scoreOne(
     context: string,
@@ -194,7 +202,7 @@ export class OpenAICompatibleModel implements LanguageModel {
   ): Promise<{ score: ContinuationScore; usage: TokenUsage }> {
     const at = echoPrompt(context, continuation);
     const body = { model: this.modelId, prompt: at.prompt, echo: true, max_tokens: 1, logprobs: 1, temperature: 0 };
-    const endpoint = displayUrl(endpointUrl(this.baseUrl, "/completions"));
+    const endpoint = displayUrl(endpointUrl(this.baseUrls[0] as string, "/completions"));
     try {
       return await this.post("/completions", body, signal, false, async (call, res) => {
         const completion = await call.json(res, CompletionSchema);
@@ -264,7 +272,11 @@ export class OpenAICompatibleModel implements LanguageModel {
     });
   }
 
-  /** POSTs JSON to `{baseUrl}{path}` and hands the 2xx response to `read` within the same deadline. */
+  /**
+   * POSTs JSON to `{baseUrl}{path}` on a replica of the pool and hands the 2xx response to `read` within the same
+   * deadline. The replica is told how the exchange ended (a connection failure, timeout or 5xx takes it out of
+   * the pool for a while), and the rate-limit observer sees every response's status and headers.
+   */
   private async post<T>(
     path: string,
     body: unknown,
@@ -278,23 +290,39 @@ export class OpenAICompatibleModel implements LanguageModel {
       accept: stream ? "text/event-stream" : "application/json",
       ...(this.options.apiKey ? { authorization: `Bearer ${this.options.apiKey}` } : {}),
     };
+    const replica = this.pool.acquire();
     const call = new HttpCall({
-      url: endpointUrl(this.baseUrl, path),
+      url: endpointUrl(replica.url, path),
       headers,
       timeoutMs: this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
       secrets: this.secrets,
       ...(signal ? { signal } : {}),
+      ...(this.options.rateLimits
+        ? { onResponse: (response: Response) => this.options.rateLimits?.observe({ status: response.status, headers: response.headers, endpoint: replica.url }) }
+        : {}),
     });
+    let outcome: ReplicaOutcome = "ok";
     try {
       const response = await call.post(body);
       return await read(call, response);
     } catch (err) {
       if (err instanceof CallbackError) throw err.error;
-      throw call.failure(err, "read");
+      const failure = call.failure(err, "read");
+      outcome = replicaOutcome(failure, signal);
+      throw failure;
     } finally {
+      replica.release(outcome);
       call.dispose();
     }
   }
+}
+
+/** Whether a failed exchange says the replica is unwell (unreachable, timing out, failing with 5xx). */
+function replicaOutcome(error: IterAlignError, signal: AbortSignal | undefined): ReplicaOutcome {
+  if (signal?.aborted) return "ok";
+  if (error.code === "HTTP_UNREACHABLE" || error.code === "TIMEOUT") return "down";
+  const status = error.details.status;
+  return error.code === "HTTP_STATUS" && typeof status === "number" && status >= 500 && status !== 529 ? "down" : "ok";
 }
 
 /** Carries an exception thrown by the caller's `onText` so it is rethrown as is, not taken for a network failure. */
@@ -351,12 +379,14 @@ function finishReasonOf(reason: string | null | undefined): FinishReason {
 }
 
 function toUsage(usage: Usage | null | undefined): TokenUsage {
-  return { promptTokens: usage?.prompt_tokens ?? 0, completionTokens: usage?.completion_tokens ?? 0 };
+  const cached = usage?.prompt_tokens_details?.cached_tokens ?? 0;
+  return {
+    promptTokens: usage?.prompt_tokens ?? 0,
+    completionTokens: usage?.completion_tokens ?? 0,
+    ...(cached > 0 ? { cachedPromptTokens: cached } : {}),
+  };
 }
 
-function addUsage(a: TokenUsage, b: TokenUsage): TokenUsage {
-  return { promptTokens: a.promptTokens + b.promptTokens, completionTokens: a.completionTokens + b.completionTokens };
-}
 
 function definedParams(request: GenerationParams): GenerationParams {
   const out: Record<string, unknown> = {};

@@ -11,6 +11,7 @@ export const UsageSchema = z.object({
   prompt_tokens: z.number().int().nonnegative(),
   // Embeddings responses carry no completion_tokens.
   completion_tokens: z.number().int().nonnegative().optional(),
+  prompt_tokens_details: z.object({ cached_tokens: z.number().int().nonnegative().nullable().optional() }).nullable().optional(),
 });
 export type Usage = z.infer<typeof UsageSchema>;
 

@@ -1,0 +1,44 @@
+import { z } from "zod";
+import { callPolicyFields, generationDefaultFields, MAX_TIMEOUT_MS } from "../model-config-fields.js";
+
+/** A model entry with `provider: llama-cpp`: a GGUF run by the embedded engine. */
+export const LlamaCppModelConfigSchema = z
+  .object({
+    provider: z.literal("llama-cpp").describe("Embedded llama.cpp engine (node-llama-cpp)."),
+    model: z
+      .string()
+      .min(1)
+      .describe("GGUF path (relative to the config file) or `hf:<user>/<repo>:<quant>` URI, downloaded once."),
+    contextSize: z.number().int().min(64).default(4096).describe("Context window of each parallel sequence, in tokens."),
+    sequences: z.number().int().min(1).max(64).default(4).describe("Parallel sequences decoded together in one batch."),
+    batchSize: z.number().int().positive().optional().describe("Tokens per decode batch (default: llama.cpp's)."),
+    threads: z.number().int().nonnegative().optional().describe("CPU threads for this model (default: engine.maxThreads)."),
+    gpu: z.union([z.literal(false), z.literal("auto")]).default(false).describe("`auto` uses CUDA/Metal/Vulkan if present."),
+    flashAttention: z
+      .boolean()
+      .default(false)
+      .describe("Faster on GPUs; changes log-likelihoods by ~1e-4 depending on batching."),
+    downloadConnectTimeoutMs: z
+      .number()
+      .int()
+      .positive()
+      .max(MAX_TIMEOUT_MS)
+      .default(30_000)
+      .describe("`hf:`/URL models: how long the server may take to start sending the file."),
+    downloadIdleTimeoutMs: z
+      .number()
+      .int()
+      .positive()
+      .max(MAX_TIMEOUT_MS)
+      .default(60_000)
+      .describe("`hf:`/URL models: longest pause between received bytes before the download fails."),
+    chatTemplate: z
+      .enum(["auto", "jinja"])
+      .default("auto")
+      .describe("`auto`: node-llama-cpp's wrapper equivalent to the GGUF's template; `jinja`: render the GGUF's Jinja template."),
+    ...generationDefaultFields,
+    ...callPolicyFields,
+  })
+  .strict();
+
+export type LlamaCppModelConfig = z.infer<typeof LlamaCppModelConfigSchema>;
