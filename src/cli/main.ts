@@ -21,6 +21,12 @@ function positiveInt(value: string): number {
   return n;
 }
 
+function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError("expected a positive number");
+  return n;
+}
+
 function buildProgram(io: CommandIo, setCode: (code: number) => void): Command {
   const program = new Command("iteralign")
     .description("Iterative constitutional alignment of LLMs (IterAlign)")
@@ -60,8 +66,9 @@ function buildProgram(io: CommandIo, setCode: (code: number) => void): Command {
     .description("run the IterAlign loop: red-team, judge, propose constitutions, self-correct, gate, export")
     .option("-c, --config <file>", "config file", DEFAULT_CONFIG)
     .option("--run-id <id>", "id of the new run (default: time stamp and random suffix)")
-    .option("--resume <id>", "continue an interrupted run")
-    .action(async (opts: { config: string; runId?: string; resume?: string }) => setCode(await runCommand(opts, io)));
+    .option("--resume <id>", "continue an interrupted, killed or stopped run")
+    .option("--cost-budget <dollars>", "stop before a stage would spend more than this (overrides loop.costBudget, also on --resume)", positiveNumber)
+    .action(async (opts: { config: string; runId?: string; resume?: string; costBudget?: number }) => setCode(await runCommand(opts, io)));
   program
     .command("eval")
     .description("run benchmarks on a model; print the metrics and write eval.json, eval.csv and metrics.csv")

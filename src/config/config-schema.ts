@@ -1,113 +1,16 @@
 import { z } from "zod";
-import { BaseUrlSchema } from "../util/url.js";
+import { ModelConfigSchema } from "../providers/builtin.js";
+import { GenerationParamsConfigSchema } from "../providers/model-config-fields.js";
 import { BUNDLED_DATASET_NAMES } from "../datasets/bundled.js";
 import { UserDatasetSpecSchema } from "../datasets/mapping.js";
 import { CommandTrainerOptionsSchema } from "../train/command-trainer.js";
 import { LlamaCppTrainerOptionsSchema } from "../train/llama-cpp-trainer.js";
 import { OpenAITrainerOptionsSchema } from "../train/openai-trainer.js";
 
-/** Defaults a model applies to every call unless the call sets its own. */
-const generationDefaults = {
-  temperature: z.number().min(0).max(2).optional().describe("Sampling temperature; 0 is greedy decoding."),
-  maxTokens: z.number().int().positive().optional().describe("Most new tokens per answer."),
-  topP: z.number().gt(0).max(1).optional().describe("Nucleus sampling mass (used when temperature > 0)."),
-  seed: z.number().int().nonnegative().optional().describe("Sampling seed (used when temperature > 0)."),
-  frequencyPenalty: z.number().min(-2).max(2).optional().describe("Penalty per earlier occurrence of a token."),
-  presencePenalty: z.number().min(-2).max(2).optional().describe("Penalty for any earlier occurrence of a token."),
-};
-
-const GenerationParamsConfigSchema = z.object(generationDefaults).strict();
-
-/** Node's timers fire at once for longer delays, so a larger limit would fail every call. */
-const MAX_TIMEOUT_MS = 2 ** 31 - 1;
-
-/** How calls to a model are made robust. */
-const callPolicy = {
-  timeoutMs: z
-    .number()
-    .int()
-    .positive()
-    .max(MAX_TIMEOUT_MS, `at most ${MAX_TIMEOUT_MS} ms (about 24.8 days), the longest timer Node.js keeps`)
-    .default(600_000)
-    .describe("Per-call time limit in milliseconds."),
-  retries: z.number().int().min(0).max(20).default(3).describe("Retries of a call that failed for a retryable reason."),
-  concurrency: z
-    .number()
-    .int()
-    .positive()
-    .optional()
-    .describe(
-      "Most calls in flight at once (default: no limit for llama-cpp, whose engine queues calls into decode groups itself; 8 for HTTP providers).",
-    ),
-};
-
-export const LlamaCppModelConfigSchema = z
-  .object({
-    provider: z.literal("llama-cpp").describe("Embedded llama.cpp engine (node-llama-cpp)."),
-    model: z
-      .string()
-      .min(1)
-      .describe("GGUF path (relative to the config file) or `hf:<user>/<repo>:<quant>` URI, downloaded once."),
-    contextSize: z.number().int().min(64).default(4096).describe("Context window of each parallel sequence, in tokens."),
-    sequences: z.number().int().min(1).max(64).default(4).describe("Parallel sequences decoded together in one batch."),
-    batchSize: z.number().int().positive().optional().describe("Tokens per decode batch (default: llama.cpp's)."),
-    threads: z.number().int().nonnegative().optional().describe("CPU threads for this model (default: engine.maxThreads)."),
-    gpu: z.union([z.literal(false), z.literal("auto")]).default(false).describe("`auto` uses CUDA/Metal/Vulkan if present."),
-    flashAttention: z
-      .boolean()
-      .default(false)
-      .describe("Faster on GPUs; changes log-likelihoods by ~1e-4 depending on batching."),
-    downloadConnectTimeoutMs: z
-      .number()
-      .int()
-      .positive()
-      .max(MAX_TIMEOUT_MS)
-      .default(30_000)
-      .describe("`hf:`/URL models: how long the server may take to start sending the file."),
-    downloadIdleTimeoutMs: z
-      .number()
-      .int()
-      .positive()
-      .max(MAX_TIMEOUT_MS)
-      .default(60_000)
-      .describe("`hf:`/URL models: longest pause between received bytes before the download fails."),
-    chatTemplate: z
-      .enum(["auto", "jinja"])
-      .default("auto")
-      .describe("`auto`: node-llama-cpp's wrapper equivalent to the GGUF's template; `jinja`: render the GGUF's Jinja template."),
-    ...generationDefaults,
-    ...callPolicy,
-  })
-  .strict();
-
-export const OpenAICompatibleModelConfigSchema = z
-  .object({
-    provider: z.literal("openai-compatible").describe("Any OpenAI-style HTTP API: vLLM, Ollama, llama-server, OpenAI."),
-    baseUrl: BaseUrlSchema.describe("API root including `/v1`, e.g. `http://127.0.0.1:8000/v1`."),
-    model: z.string().min(1).describe("Model name the server expects."),
-    apiKeyEnv: z
-      .string()
-      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
-      .optional()
-      .describe("Name of the environment variable holding the API key (keys never go in config files)."),
-    structuredOutput: z
-      .enum(["json_schema", "json_object", "none"])
-      .default("json_schema")
-      .describe("How structured output is requested from the server."),
-    scoring: z
-      .enum(["echo", "none"])
-      .default("none")
-      .describe("`echo`: log-likelihoods through /completions with echo+logprobs (vLLM supports it; llama-server does not)."),
-    embeddings: z.boolean().default(false).describe("The server offers /embeddings for this model."),
-    ...generationDefaults,
-    ...callPolicy,
-  })
-  .strict();
-
-export const ModelConfigSchema = z.discriminatedUnion("provider", [
-  LlamaCppModelConfigSchema,
-  OpenAICompatibleModelConfigSchema,
-]);
+export { LlamaCppModelConfigSchema } from "../providers/llama-cpp/config.js";
+export { OpenAICompatibleModelConfigSchema } from "../providers/openai-compatible/config.js";
+export { AnthropicModelConfigSchema } from "../providers/anthropic/config.js";
+export { ModelConfigSchema } from "../providers/builtin.js";
 
 export const RolesConfigSchema = z
   .object({
@@ -153,6 +56,13 @@ export const LoopConfigSchema = z
       .optional()
       .describe("Stop after this many consecutive batches without failures."),
     tokenBudget: z.number().int().positive().optional().describe("Stop once the run's engine tokens exceed this."),
+    costBudget: z
+      .number()
+      .positive()
+      .optional()
+      .describe(
+        "Dollars the run may spend (at the models' prices). Checked before each stage is dispatched: a stage whose estimated cost would pass it is not started, and the run stops with a resume hint (`--cost-budget` raises it on resume).",
+      ),
     maxErrorRate: z
       .number()
       .min(0)
@@ -237,6 +147,16 @@ export const ConfigSchema = z
     train: TrainConfigSchema.default({ trainer: "none" }).describe("What happens with each iteration's training data."),
     eval: EvalConfigSchema.default(EvalConfigSchema.parse({})).describe("Benchmarks run on the target during `iteralign run`."),
     runsDir: z.string().min(1).default("runs").describe("Where run outputs go, relative to the config file."),
+    pricing: z
+      .object({
+        file: z
+          .string()
+          .optional()
+          .describe("YAML or JSON file of prices by model name (`{models: {<name>: {input, output, cachedInput, cacheWrite, batchDiscount}}}`, dollars per million tokens), relative to the config file; overrides the built-in list prices."),
+      })
+      .strict()
+      .optional()
+      .describe("Where model prices come from (a model's own `pricing` wins)."),
     store: z
       .object({
         path: z.string().min(1).default(".iteralign/iteralign.db").describe("SQLite file, relative to the config file."),
@@ -259,8 +179,9 @@ export const ConfigSchema = z
     }
   });
 
-export type ModelConfig = z.infer<typeof ModelConfigSchema>;
-export type LlamaCppModelConfig = z.infer<typeof LlamaCppModelConfigSchema>;
-export type OpenAICompatibleModelConfig = z.infer<typeof OpenAICompatibleModelConfigSchema>;
+export type { ModelConfig } from "../providers/builtin.js";
+export type { LlamaCppModelConfig } from "../providers/llama-cpp/config.js";
+export type { OpenAICompatibleModelConfig } from "../providers/openai-compatible/config.js";
+export type { AnthropicModelConfig } from "../providers/anthropic/config.js";
 export type IterAlignConfig = z.infer<typeof ConfigSchema>;
 export type IterAlignConfigInput = z.input<typeof ConfigSchema>;

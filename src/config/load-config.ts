@@ -4,6 +4,7 @@ import path from "node:path";
 import { parseDocument } from "yaml";
 import type { z } from "zod";
 import { IterAlignError } from "../spec/errors.js";
+import { PROVIDER_IDS } from "../providers/builtin.js";
 import { ConfigSchema, type IterAlignConfig } from "./config-schema.js";
 
 /** A config file that could not be used; `problems` lists every problem with its path. */
@@ -32,7 +33,7 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
     const where = issue.path.length > 0 ? issue.path.map(String).join(".") : "(top level)";
     const message = issue.message.replace(/^Invalid input: /, "");
     if (issue.code === "invalid_union" && "note" in issue && issue.note === "No matching discriminator") {
-      return `${where}: expected 'provider' to be one of llama-cpp, openai-compatible`;
+      return `${where}: expected 'provider' to be one of ${PROVIDER_IDS.join(", ")}`;
     }
     return `${where}: ${message}`;
   });

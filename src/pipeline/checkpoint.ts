@@ -44,6 +44,14 @@ export class StageCheckpoint {
       .map((row) => row.payload as StageItem<T>);
   }
 
+  /** What was recorded with a finished stage's marker (its time, tokens and cost), or undefined. */
+  summary(iteration: number, stage: string): Record<string, unknown> | undefined {
+    const marker = this.store.getRecord(this.runId, this.markerId(iteration, stage), {
+      payload: z.object({ status: z.literal("ok"), record: z.record(z.string(), z.unknown()) }),
+    });
+    return marker?.payload.record;
+  }
+
   /** Records a finished stage: every item and the marker, atomically. */
   save<T extends Traceable>(iteration: number, stage: string, items: readonly StageItem<T>[], summary: unknown = {}): void {
     this.store.putRecords(this.rows(iteration, stage, items, summary));

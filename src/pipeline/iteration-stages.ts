@@ -38,6 +38,8 @@ export interface StageSpec<I, T extends Traceable> {
 export class IterationStages {
   /** Per-stage item and error counts, in run order. */
   readonly tallies: StageTally[] = [];
+  /** Dollars each stage's answers cost (made now or before). */
+  private readonly costs = new Map<string, number>();
   private recomputed = false;
 
   constructor(
@@ -52,7 +54,7 @@ export class IterationStages {
     ctx.signal.throwIfAborted();
     const started = ctx.clock.now();
     const before = ctx.meter?.snapshot().totals;
-    const usage = (): { seconds: number; promptTokens: number; completionTokens: number; calls: number } => {
+    const usage = (): StageUsage => {
       const after = ctx.meter?.snapshot().totals;
       return {
         seconds: (ctx.clock.now() - started) / 1000,
@@ -60,6 +62,8 @@ export class IterationStages {
         completionTokens: (after?.completionTokens ?? 0) - (before?.completionTokens ?? 0),
         // Calls that did engine work (cache hits excluded): kept in the store, never in the run's files.
         calls: (after?.calls ?? 0) - (after?.cachedCalls ?? 0) - ((before?.calls ?? 0) - (before?.cachedCalls ?? 0)),
+        costUsd: (after?.costUsd ?? 0) - (before?.costUsd ?? 0),
+        spentUsd: (after?.spentUsd ?? 0) - (before?.spentUsd ?? 0),
       };
     };
     let loaded = checkpoint.load(iteration, spec.name, spec.schema);
@@ -70,6 +74,7 @@ export class IterationStages {
     const failed = (loaded ?? []).flatMap((item, index) => (item.status === "error" ? [index] : []));
     // The items this process runs: all of them, the failed ones of a loaded stage, or none.
     const toRun = loaded ? failed.length : spec.inputs.length;
+    if (toRun > 0) ctx.budget?.beforeStage(iteration, spec.name, toRun);
     ctx.onEvent({ type: "stage-start", iteration, stage: spec.name, items: toRun });
     let done = 0;
     const onItem = (): void => {
@@ -80,25 +85,34 @@ export class IterationStages {
     let items: StageItem<T>[];
     let resumed = false;
     let retried = 0;
+    /** What the stage's answers cost, whether they were made now or before (read from its marker). */
+    let costUsd: number;
     if (loaded && failed.length === 0) {
       items = loaded;
       resumed = true;
+      costUsd = numberOr(checkpoint.summary(iteration, spec.name)?.costUsd, 0);
     } else if (loaded) {
+      const earlier = numberOr(checkpoint.summary(iteration, spec.name)?.costUsd, 0);
       const again = checkCount(spec.name, failed.length, await spec.run(failed.map((index) => spec.inputs[index] as I), onItem));
       items = [...loaded];
       failed.forEach((index, k) => {
         items[index] = again[k] as StageItem<T>;
       });
       retried = failed.length;
-      checkpoint.replace(iteration, spec.name, items, { ...usage(), retried });
+      const spent = usage();
+      costUsd = earlier + spent.costUsd;
+      checkpoint.replace(iteration, spec.name, items, { ...spent, costUsd, items: items.length, retried });
       this.recomputed = true;
     } else {
       items = checkCount(spec.name, spec.inputs.length, await spec.run(spec.inputs, onItem));
-      checkpoint.save(iteration, spec.name, items, usage());
+      const spent = usage();
+      costUsd = spent.costUsd;
+      checkpoint.save(iteration, spec.name, items, { ...spent, items: items.length });
       this.recomputed = true;
     }
     const tally = tallyStage(spec.name, items);
     this.tallies.push(tally);
+    this.costs.set(spec.name, costUsd);
     const spent = usage();
     ctx.onEvent({
       type: "stage-end",
@@ -111,6 +125,8 @@ export class IterationStages {
       seconds: spent.seconds,
       promptTokens: spent.promptTokens,
       completionTokens: spent.completionTokens,
+      costUsd,
+      spentUsd: spent.spentUsd,
     });
     return items;
   }
@@ -146,6 +162,11 @@ export class IterationStages {
     return Object.fromEntries(this.tallies.map((t) => [t.stage, t.items]));
   }
 
+  /** Cost per stage in dollars (for metrics), rounded to a millionth of a dollar so files stay stable. */
+  costByStage(): Record<string, number> {
+    return Object.fromEntries([...this.costs].map(([stage, usd]) => [stage, roundUsd(usd)]));
+  }
+
   /** Error counts per stage (for metrics). */
   errorsByStage(): Record<string, number> {
     return Object.fromEntries(this.tallies.map((t) => [t.stage, t.errors]));
@@ -159,3 +180,24 @@ function checkCount<T>(stage: string, expected: number, items: StageItem<T>[]): 
   return items;
 }
 
+
+/** What a stage's marker records about the work (in the store only: it depends on the machine and the cache). */
+interface StageUsage {
+  seconds: number;
+  promptTokens: number;
+  completionTokens: number;
+  calls: number;
+  /** Dollars the stage's answers cost to make, cached ones included. */
+  costUsd: number;
+  /** Dollars this process paid for the stage. */
+  spentUsd: number;
+}
+
+function numberOr(value: unknown, fallback: number): number {
+  return typeof value === "number" && Number.isFinite(value) ? value : fallback;
+}
+
+/** Dollars rounded to a millionth: sums of floats in another order must not change a file's bytes. */
+export function roundUsd(usd: number): number {
+  return Math.round(usd * 1e6) / 1e6;
+}

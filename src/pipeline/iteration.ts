@@ -21,7 +21,7 @@ import {
   type ExportFormat,
 } from "../stages/index.js";
 import { StageCheckpoint } from "./checkpoint.js";
-import { IterationStages } from "./iteration-stages.js";
+import { IterationStages, roundUsd } from "./iteration-stages.js";
 import { jsonFile, jsonlFile } from "./run-layout.js";
 import type { RunContext } from "./run-context.js";
 import { errorRateExceeded, stageFailure } from "./stop-rules.js";
@@ -39,6 +39,10 @@ export interface IterationMetrics {
   readonly itemsByStage: Readonly<Record<string, number>>;
   /** Items of each stage that ended in errors. */
   readonly errorsByStage: Readonly<Record<string, number>>;
+  /** Dollars the iteration's model answers cost at the models' prices (0 for local models). */
+  readonly costUsd: number;
+  /** The same, per stage. */
+  readonly costByStage: Readonly<Record<string, number>>;
   readonly principlesAdded: number;
   readonly principlesMerged: number;
   readonly principlesRetired: number;
@@ -114,9 +118,16 @@ export async function runIteration(
 
   const base = { iteration, prompts: batch.length, attempts: attempts.length, failures: failures.length };
   const failureRate = attempts.length === 0 ? 0 : failures.length / attempts.length;
-  const counts = (): Pick<IterationMetrics, "errors" | "itemsByStage" | "errorsByStage"> => {
+  const counts = (): Pick<IterationMetrics, "errors" | "itemsByStage" | "errorsByStage" | "costUsd" | "costByStage"> => {
     const errorsByStage = stages.errorsByStage();
-    return { errors: Object.values(errorsByStage).reduce((a, b) => a + b, 0), itemsByStage: stages.itemsByStage(), errorsByStage };
+    const costByStage = stages.costByStage();
+    return {
+      errors: Object.values(errorsByStage).reduce((a, b) => a + b, 0),
+      itemsByStage: stages.itemsByStage(),
+      errorsByStage,
+      costUsd: roundUsd(Object.values(costByStage).reduce((a, b) => a + b, 0)),
+      costByStage,
+    };
   };
   if (failures.length === 0) {
     // A batch without failures teaches nothing: recorded, and the constitution carried over unchanged.

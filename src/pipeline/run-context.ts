@@ -33,6 +33,10 @@ export type LoopEvent =
       retried?: number;
       promptTokens: number;
       completionTokens: number;
+      /** Dollars the stage's answers cost (cached ones included), when the models have prices. */
+      costUsd?: number;
+      /** Dollars this process paid for the stage. */
+      spentUsd?: number;
     }
   | { type: "iteration-end"; iteration: number; summary: unknown }
   | { type: "stop"; reason: string; errorsByStage: Readonly<Record<string, number>> };
@@ -58,4 +62,11 @@ export interface RunContext {
   readonly onEvent: (event: LoopEvent) => void;
   /** Tallies the run's model calls; stages record their tokens from it. */
   readonly meter?: Meter;
+  /** `loop.costBudget`: throws BUDGET_EXCEEDED before a stage that would pass it. */
+  readonly budget?: StageBudget;
+}
+
+/** Checked before each stage is dispatched. */
+export interface StageBudget {
+  beforeStage(iteration: number, stage: string, items: number): void;
 }

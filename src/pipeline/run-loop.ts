@@ -19,12 +19,14 @@ import { requireCapability, type Capability, type Role } from "../spec/language-
 import { validateRunId } from "./run-id.js";
 import { yieldToEventLoop } from "../util/event-loop.js";
 import { errorsByStage, stopReason } from "./stop-rules.js";
+import { checkBudget } from "./cost-budget.js";
+import { roundUsd } from "./iteration-stages.js";
 import type { Meter } from "../providers/middleware/accounting.js";
 import { wrapModel } from "../providers/middleware/wrap.js";
 import { StageCheckpoint } from "./checkpoint.js";
 import { METRICS_VERSION, runIteration, type IterationMetrics } from "./iteration.js";
 import { loadLoopPrompts, type LoopPrompts } from "./prompt-source.js";
-import { systemClock, type Clock, type LoopEvent, type LoopModels, type RunContext } from "./run-context.js";
+import { systemClock, type Clock, type LoopEvent, type LoopModels, type RunContext, type StageBudget } from "./run-context.js";
 import { jsonFile, jsonlFile, RunLayout } from "./run-layout.js";
 
 /** The models the loop asks for by role; a {@link ModelSet} by default, injectable for tests and embedding. */
@@ -32,7 +34,7 @@ export interface LoopModelSource {
   readonly meter: Meter;
   forRole(role: Role): Promise<LanguageModel>;
   /** Binds a role to other weights (a trained model) for the rest of the run. */
-  rebindRole(role: Role, model: string): Promise<void>;
+  rebindRole(role: Role, model: ModelRef): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -49,6 +51,8 @@ export interface RunLoopOptions {
   readonly meter?: Meter;
   /** The run store; default: the SQLite file the config names. An injected store is not closed by the loop. */
   readonly store?: RunStore;
+  /** Overrides of the stored config's settings (a resumed run with a raised budget). */
+  readonly overrides?: { readonly costBudget?: number };
   /** Makes the role models; default: a {@link ModelSet} over the config, caching in the store. */
   readonly models?: (input: { config: IterAlignConfig; baseDir: string; store: RunStore; runId: string; meter?: Meter }) => LoopModelSource;
 }
@@ -61,6 +65,8 @@ export interface RunSummary {
   readonly activePrinciples: number;
   /** Items that ended in errors, per stage, over the whole run. */
   readonly errorsByStage: Readonly<Record<string, number>>;
+  /** Dollars the run's model answers cost at the models' prices. */
+  readonly costUsd: number;
   /** Gated examples no training used: fewer than the trainer's minimum were left at the end. */
   readonly untrainedExamples: number;
   /** The trainer's minimum examples per training (when a weight trainer ran). */
@@ -187,6 +193,8 @@ export async function runLoop(options: RunLoopOptions): Promise<RunSummary> {
     if (ownsStore) store?.close();
     throw err;
   }
+  const costBudget = options.overrides?.costBudget ?? prepared.config.loop.costBudget;
+  if (costBudget !== undefined) prepared = { ...prepared, config: { ...prepared.config, loop: { ...prepared.config.loop, costBudget } } };
   const { config, baseDir } = prepared;
   const makeModels =
     options.models ??
@@ -209,7 +217,8 @@ export async function runLoop(options: RunLoopOptions): Promise<RunSummary> {
     runStore.updateRunStatus(runId, "finished", { finishedAt: clock.isoNow() });
     return summary;
   } catch (err) {
-    const interrupted = signal.aborted;
+    // A budget stop is a clean stop, like Ctrl-C: nothing failed, and --resume (with more budget) goes on.
+    const interrupted = signal.aborted || (err instanceof IterAlignError && err.code === "BUDGET_EXCEEDED");
     try {
       runStore.updateRunStatus(runId, interrupted ? "interrupted" : "failed", {
         finishedAt: clock.isoNow(),
@@ -255,6 +264,7 @@ async function loop(input: Prepared & {
     judge: await input.models.forRole("judge"),
     ...(config.roles.embedder ? { embedder: await input.models.forRole("embedder") } : {}),
   });
+  const budget = config.loop.costBudget === undefined ? undefined : stageBudget(config.loop.costBudget, store, runId, clock);
   let pool = ConstitutionPool.empty();
   if (config.loop.seedConstitutions) {
     const seeds = await loadSeeds(path.resolve(baseDir, config.loop.seedConstitutions));
@@ -317,6 +327,7 @@ async function loop(input: Prepared & {
         signal,
         onEvent,
         meter: input.models.meter,
+        ...(budget ? { budget } : {}),
       };
       const result = await runIteration(ctx, { iteration, batch, pool });
       metrics = result.metrics;
@@ -349,7 +360,7 @@ async function loop(input: Prepared & {
       if (value.deferred === undefined) pending = [];
       if (value.model.model !== current.model) {
         // The next iteration red-teams (and evaluation measures) the trained model.
-        await input.models.rebindRole("target", value.model.model);
+        await input.models.rebindRole("target", value.model);
         current = value.model;
         trained = true;
       }
@@ -370,6 +381,8 @@ async function loop(input: Prepared & {
     );
   }
   const errors = errorsByStage(iterations.map((m) => m.errorsByStage ?? {}));
+  const costByStage = Object.fromEntries(Object.entries(errorsByStage(iterations.map((m) => m.costByStage ?? {}))).map(([k, v]) => [k, roundUsd(v)]));
+  const costUsd = roundUsd(iterations.reduce((sum, m) => sum + (m.costUsd ?? 0), 0));
   onEvent({ type: "stop", reason: stop, errorsByStage: errors });
   const summary: RunSummary = {
     runId,
@@ -378,6 +391,7 @@ async function loop(input: Prepared & {
     stopReason: stop,
     activePrinciples: pool.active().length,
     errorsByStage: errors,
+    costUsd,
     untrainedExamples: trainer ? pending.length : 0,
     ...(trainer ? { minTrainingExamples: trainer.minExamples ?? 1 } : {}),
   };
@@ -391,8 +405,40 @@ async function loop(input: Prepared & {
       iterations,
       activePrinciples: summary.activePrinciples,
       errorsByStage: errors,
+      costUsd,
+      costByStage,
       ...(trainer && current ? { trainer: trainer.name, targets: targetsUsed, finalTarget: current.model, untrainedExamples: pending.length } : {}),
     }),
   );
   return summary;
+}
+
+/**
+ * `loop.costBudget` over the store: the run's spending is the cost of its calls that reached a provider (over
+ * every process of the run), and a stage's estimate is its mean cost per item in this run's earlier iterations.
+ */
+function stageBudget(limit: number, store: RunStore, runId: string, clock: Clock): StageBudget {
+  const checkpoint = new StageCheckpoint(store, runId, clock);
+  return {
+    beforeStage(iteration, stage, items) {
+      let cost = 0;
+      let counted = 0;
+      for (let i = 0; i < iteration; i++) {
+        const summary = checkpoint.summary(i, stage);
+        if (typeof summary?.costUsd === "number" && typeof summary.items === "number" && summary.items > 0) {
+          cost += summary.costUsd;
+          counted += summary.items;
+        }
+      }
+      const { stop } = checkBudget({
+        budget: limit,
+        spent: store.callStats({ runId }).total.costUsd,
+        stage,
+        iteration,
+        items,
+        perItem: counted > 0 ? cost / counted : undefined,
+      });
+      if (stop) throw stop;
+    },
+  };
 }

@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import type { IterAlignConfig } from "../config/config-schema.js";
-import { isRemoteModelRef, resolveModelPath } from "../providers/llama-cpp/engine.js";
+import { modelRefOf } from "../providers/registry.js";
 import { IterAlignError } from "../spec/errors.js";
 import type { TrainingExample } from "../spec/records.js";
 import { CommandTrainer } from "../train/command-trainer.js";
@@ -42,17 +42,13 @@ export function createTrainer(config: IterAlignConfig, baseDir: string): Trainer
   }
 }
 
-/** The config's target as a trainer sees it: an absolute GGUF path, or the API's model id. */
-export async function baseModelRef(config: IterAlignConfig, baseDir: string): Promise<ModelRef> {
-  const entry = config.models[config.roles.target];
-  if (!entry) throw new IterAlignError("CONFIG_INVALID", `roles.target: unknown model '${config.roles.target}'`);
-  if (entry.provider === "openai-compatible") return { provider: "openai-compatible", model: entry.model };
-  const model = isRemoteModelRef(entry.model) ? await resolveModelPath(entry.model, { baseDir }) : path.resolve(baseDir, entry.model);
-  return { provider: "llama-cpp", model };
+/** The config's target as a trainer sees it (its provider resolves the reference: a GGUF path, an API model id). */
+export function baseModelRef(config: IterAlignConfig, baseDir: string): Promise<ModelRef> {
+  return modelRefOf(config, "target", baseDir);
 }
 
 export const TrainValueSchema = z.object({
-  model: z.object({ provider: z.enum(["llama-cpp", "openai-compatible"]), model: z.string() }),
+  model: z.object({ provider: z.string(), model: z.string(), revision: z.string().optional() }),
   trainer: z.string(),
   settings: z.record(z.string(), z.unknown()),
   dataHash: z.string(),

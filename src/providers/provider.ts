@@ -74,4 +74,11 @@ export interface ProviderDefinition<C extends ModelConfigBase = ModelConfigBase>
   modelRef(config: C, baseDir: string): Promise<ModelRef>;
   /** An entry like `config` serving the trained model `ref`; throws TRAINING_FAILED when this provider cannot. */
   withTrainedModel(config: C, ref: ModelRef): C;
+  /**
+   * A model named by a trainer's result (`model` as written, relative paths against `baseDir`) in the form this
+   * provider serves it, checked as far as possible; `what` names the source in errors. Throws TRAINING_FAILED.
+   */
+  resolveTrainedModel(model: string, baseDir: string, what: string): ModelRef;
+  /** Whether a model reference stored earlier still points at something (a trained file not deleted since). */
+  stillExists(ref: ModelRef): boolean;
 }

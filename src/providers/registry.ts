@@ -1,18 +1,16 @@
 import { createHash } from "node:crypto";
-import type { IterAlignConfig, ModelConfig } from "../config/config-schema.js";
+import path from "node:path";
+import type { IterAlignConfig } from "../config/config-schema.js";
 import type { CallLog } from "../spec/call-log.js";
 import { IterAlignError } from "../spec/errors.js";
-import { ROLES, type GenerationParams, type LanguageModel, type Role } from "../spec/language-model.js";
-import { checkGgufFile } from "../gguf/gguf-check.js";
-import { isRemoteModelRef, resolveModelPath } from "./llama-cpp/engine.js";
-import { LlamaCppModel } from "./llama-cpp/llama-cpp-model.js";
+import { ROLES, type LanguageModel, type Role } from "../spec/language-model.js";
+import { providerOf, type ModelConfig } from "./builtin.js";
 import { createMeter, type Meter } from "./middleware/accounting.js";
 import { applyMiddleware } from "./middleware/compose.js";
 import { createLimiter, type Limiter } from "./middleware/concurrency.js";
-import { OpenAICompatibleModel } from "./openai-compatible/openai-compatible-model.js";
-
-/** Default in-flight calls per HTTP endpoint. */
-const HTTP_CONCURRENCY = 8;
+import { AdaptiveLimiter } from "./middleware/rate-limit.js";
+import { loadPriceFile, priceFor, type PriceTable } from "./pricing.js";
+import type { ModelRef, RateLimitObserver } from "./provider.js";
 
 export interface CreateModelOptions {
   /** Directory relative model paths are resolved against (the config file's). */
@@ -23,61 +21,18 @@ export interface CreateModelOptions {
   readonly maxThreads?: number;
   /** Receives download progress of `hf:` models. */
   readonly onDownloadProgress?: (name: string, done: number, total: number) => void;
-}
-
-function generationDefaults(config: ModelConfig): GenerationParams {
-  const out: Record<string, unknown> = {};
-  for (const key of ["temperature", "maxTokens", "topP", "seed", "frequencyPenalty", "presencePenalty"] as const) {
-    if (config[key] !== undefined) out[key] = config[key];
-  }
-  return out;
+  /** Receives the endpoint's rate-limit headers (HTTP providers). */
+  readonly rateLimits?: RateLimitObserver;
 }
 
 /** Creates the provider's model for one config entry, without middleware. */
-export async function createProviderModel(
-  name: string,
-  config: ModelConfig,
-  options: CreateModelOptions,
-): Promise<LanguageModel> {
-  if (config.provider === "llama-cpp") {
-    return LlamaCppModel.load({
-      model: config.model,
-      baseDir: options.baseDir,
-      contextSize: config.contextSize,
-      sequences: config.sequences,
-      gpu: config.gpu,
-      flashAttention: config.flashAttention,
-      chatTemplate: config.chatTemplate,
-      defaults: generationDefaults(config),
-      downloadTimeouts: { connectTimeoutMs: config.downloadConnectTimeoutMs, idleTimeoutMs: config.downloadIdleTimeoutMs },
-      ...(config.batchSize !== undefined ? { batchSize: config.batchSize } : {}),
-      ...(config.threads !== undefined ? { threads: config.threads } : {}),
-      ...(options.maxThreads !== undefined ? { maxThreads: options.maxThreads } : {}),
-      ...(options.onDownloadProgress
-        ? { onDownloadProgress: (done: number, total: number) => options.onDownloadProgress?.(name, done, total) }
-        : {}),
-    });
-  }
-  const env = options.env ?? process.env;
-  let apiKey: string | undefined;
-  if (config.apiKeyEnv) {
-    apiKey = env[config.apiKeyEnv];
-    if (!apiKey) {
-      throw new IterAlignError(
-        "CONFIG_INVALID",
-        `models.${name}.apiKeyEnv: environment variable ${config.apiKeyEnv} is not set`,
-      );
-    }
-  }
-  return new OpenAICompatibleModel({
-    baseUrl: config.baseUrl,
-    model: config.model,
-    timeoutMs: config.timeoutMs,
-    structuredOutput: config.structuredOutput,
-    scoring: config.scoring,
-    embeddings: config.embeddings,
-    defaults: generationDefaults(config),
-    ...(apiKey ? { apiKey } : {}),
+export function createProviderModel(name: string, config: ModelConfig, options: CreateModelOptions): Promise<LanguageModel> {
+  return providerOf(config).create(name, config, {
+    baseDir: options.baseDir,
+    env: options.env ?? process.env,
+    ...(options.maxThreads !== undefined ? { maxThreads: options.maxThreads } : {}),
+    ...(options.onDownloadProgress ? { onDownloadProgress: (done: number, total: number) => options.onDownloadProgress?.(name, done, total) } : {}),
+    ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
   });
 }
 
@@ -95,19 +50,23 @@ export interface ModelSetOptions extends CreateModelOptions {
   readonly meter?: Meter;
 }
 
+/** The limit of one endpoint: the adaptive one for HTTP APIs (it is also their rate-limit observer). */
+type EndpointLimit = { readonly limiter: Limiter; readonly observer?: RateLimitObserver };
+
 /**
  * The models of a config, bound to roles. Each config entry is created once (roles naming the same entry
- * share it, and the engine shares a GGUF loaded by several entries), wrapped in cache, concurrency limit,
- * retry, timeout and accounting. Concurrency limits are shared per endpoint.
+ * share it, and the engine shares a GGUF loaded by several entries), wrapped in accounting, cache, the
+ * endpoint's limit, retry, timeout and pricing. Limits are shared per endpoint, as each provider defines it.
  */
 export class ModelSet {
   readonly meter: Meter;
   private readonly raw = new Map<string, Promise<LanguageModel>>();
   private readonly wrapped = new Map<string, LanguageModel>();
-  private readonly limiters = new Map<string, Limiter>();
+  private readonly limits = new Map<string, EndpointLimit>();
   /** Entries made at run time (a role rebound to trained weights), by name. */
   private readonly extraEntries = new Map<string, ModelConfig>();
   private readonly roleOverrides = new Map<Role, string>();
+  private priceTable: PriceTable | undefined;
 
   constructor(private readonly options: ModelSetOptions) {
     this.meter = options.meter ?? createMeter();
@@ -125,26 +84,37 @@ export class ModelSet {
     return this.byName(name, role);
   }
 
+  /** The config entry of a name (including entries made for trained models). */
+  entry(name: string): ModelConfig | undefined {
+    return this.options.config.models[name] ?? this.extraEntries.get(name);
+  }
+
   /** The model of a config entry; `role` is recorded with its calls. */
   async byName(name: string, role?: string): Promise<LanguageModel> {
-    const config = this.options.config.models[name] ?? this.extraEntries.get(name);
+    const config = this.entry(name);
     if (!config) throw new IterAlignError("CONFIG_INVALID", `unknown model '${name}' (defined: ${this.modelNames.join(", ")})`);
     const key = `${name}\u0000${role ?? ""}`;
     const existing = this.wrapped.get(key);
     if (existing) return existing;
+    const limit = this.limitFor(name, config);
     let raw = this.raw.get(name);
     if (!raw) {
       const maxThreads = this.options.maxThreads ?? this.options.config.engine.maxThreads;
-      raw = createProviderModel(name, config, { ...this.options, ...(maxThreads !== undefined ? { maxThreads } : {}) });
+      raw = createProviderModel(name, config, {
+        ...this.options,
+        ...(maxThreads !== undefined ? { maxThreads } : {}),
+        ...(limit?.observer ? { rateLimits: limit.observer } : {}),
+      });
       raw.catch(() => this.raw.delete(name));
       this.raw.set(name, raw);
     }
-    const limiter = this.limiterFor(name, config);
+    const price = priceFor(config.model, { own: config.pricing, table: this.prices() });
     const model = applyMiddleware(await raw, {
       timeout: { timeoutMs: config.timeoutMs },
       retry: { maxRetries: config.retries, maxRetryAfterMs: config.timeoutMs },
-      ...(limiter ? { concurrency: limiter } : {}),
+      ...(limit ? { concurrency: limit.limiter } : {}),
       meter: this.meter,
+      ...(price ? { pricing: { price: price.price } } : {}),
       ...(this.options.callLog && this.options.config.cache.enabled
         ? {
             cache: {
@@ -159,35 +129,55 @@ export class ModelSet {
     return model;
   }
 
-  /**
-   * HTTP endpoints get a shared limit. Embedded models get none unless configured: their engine cuts concurrent
-   * calls into fixed decode groups, and a limit of `sequences` above it would feed it a batch in dribs instead of
-   * as one wave, which changes the groups (and so the numerics) with timing.
-   */
-  private limiterFor(name: string, config: ModelConfig): Limiter | undefined {
-    if (config.provider === "llama-cpp" && config.concurrency === undefined) return undefined;
-    const endpoint = config.provider === "llama-cpp" ? `llama-cpp:${name}` : `http:${config.baseUrl}`;
-    let limiter = this.limiters.get(endpoint);
-    if (!limiter) {
-      const max = config.concurrency ?? HTTP_CONCURRENCY;
-      limiter = createLimiter(max);
-      this.limiters.set(endpoint, limiter);
-    }
-    return limiter;
+  /** The price table of the config's pricing file, read once. */
+  private prices(): PriceTable | undefined {
+    const file = this.options.config.pricing?.file;
+    if (file === undefined) return undefined;
+    this.priceTable ??= loadPriceFile(path.resolve(this.options.baseDir, file));
+    return this.priceTable;
   }
 
   /**
-   * Binds `role` to the config entry of that role with another `model` (a trained GGUF path or a fine-tuned
-   * model id); other roles naming the same entry keep the original. The role's previous override is freed.
+   * The entry's endpoint limit, shared by every entry with the same endpoint: adaptive (AIMD between
+   * `concurrencyFloor` and `concurrency`, paced by rate-limit headers, `rpm`, `tpm`) for HTTP providers, a plain
+   * FIFO limit otherwise, none for an embedded engine without a configured `concurrency`.
    */
-  async rebindRole(role: Role, model: string): Promise<void> {
+  private limitFor(name: string, config: ModelConfig): EndpointLimit | undefined {
+    const definition = providerOf(config);
+    const endpoint = definition.endpoint(name, config);
+    if (endpoint === undefined) return undefined;
+    let limit = this.limits.get(endpoint);
+    if (!limit) {
+      const ceiling = config.concurrency ?? definition.defaultConcurrency;
+      if (definition.adaptive) {
+        const adaptive = new AdaptiveLimiter({
+          ceiling,
+          ...(config.concurrencyFloor !== undefined ? { floor: config.concurrencyFloor } : {}),
+          ...(config.rpm !== undefined ? { rpm: config.rpm } : {}),
+          ...(config.tpm !== undefined ? { tpm: config.tpm } : {}),
+        });
+        limit = { limiter: adaptive, observer: adaptive };
+      } else {
+        limit = { limiter: createLimiter(ceiling) };
+      }
+      this.limits.set(endpoint, limit);
+    }
+    return limit;
+  }
+
+  /**
+   * Binds `role` to the config entry of that role serving the trained model `ref` (a GGUF path, a fine-tuned model
+   * id, a server's adapter name); other roles naming the same entry keep the original. The role's provider decides
+   * whether it can serve `ref`. The role's previous override is freed.
+   */
+  async rebindRole(role: Role, ref: ModelRef): Promise<void> {
     const base = modelNameForRole(this.options.config, role);
     const entry = base === undefined ? undefined : this.options.config.models[base];
     if (!base || !entry) throw new IterAlignError("CONFIG_INVALID", `roles.${role}: no model is bound to the ${role} role`);
     const previous = this.roleOverrides.get(role);
-    const name = `${base}@${createHash("sha256").update(model).digest("hex").slice(0, 12)}`;
+    const name = `${base}@${createHash("sha256").update(JSON.stringify([ref.model, ref.revision ?? null])).digest("hex").slice(0, 12)}`;
     if (previous === name) return;
-    this.extraEntries.set(name, { ...entry, model });
+    this.extraEntries.set(name, providerOf(entry).withTrainedModel(entry, ref));
     this.roleOverrides.set(role, name);
     if (previous) await this.closeEntry(previous);
   }
@@ -210,9 +200,9 @@ export class ModelSet {
 }
 
 /**
- * Checks, before a run is created or any model loaded, what can be checked of the models the roles use without
- * loading them: a local GGUF exists, is readable and is a whole GGUF file. Bad model files are user input and
- * fail here (exit code 2) instead of after the run has started.
+ * Checks, before a run is created or any model loaded, what each role's provider can check without loading or
+ * calling its model (a local GGUF exists and is whole). Bad model files are user input and fail here (exit code
+ * 2) instead of after the run has started.
  */
 export async function preflightModels(config: IterAlignConfig, baseDir: string): Promise<void> {
   const names = new Set<string>();
@@ -222,9 +212,9 @@ export async function preflightModels(config: IterAlignConfig, baseDir: string):
   }
   for (const name of names) {
     const entry = config.models[name];
-    if (entry?.provider !== "llama-cpp" || isRemoteModelRef(entry.model)) continue;
+    if (!entry) continue;
     try {
-      checkGgufFile(await resolveModelPath(entry.model, { baseDir }));
+      await providerOf(entry).preflight?.(name, entry, baseDir);
     } catch (err) {
       if (err instanceof IterAlignError) {
         throw new IterAlignError(err.code, `models.${name}.model: ${err.message}`, { cause: err, details: { ...err.details, model: name } });
@@ -232,4 +222,12 @@ export async function preflightModels(config: IterAlignConfig, baseDir: string):
       throw err;
     }
   }
+}
+
+/** The model a role's entry names, as a trainer sees it. */
+export async function modelRefOf(config: IterAlignConfig, role: Role, baseDir: string): Promise<ModelRef> {
+  const name = modelNameForRole(config, role);
+  const entry = name === undefined ? undefined : config.models[name];
+  if (!entry) throw new IterAlignError("CONFIG_INVALID", `roles.${role}: no model is bound to the ${role} role`);
+  return providerOf(entry).modelRef(entry, baseDir);
 }

@@ -19,6 +19,10 @@ export const CallRecordSchema = z.object({
   response: z.string(),
   promptTokens: z.number().int().nonnegative(),
   completionTokens: z.number().int().nonnegative(),
+  /** Prompt tokens read from the provider's prompt cache (part of promptTokens). */
+  cachedPromptTokens: z.number().int().nonnegative().default(0),
+  /** Dollars the call cost at the model's price (0 for models without one). */
+  costUsd: z.number().nonnegative().default(0),
   latencyMs: z.number().nonnegative(),
   createdAt: z.string(),
   runId: z.string().nullable(),

@@ -45,6 +45,8 @@ export interface GenerateResult {
   readonly text: string;
   readonly finishReason: FinishReason;
   readonly usage: TokenUsage;
+  /** Dollars the call cost at the model's price (absent for models without one, e.g. local GGUFs). */
+  readonly costUsd?: number;
   /** True when the result came from the response cache and no engine work was done. */
   readonly cached?: boolean;
 }
@@ -84,6 +86,8 @@ export interface ContinuationScore {
 export interface ScoreResult {
   readonly scores: readonly ContinuationScore[];
   readonly usage: TokenUsage;
+  /** Dollars the call cost at the model's price. */
+  readonly costUsd?: number;
   /**
    * How the log-likelihoods were computed, for the record: `native` (the iteralign-scorer program), `engine`
    * (node-llama-cpp in process), `echo` (a server's prompt log-probabilities).

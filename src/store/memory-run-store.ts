@@ -106,13 +106,14 @@ export class MemoryRunStore implements RunStore {
       const groupKey = JSON.stringify([c.provider, c.modelId, c.kind]);
       let g = groups.get(groupKey);
       if (g === undefined) {
-        g = { provider: c.provider, modelId: c.modelId, kind: c.kind, calls: 0, promptTokens: 0, completionTokens: 0, latencyMs: 0 };
+        g = { provider: c.provider, modelId: c.modelId, kind: c.kind, calls: 0, promptTokens: 0, completionTokens: 0, latencyMs: 0, costUsd: 0 };
         groups.set(groupKey, g);
       }
       g.calls += 1;
       g.promptTokens += c.promptTokens;
       g.completionTokens += c.completionTokens;
       g.latencyMs += c.latencyMs;
+      g.costUsd += c.costUsd;
     }
     return finishCallStats([...groups.values()]);
   }
@@ -205,4 +206,5 @@ interface Sums {
   promptTokens: number;
   completionTokens: number;
   latencyMs: number;
+  costUsd: number;
 }

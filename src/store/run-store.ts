@@ -89,6 +89,8 @@ export interface CallTotals {
   promptTokens: number;
   completionTokens: number;
   latencyMs: number;
+  /** Dollars at the models' prices. */
+  costUsd: number;
 }
 
 /** Totals of the calls to one provider/model of one kind. */
@@ -167,6 +169,7 @@ const StoredGroupSchema = z.object({
   promptTokens: z.number().nonnegative(),
   completionTokens: z.number().nonnegative(),
   latencyMs: z.number().nonnegative(),
+  costUsd: z.number().nonnegative().default(0),
 });
 
 /** @internal */
@@ -333,12 +336,13 @@ export function finishCallStats(rawGroups: readonly unknown[]): CallStats {
   // Sorting here rather than in SQL keeps the order identical across implementations (SQLite
   // compares UTF-8 bytes, JavaScript compares UTF-16 code units).
   groups.sort((a, b) => compare(a.provider, b.provider) || compare(a.modelId, b.modelId) || compare(a.kind, b.kind));
-  const total: CallTotals = { calls: 0, promptTokens: 0, completionTokens: 0, latencyMs: 0 };
+  const total: CallTotals = { calls: 0, promptTokens: 0, completionTokens: 0, latencyMs: 0, costUsd: 0 };
   for (const g of groups) {
     total.calls += g.calls;
     total.promptTokens += g.promptTokens;
     total.completionTokens += g.completionTokens;
     total.latencyMs += g.latencyMs;
+    total.costUsd += g.costUsd;
   }
   return { total, groups };
 }

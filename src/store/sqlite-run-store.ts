@@ -43,7 +43,8 @@ export const MEMORY_PATH = ":memory:";
 const RUN_COLUMNS = `id, config_json AS configJson, config_hash AS configHash, status, created_at AS createdAt,
   finished_at AS finishedAt, error, owner_pid AS ownerPid`;
 const CALL_COLUMNS = `key, provider, model_id AS modelId, kind, request, response, prompt_tokens AS promptTokens,
-  completion_tokens AS completionTokens, latency_ms AS latencyMs, created_at AS createdAt, run_id AS runId, role`;
+  completion_tokens AS completionTokens, cached_prompt_tokens AS cachedPromptTokens, cost_usd AS costUsd, latency_ms AS latencyMs,
+  created_at AS createdAt, run_id AS runId, role`;
 const RECORD_COLUMNS = `run_id AS runId, id, stage, iteration, kind, parent_ids AS parentIds, model,
   prompt_hash AS promptHash, status, payload, created_at AS createdAt`;
 
@@ -303,13 +304,13 @@ function prepareStatements(db: Database.Database) {
     ),
     insertCall: db.prepare<[CallRecord], unknown>(
       `INSERT INTO llm_calls (key, provider, model_id, kind, request, response, prompt_tokens, completion_tokens,
-         latency_ms, created_at, run_id, role)
+         cached_prompt_tokens, cost_usd, latency_ms, created_at, run_id, role)
        VALUES (@key, @provider, @modelId, @kind, @request, @response, @promptTokens, @completionTokens,
-         @latencyMs, @createdAt, @runId, @role)`,
+         @cachedPromptTokens, @costUsd, @latencyMs, @createdAt, @runId, @role)`,
     ),
     callStats: db.prepare<[{ runId: string | null }], unknown>(
       `SELECT provider, model_id AS modelId, kind, COUNT(*) AS calls, SUM(prompt_tokens) AS promptTokens,
-         SUM(completion_tokens) AS completionTokens, SUM(latency_ms) AS latencyMs
+         SUM(completion_tokens) AS completionTokens, SUM(latency_ms) AS latencyMs, SUM(cost_usd) AS costUsd
        FROM llm_calls WHERE @runId IS NULL OR run_id = @runId
        GROUP BY provider, model_id, kind`,
     ),

@@ -1,6 +1,7 @@
-import { createWriteStream, existsSync, readFileSync, rmSync, statSync, type WriteStream } from "node:fs";
+import { createWriteStream, existsSync, readFileSync, rmSync, type WriteStream } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
+import { PROVIDER_IDS, providerOf, type ModelConfig } from "../providers/builtin.js";
 import { IterAlignError } from "../spec/errors.js";
 import { runProcess } from "./command-process.js";
 import {
@@ -61,7 +62,7 @@ type ResolvedOptions = z.infer<typeof CommandTrainerOptionsSchema>;
 /** What the command writes to ITERALIGN_RESULT_FILE. */
 export const CommandResultSchema = z.object({
   model: z.string().min(1),
-  provider: z.enum(["llama-cpp", "openai-compatible"]).optional(),
+  provider: z.enum(PROVIDER_IDS as [string, ...string[]]).optional(),
   metrics: z
     .object({
       finalLoss: z.number().optional(),
@@ -83,7 +84,7 @@ const LOG_FILE = "train.log";
 const TAIL_LINES = 20;
 /** State key of a finished run's result, so a restart after training does not train again. */
 const STATE_RESULT = "command.result";
-const StoredResultSchema = z.object({ fingerprint: z.string(), model: z.string(), provider: z.enum(["llama-cpp", "openai-compatible"]), metrics: CommandResultSchema.shape.metrics });
+const StoredResultSchema = z.object({ fingerprint: z.string(), model: z.string(), provider: z.string(), metrics: CommandResultSchema.shape.metrics });
 
 /**
  * Runs the user's own training command (TRL, axolotl, Unsloth, a cluster submit script...) and reads the model it
@@ -225,37 +226,17 @@ function readResult(file: string): CommandResult {
 }
 
 /**
- * The model the result names. llama-cpp models are GGUF files: a relative path resolves against outDir, and the
- * file must exist. openai-compatible models are ids, kept as written unless they start with `./` or `../`.
- * Without `provider` the result is taken to be of the same kind as the model the iteration red-teamed.
+ * The model the result names, resolved by the provider that serves it (a GGUF file must exist; a served model id is
+ * kept as written). Without `provider` the result is taken to be of the same kind as the model the iteration
+ * red-teamed.
  */
 function resolveModel(result: CommandResult, input: TrainInput, resultFile: string): ModelRef {
   const provider = result.provider ?? input.current.provider;
-  if (provider === "openai-compatible") {
-    const looksLikePath = /^\.\.?[\\/]/.test(result.model);
-    return { provider, model: looksLikePath ? path.resolve(input.outDir, result.model) : result.model };
-  }
-  const model = path.resolve(input.outDir, result.model);
-  let isFile: boolean;
-  try {
-    isFile = statSync(model).isFile();
-  } catch {
-    throw new IterAlignError("TRAINING_FAILED", `result file ${resultFile}: field "model": ${model} does not exist`, {
-      details: { resultFile, field: "model", model },
-    });
-  }
-  if (!isFile) {
-    throw new IterAlignError(
-      "TRAINING_FAILED",
-      `result file ${resultFile}: field "model": ${model} is a directory; the llama-cpp provider loads a .gguf file (convert the checkpoint, or set "provider": "openai-compatible" for a served model)`,
-      { details: { resultFile, field: "model", model } },
-    );
-  }
-  return { provider, model };
+  return providerOf({ provider: provider as ModelConfig["provider"] }).resolveTrainedModel(result.model, input.outDir, `result file ${resultFile}: field "model"`);
 }
 
 function modelStillThere(stored: z.infer<typeof StoredResultSchema>): boolean {
-  return stored.provider !== "llama-cpp" || existsSync(stored.model);
+  return providerOf({ provider: stored.provider as ModelConfig["provider"] }).stillExists(stored);
 }
 
 function writeLine(log: WriteStream, line: string): void {

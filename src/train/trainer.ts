@@ -8,12 +8,13 @@ import type { TrainingExample } from "../spec/records.js";
  * the next iteration red-teams. Trainers never see constitutions: the examples' prompts are constitution-free.
  */
 
-/** A model a trainer starts from or produces. */
-export interface ModelRef {
-  /** `llama-cpp`: `model` is an absolute GGUF path. `openai-compatible`: `model` is the API's model id. */
-  readonly provider: "llama-cpp" | "openai-compatible";
-  readonly model: string;
-}
+/**
+ * A model a trainer starts from or produces: the provider that serves it and its id there (`llama-cpp`: an
+ * absolute GGUF path; `openai-compatible`: the server's model name, with a `revision` when the name alone does
+ * not identify the weights).
+ */
+export type { ModelRef } from "../providers/provider.js";
+import type { ModelRef } from "../providers/provider.js";
 
 /** Paths (absolute) of the iteration's export files, written before training starts. */
 export interface TrainFiles {

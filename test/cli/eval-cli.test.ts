@@ -153,8 +153,8 @@ describe("iteralign eval", () => {
       report.results.flatMap((x) => x.items.map((i) => [x.benchmark, "judge", i.id])),
     );
     const metricRows = parseCsv(readFileSync(path.join(out, "metrics.csv"), "utf8")).map((row) => row.fields);
-    const allMetrics = report.results.flatMap((x) => x.metrics.map((m: Metric) => [x.benchmark, m.name, m.category ?? "", m.mode, String(m.value)]));
-    expect(metricRows.slice(1).map((f) => f.slice(0, 5))).toEqual(allMetrics);
+    const allMetrics = report.results.flatMap((x) => x.metrics.map((m: Metric) => [x.benchmark, m.name, m.category ?? "", m.mode, "", String(m.value)]));
+    expect(metricRows.slice(1).map((f) => f.slice(0, 6))).toEqual(allMetrics);
 
     expect(r.out).toMatch(/benchmark\s+metric\s+category\s+mode\s+value\s+95% CI\s+n\s+better/);
     expect(r.out).toMatch(/xstest\s+errors\s+judge/);

@@ -133,11 +133,12 @@ describe("llama-cpp provider errors", () => {
   it("says why a file that is not a model fails to load", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), "iteralign-"));
     const bad = path.join(dir, "bad.gguf");
-    writeFileSync(bad, "this is not a gguf file");
+    writeFileSync(bad, "this is not a gguf file, only some text");
     const err = await LlamaCppModel.load({ model: bad, maxThreads: 1 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(IterAlignError);
-    expect((err as IterAlignError).code).toBe("MODEL_LOAD_FAILED");
+    expect((err as IterAlignError).code).toBe("MODEL_INVALID");
     expect((err as IterAlignError).message).toContain(bad);
+    expect((err as IterAlignError).message).toContain("not a GGUF file");
   });
 
   it("reports an hf: download without network and suggests a local path", async () => {

@@ -98,6 +98,8 @@ describe("withCache", () => {
       response: '{"finishReason":"stop","text":"hello","usage":{"completionTokens":3,"promptTokens":5}}',
       promptTokens: 5,
       completionTokens: 3,
+      cachedPromptTokens: 0,
+      costUsd: 0,
       latencyMs: 10,
       createdAt: new Date(1_700_000_000_030).toISOString(),
       runId: "run-1",
@@ -466,12 +468,12 @@ describe("withAccounting and applyMiddleware", () => {
     expect(snapshot.entries).toEqual([
       {
         provider: "scripted", modelId: "scripted-model", kind: "generate", ...zero,
-        calls: 3, cachedCalls: 1, errors: 1, promptTokens: 10, completionTokens: 20,
+        calls: 3, cachedCalls: 1, errors: 1, promptTokens: 10, completionTokens: 20, costUsd: 0, spentUsd: 0,
         latencyMs: 150, busyMs: 150, tokensPerSecond: (20 * 1000) / 150,
       },
       {
         provider: "scripted", modelId: "scripted-model", kind: "scoreContinuations", ...zero,
-        calls: 1, cachedCalls: 0, errors: 0, promptTokens: 4, completionTokens: 0,
+        calls: 1, cachedCalls: 0, errors: 0, promptTokens: 4, completionTokens: 0, costUsd: 0, spentUsd: 0,
         latencyMs: 0, busyMs: 0, tokensPerSecond: 0,
       },
     ]);

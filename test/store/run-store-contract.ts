@@ -48,6 +48,8 @@ export function callRecord(n: number, overrides: Partial<CallRecord> = {}): Call
     response: JSON.stringify({ text: `a${n}` }),
     promptTokens: 10,
     completionTokens: 5,
+    cachedPromptTokens: 0,
+    costUsd: 0,
     latencyMs: 100,
     createdAt: "2025-01-01T00:00:00.000Z",
     runId: null,
@@ -236,28 +238,29 @@ export function runStoreContract(name: string, makeStore: () => RunStore): void 
         expect(store.getCall(callRecord(1).key)).toBeUndefined();
       });
 
-      it("sums calls, tokens and latency per provider, model and kind, optionally per run", () => {
+      it("sums calls, tokens, latency and cost per provider, model and kind, optionally per run", () => {
         expect(store.callStats()).toEqual({
-          total: { calls: 0, promptTokens: 0, completionTokens: 0, latencyMs: 0 },
+          total: { calls: 0, promptTokens: 0, completionTokens: 0, latencyMs: 0, costUsd: 0 },
           groups: [],
         });
         store.putCall(callRecord(1, { runId: "a", modelId: "m2" }));
         store.putCall(callRecord(2, { runId: "a", modelId: "m1", promptTokens: 3, completionTokens: 4, latencyMs: 50 }));
         store.putCall(callRecord(3, { runId: "b", modelId: "m1", promptTokens: 7, completionTokens: 1, latencyMs: 25 }));
         store.putCall(callRecord(4, { runId: null, modelId: "m1", kind: "embed", completionTokens: 0 }));
-        store.putCall(callRecord(5, { runId: "a", provider: "openai", modelId: "gpt", kind: "generateObject" }));
+        store.putCall(callRecord(5, { runId: "a", provider: "openai", modelId: "gpt", kind: "generateObject", costUsd: 0.25, cachedPromptTokens: 4 }));
 
         const all = store.callStats();
-        expect(all.total).toEqual({ calls: 5, promptTokens: 40, completionTokens: 15, latencyMs: 375 });
+        expect(all.total).toEqual({ calls: 5, promptTokens: 40, completionTokens: 15, latencyMs: 375, costUsd: 0.25 });
         expect(all.groups).toEqual([
-          { provider: "llama-cpp", modelId: "m1", kind: "embed", calls: 1, promptTokens: 10, completionTokens: 0, latencyMs: 100 },
-          { provider: "llama-cpp", modelId: "m1", kind: "generate", calls: 2, promptTokens: 10, completionTokens: 5, latencyMs: 75 },
-          { provider: "llama-cpp", modelId: "m2", kind: "generate", calls: 1, promptTokens: 10, completionTokens: 5, latencyMs: 100 },
-          { provider: "openai", modelId: "gpt", kind: "generateObject", calls: 1, promptTokens: 10, completionTokens: 5, latencyMs: 100 },
+          { provider: "llama-cpp", modelId: "m1", kind: "embed", calls: 1, promptTokens: 10, completionTokens: 0, latencyMs: 100, costUsd: 0 },
+          { provider: "llama-cpp", modelId: "m1", kind: "generate", calls: 2, promptTokens: 10, completionTokens: 5, latencyMs: 75, costUsd: 0 },
+          { provider: "llama-cpp", modelId: "m2", kind: "generate", calls: 1, promptTokens: 10, completionTokens: 5, latencyMs: 100, costUsd: 0 },
+          { provider: "openai", modelId: "gpt", kind: "generateObject", calls: 1, promptTokens: 10, completionTokens: 5, latencyMs: 100, costUsd: 0.25 },
         ]);
+        expect(store.getCall(callRecord(5).key)).toMatchObject({ costUsd: 0.25, cachedPromptTokens: 4 });
 
         const runA = store.callStats({ runId: "a" });
-        expect(runA.total).toEqual({ calls: 3, promptTokens: 23, completionTokens: 14, latencyMs: 250 });
+        expect(runA.total).toEqual({ calls: 3, promptTokens: 23, completionTokens: 14, latencyMs: 250, costUsd: 0.25 });
         expect(runA.groups.map((g) => `${g.provider}/${g.modelId}/${g.kind}`)).toEqual([
           "llama-cpp/m1/generate",
           "llama-cpp/m2/generate",

@@ -12,7 +12,7 @@ import { createProgress, type Progress } from "../progress.js";
  * resume; `--resume <id>` continues a run (its stored config is used) without repeating finished calls.
  */
 export async function runCommand(
-  options: { config: string; resume?: string; runId?: string },
+  options: { config: string; resume?: string; runId?: string; costBudget?: number },
   io: CommandIo,
 ): Promise<number> {
   const loaded = loadConfig(options.config);
@@ -44,7 +44,7 @@ export async function runCommand(
           event.resumed
             ? " (from the store)"
             : `${event.retried ? ` (${event.retried} failed items retried)` : ""} in ${event.seconds.toFixed(1)} s, ${event.promptTokens + event.completionTokens} tokens`
-        }\n`,
+        }${event.costUsd ? `, $${event.costUsd.toFixed(4)}` : ""}\n`,
       );
     } else if (event.type === "iteration-end") {
       bar?.stop();
@@ -62,9 +62,14 @@ export async function runCommand(
       signal: abort.signal,
       onEvent,
       meter,
+      ...(options.costBudget !== undefined ? { overrides: { costBudget: options.costBudget } } : {}),
     });
     bar?.stop();
-    io.out(`run ${summary.runId}: ${summary.iterations.length} iterations, ${summary.activePrinciples} active principles\n`);
+    io.out(
+      `run ${summary.runId}: ${summary.iterations.length} iterations, ${summary.activePrinciples} active principles${
+        summary.costUsd > 0 ? `, $${summary.costUsd.toFixed(4)} at the models' prices` : ""
+      }\n`,
+    );
     io.out(`outputs: ${summary.dir}\n`);
     if (summary.untrainedExamples > 0) {
       io.err(
@@ -76,6 +81,11 @@ export async function runCommand(
     bar?.stop();
     if (abort.signal.aborted) {
       io.err(`interrupted; resume with: iteralign run --config ${options.config} --resume ${runId}\n`);
+      return 1;
+    }
+    if (err instanceof IterAlignError && err.code === "BUDGET_EXCEEDED") {
+      io.err(`stopped: ${err.message}\n`);
+      io.err(`resume with a larger budget: iteralign run --config ${options.config} --resume ${runId} --cost-budget <dollars>\n`);
       return 1;
     }
     if (err instanceof IterAlignError && (err.code === "STAGE_FAILED" || err.code === "ERROR_RATE_EXCEEDED")) {

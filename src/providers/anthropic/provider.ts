@@ -28,6 +28,10 @@ export const anthropicProvider: ProviderDefinition<AnthropicModelConfig> = {
   async modelRef(config): Promise<ModelRef> {
     return { provider: "anthropic", model: config.model };
   },
+  resolveTrainedModel(model, _baseDir, what) {
+    throw new IterAlignError("TRAINING_FAILED", `${what}: ${model} cannot be served by the anthropic provider (no fine-tuning API to hand off to)`);
+  },
+  stillExists: () => true,
   withTrainedModel(_config, ref) {
     throw new IterAlignError("TRAINING_FAILED", `the trained model (${ref.provider}: ${ref.model}) cannot be served by the anthropic provider: Anthropic offers no fine-tuning API iteralign can hand off to`);
   },

@@ -1,3 +1,4 @@
+import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import { checkGgufFile } from "../../gguf/gguf-check.js";
 import { IterAlignError } from "../../spec/errors.js";
@@ -47,6 +48,24 @@ export const llamaCppProvider: ProviderDefinition<LlamaCppModelConfig> = {
     const { resolveModelPath } = await import("./engine.js");
     return { provider: "llama-cpp", model: await resolveModelPath(config.model, { baseDir }) };
   },
+  resolveTrainedModel(model, baseDir, what) {
+    const file = path.resolve(baseDir, model);
+    let isFile: boolean;
+    try {
+      isFile = statSync(file).isFile();
+    } catch {
+      throw new IterAlignError("TRAINING_FAILED", `${what}: ${file} does not exist`, { details: { model: file } });
+    }
+    if (!isFile) {
+      throw new IterAlignError(
+        "TRAINING_FAILED",
+        `${what}: ${file} is a directory; the llama-cpp provider loads a .gguf file (convert the checkpoint, or name a provider that serves it)`,
+        { details: { model: file } },
+      );
+    }
+    return { provider: "llama-cpp", model: file };
+  },
+  stillExists: (ref) => existsSync(ref.model),
   withTrainedModel(config, ref) {
     if (ref.provider !== "llama-cpp") {
       throw new IterAlignError("TRAINING_FAILED", `the trained model is a ${ref.provider} model (${ref.model}); a llama-cpp target needs a GGUF file`);

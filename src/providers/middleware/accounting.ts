@@ -23,6 +23,13 @@ export interface MeterTally {
   readonly promptTokens: number;
   /** Tokens the engine generated; cached calls add none. */
   readonly completionTokens: number;
+  /**
+   * Dollars the answers cost to make, cached ones included (a cached answer carries the cost of the call that
+   * made it): what the results are worth, the same in an uninterrupted and a resumed run.
+   */
+  readonly costUsd: number;
+  /** Dollars this process paid: calls that reached a provider (cached answers are free). */
+  readonly spentUsd: number;
   /** Sum of every call's latency (overlapping calls both count). */
   readonly latencyMs: number;
   /** Wall time during which at least one call was in flight (overlaps count once), incl. the running one. */
@@ -41,7 +48,7 @@ export interface MeterSnapshot {
 
 /** How a call ended, as {@link Meter.begin}'s finisher takes it. */
 export type CallOutcome =
-  | { readonly ok: true; readonly cached: boolean; readonly promptTokens: number; readonly completionTokens: number }
+  | { readonly ok: true; readonly cached: boolean; readonly promptTokens: number; readonly completionTokens: number; readonly costUsd?: number }
   | { readonly ok: false };
 
 /** Tallies model calls; one meter may serve many models (it keys by provider, model and kind). */
@@ -71,6 +78,8 @@ class Counter {
   inFlight = 0;
   promptTokens = 0;
   completionTokens = 0;
+  costUsd = 0;
+  spentUsd = 0;
   latencyMs = 0;
   busyMs = 0;
   busySince = 0;
@@ -85,11 +94,15 @@ class Counter {
     if (--this.inFlight === 0) this.busyMs += now - this.busySince;
     if (!outcome.ok) {
       this.errors++;
-    } else if (outcome.cached) {
+      return;
+    }
+    this.costUsd += outcome.costUsd ?? 0;
+    if (outcome.cached) {
       this.cachedCalls++;
     } else {
       this.promptTokens += outcome.promptTokens;
       this.completionTokens += outcome.completionTokens;
+      this.spentUsd += outcome.costUsd ?? 0;
     }
   }
 
@@ -102,6 +115,8 @@ class Counter {
       inFlight: this.inFlight,
       promptTokens: this.promptTokens,
       completionTokens: this.completionTokens,
+      costUsd: this.costUsd,
+      spentUsd: this.spentUsd,
       latencyMs: this.latencyMs,
       busyMs,
       tokensPerSecond: busyMs > 0 ? (this.completionTokens * 1000) / busyMs : 0,
@@ -182,7 +197,8 @@ function cmp(a: string, b: string): number {
 function outcomeOf(result: CallResult): CallOutcome {
   const cached = "cached" in result && result.cached === true;
   const usage = "usage" in result ? result.usage : undefined;
-  return { ok: true, cached, promptTokens: usage?.promptTokens ?? 0, completionTokens: usage?.completionTokens ?? 0 };
+  const costUsd = "costUsd" in result && typeof result.costUsd === "number" ? result.costUsd : 0;
+  return { ok: true, cached, promptTokens: usage?.promptTokens ?? 0, completionTokens: usage?.completionTokens ?? 0, costUsd };
 }
 
 /**

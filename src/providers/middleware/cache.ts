@@ -36,18 +36,25 @@ export interface CacheOptions {
 /** An embed result as the cache returns it: `cached` is an extra field the base type lacks. */
 export type CachedEmbedResult = EmbedResult & { readonly cached?: boolean };
 
-const UsageSchema = z.object({ promptTokens: z.number().int().nonnegative(), completionTokens: z.number().int().nonnegative() });
+const UsageSchema = z.object({
+  promptTokens: z.number().int().nonnegative(),
+  completionTokens: z.number().int().nonnegative(),
+  cachedPromptTokens: z.number().int().nonnegative().optional(),
+  cacheWritePromptTokens: z.number().int().nonnegative().optional(),
+});
 const StoredGenerateSchema = z.object({
   text: z.string(),
   // "abort" results are partial and never stored; one found in the log is treated as a miss.
   finishReason: z.enum(["stop", "length"]),
   usage: UsageSchema,
+  costUsd: z.number().nonnegative().optional(),
 });
 const StoredObjectSchema = StoredGenerateSchema.extend({ object: z.unknown() });
 const StoredScoreSchema = z.object({
   scores: z.array(z.object({ logprob: z.number(), tokenCount: z.number().int().nonnegative(), isGreedy: z.boolean() })),
   usage: UsageSchema,
   scoringPath: z.string().optional(),
+  costUsd: z.number().nonnegative().optional(),
 });
 const StoredEmbedSchema = z.object({ embeddings: z.array(z.array(z.number())) });
 
@@ -123,6 +130,8 @@ export function withCache(model: LanguageModel, options: CacheOptions): Language
       response,
       promptTokens: usage.promptTokens,
       completionTokens: usage.completionTokens,
+      cachedPromptTokens: usage.cachedPromptTokens ?? 0,
+      costUsd: "costUsd" in result && typeof result.costUsd === "number" ? result.costUsd : 0,
       latencyMs,
       createdAt: new Date(clock()).toISOString(),
       runId: options.runId ?? null,

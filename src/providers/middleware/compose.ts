@@ -2,6 +2,7 @@ import type { LanguageModel } from "../../spec/language-model.js";
 import { withAccounting, type Meter } from "./accounting.js";
 import { withCache, type CacheOptions } from "./cache.js";
 import { withConcurrencyLimit, type Limiter } from "./concurrency.js";
+import { withPricing, type PricingOptions } from "./pricing.js";
 import { withRetry, type RetryOptions } from "./retry.js";
 import { withTimeout, type TimeoutOptions } from "./timeout.js";
 
@@ -13,12 +14,14 @@ export interface MiddlewareOptions {
   readonly concurrency?: Limiter;
   readonly timeout?: TimeoutOptions;
   readonly meter?: Meter;
+  /** Adds each call's cost at this price. */
+  readonly pricing?: PricingOptions;
 }
 
 /**
  * Wraps `model` in the standard stack, from the outside in:
  *
- *   accounting → cache → concurrency limit → retry → timeout → model
+ *   accounting → cache → concurrency limit → retry → timeout → pricing → model
  *
  * Why this order:
  * - Accounting is outermost so it counts every call, cache hits included (it reads `cached: true`),
@@ -29,11 +32,13 @@ export interface MiddlewareOptions {
  * - The concurrency limit sits above retry so a call keeps its slot through its backoff: when the
  *   endpoint is overloaded (429s) retrying callers do not let queued work pile on more load, and a
  *   retried call does not lose its place in the FIFO queue.
- * - The timeout is innermost so each attempt gets its own full time limit (a TIMEOUT is retryable),
- *   and time spent queued or backing off never eats into an attempt's budget.
+ * - The timeout is innermost but for pricing, so each attempt gets its own full time limit (a TIMEOUT is
+ *   retryable), and time spent queued or backing off never eats into an attempt's budget.
+ * - Pricing sits right on the model, below the cache, so the cost is stored with each answer.
  */
 export function applyMiddleware(model: LanguageModel, options: MiddlewareOptions): LanguageModel {
   let wrapped = model;
+  if (options.pricing) wrapped = withPricing(wrapped, options.pricing);
   if (options.timeout) wrapped = withTimeout(wrapped, options.timeout);
   if (options.retry) wrapped = withRetry(wrapped, options.retry);
   if (options.concurrency) wrapped = withConcurrencyLimit(wrapped, options.concurrency);

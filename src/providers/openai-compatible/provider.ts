@@ -1,3 +1,4 @@
+import path from "node:path";
 import { IterAlignError } from "../../spec/errors.js";
 import { generationDefaults } from "../model-config-fields.js";
 import type { ModelRef, ProviderDefinition } from "../provider.js";
@@ -42,6 +43,11 @@ export const openAICompatibleProvider: ProviderDefinition<OpenAICompatibleModelC
   async modelRef(config): Promise<ModelRef> {
     return { provider: "openai-compatible", model: config.model, ...(config.revision !== undefined ? { revision: config.revision } : {}) };
   },
+  resolveTrainedModel(model, baseDir) {
+    // A served model is an id; only an explicit relative path (a local checkpoint a server loads) is resolved.
+    return { provider: "openai-compatible", model: /^\.\.?[\\/]/.test(model) ? path.resolve(baseDir, model) : model };
+  },
+  stillExists: () => true,
   withTrainedModel(config, ref) {
     if (ref.provider !== "openai-compatible") {
       throw new IterAlignError("TRAINING_FAILED", `the trained model is a ${ref.provider} model (${ref.model}); an openai-compatible target needs a model its server serves`);
