@@ -152,6 +152,9 @@ export class ScriptedModel implements LanguageModel {
   }
 
   private async answer<Req, Res>(script: readonly Step<Req, Res>[], kind: ScriptedKind, request: Req): Promise<Res> {
+    // Like an engine, a call whose caller already gave up is not answered.
+    const signal = (request as { signal?: AbortSignal }).signal;
+    if (signal?.aborted) throw new IterAlignError("ABORTED", `scripted ${kind} aborted`, { cause: signal.reason });
     const index = this.calls[kind]++;
     const step = script[Math.min(index, script.length - 1)];
     if (step === undefined) throw new Error(`ScriptedModel: no script for ${kind}`);

@@ -103,7 +103,7 @@ describe("OpenAICompatibleModel against llama-server on tiny-qwen2", () => {
   it("reports CAPABILITY_MISSING for echo scoring, which llama-server does not support", async () => {
     const scorer = new OpenAICompatibleModel({ baseUrl: server.baseUrl, model: "tiny-qwen2", scoring: "echo" });
     expect(scorer.capabilities.has("scoreContinuations")).toBe(true);
-    const err = await caught(() => scorer.scoreContinuations({ context: "The capital is", continuations: [" Paris", " Rome"] }));
+    const err = await caught(() => scorer.scoreContinuations!({ context: "The capital is", continuations: [" Paris", " Rome"] }));
     expect(err.code).toBe("CAPABILITY_MISSING");
     expect(err.message).toMatch(/does not support echo\+logprobs/);
     expect(err.message).toContain(`${server.baseUrl}/completions`);
@@ -325,33 +325,33 @@ describe("OpenAICompatibleModel against a fake server", () => {
       });
     });
     const scorer = new OpenAICompatibleModel({ baseUrl: fake.baseUrl, model: "fake", apiKey, scoring: "echo" });
-    const paris = await scorer.scoreContinuations({ context: "The capital is ", continuations: ["Paris"] });
+    const paris = await scorer.scoreContinuations!({ context: "The capital is ", continuations: ["Paris"] });
     expect(paris.scores).toEqual([{ logprob: -0.875, tokenCount: 2, isGreedy: true }]);
     expect(fake.requests.at(-1)?.body).toMatchObject({ prompt: "The capital is Paris", echo: true, logprobs: 1 });
     // The same split when the space is on the continuation's side.
-    const spaced = await scorer.scoreContinuations({ context: "The capital is", continuations: [" Paris"] });
+    const spaced = await scorer.scoreContinuations!({ context: "The capital is", continuations: [" Paris"] });
     expect(spaced.scores).toEqual(paris.scores);
-    const lyon = await scorer.scoreContinuations({ context: "🇫🇷 is", continuations: [" Lyon"] });
+    const lyon = await scorer.scoreContinuations!({ context: "🇫🇷 is", continuations: [" Lyon"] });
     expect(lyon.scores).toEqual([{ logprob: -3.25, tokenCount: 1, isGreedy: false }]);
     expect(lyon.usage).toEqual({ promptTokens: 5, completionTokens: 1 });
 
     // Older llama-server builds refuse `echo` with an error instead of ignoring it.
     fake.setHandler((_req, res) => sendJson(res, 500, { error: { code: 500, message: "Only no echo is supported" } }));
-    const refused = await failure(() => scorer.scoreContinuations({ context: "a", continuations: [" b", " c"] }));
+    const refused = await failure(() => scorer.scoreContinuations!({ context: "a", continuations: [" b", " c"] }));
     expect(refused.code).toBe("CAPABILITY_MISSING");
     expect(refused.message).toMatch(/does not support echo\+logprobs.*Only no echo is supported/);
   });
 
   it("only offers scoring and embeddings when configured", async () => {
     expect([...model.capabilities].sort()).toEqual(["generate", "generateObject", "stream"]);
-    const err = await failure(() => model.scoreContinuations({ context: "a", continuations: ["b"] }));
-    expect(err.code).toBe("CAPABILITY_MISSING");
+    expect(model.scoreContinuations).toBeUndefined();
+    expect(model.embed).toBeUndefined();
     fake.setHandler((_req, res) =>
       sendJson(res, 200, { data: [{ index: 1, embedding: [0, 1] }, { index: 0, embedding: [1, 0] }] }),
     );
     const embedder = new OpenAICompatibleModel({ baseUrl: fake.baseUrl, model: "fake", embeddings: true });
     expect(embedder.capabilities.has("embed")).toBe(true);
-    expect((await embedder.embed(["x", "y"])).embeddings).toEqual([[1, 0], [0, 1]]);
+    expect((await embedder.embed!(["x", "y"])).embeddings).toEqual([[1, 0], [0, 1]]);
   });
 
   it("never puts the API key in an error message or its details", () => {

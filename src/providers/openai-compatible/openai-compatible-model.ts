@@ -112,8 +112,14 @@ export class OpenAICompatibleModel implements LanguageModel {
     this.fingerprint = sha256Hex(canonicalJson({ baseUrls: [...this.baseUrls].map(displayUrl).sort(), revision: options.revision ?? null }));
     this.modelId = options.model;
     const capabilities: Capability[] = ["generate", "generateObject", "stream"];
-    if (options.scoring === "echo") capabilities.push("scoreContinuations");
-    if (options.embeddings === true) capabilities.push("embed");
+    if (options.scoring === "echo") {
+      capabilities.push("scoreContinuations");
+      this.scoreContinuations = (request) => this.scoreViaEcho(request);
+    }
+    if (options.embeddings === true) {
+      capabilities.push("embed");
+      this.embed = (texts, embedOptions) => this.embedTexts(texts, embedOptions);
+    }
     this.capabilities = new Set(capabilities);
     this.secrets = [
       ...(options.apiKey ? [options.apiKey] : []),
@@ -141,7 +147,12 @@ export class OpenAICompatibleModel implements LanguageModel {
     );
   }
 
-  async scoreContinuations(request: ScoreRequest): Promise<ScoreResult> {
+  /** Log-likelihoods through `/completions` with echo + logprobs; present only with `scoring: "echo"`. */
+  readonly scoreContinuations?: (request: ScoreRequest) => Promise<ScoreResult>;
+  /** Embeddings through `/embeddings`; present only with `embeddings: true`. */
+  readonly embed?: (texts: readonly string[], options?: { signal?: AbortSignal }) => Promise<EmbedResult>;
+
+  private async scoreViaEcho(request: ScoreRequest): Promise<ScoreResult> {
     if (this.options.scoring !== "echo") {
       throw new CapabilityMissingError(this, "scoreContinuations", "scoreContinuations (set scoring: \"echo\")");
     }
@@ -171,7 +182,7 @@ export class OpenAICompatibleModel implements LanguageModel {
     };
   }
 
-  async embed(texts: readonly string[], options: { signal?: AbortSignal } = {}): Promise<EmbedResult> {
+  private async embedTexts(texts: readonly string[], options: { signal?: AbortSignal } = {}): Promise<EmbedResult> {
     if (this.options.embeddings !== true) {
       throw new CapabilityMissingError(this, "embed", "embed (set embeddings: true)");
     }
