@@ -19,7 +19,7 @@ export interface Limiter {
    * queued, rejects with ABORTED and gives up its place; a running task is not interrupted here (its
    * own signal handling does that).
    */
-  run<T>(task: () => Promise<T>, signal?: AbortSignal): Promise<T>;
+  run<T>(task: () => Promise<T>, signal?: AbortSignal, tokens?: number): Promise<T>;
 }
 
 interface Waiter {
@@ -95,5 +95,5 @@ function abortedWhileQueued(signal: AbortSignal): IterAlignError {
  * sharing the limiter) are in flight at once.
  */
 export function withConcurrencyLimit(model: LanguageModel, limiter: Limiter): LanguageModel {
-  return interceptCalls(model, (call) => limiter.run(() => call.invoke(), call.signal));
+  return interceptCalls(model, (call) => limiter.run(() => call.invoke(), call.signal, call.estimatedTokens));
 }

@@ -21,6 +21,8 @@ export interface AdaptiveLimitOptions {
   readonly floor?: number;
   readonly rpm?: number;
   readonly tpm?: number;
+  /** The window `rpm` and `tpm` count over. Default 60 000 ms (a minute); shorter in tests. */
+  readonly windowMs?: number;
   /** Milliseconds now; injectable for tests. */
   readonly now?: () => number;
 }
@@ -197,16 +199,17 @@ export class AdaptiveLimiter implements Limiter, RateLimitObserver {
       // A small margin past the reset, so the server's clock has surely rolled over too.
       if (budget.remaining < needed) until = Math.max(until, budget.resetAt + 50);
     }
-    while (this.starts.length > 0 && now - (this.starts[0] as { at: number }).at >= 60_000) this.starts.shift();
+    const window = this.options.windowMs ?? 60_000;
+    while (this.starts.length > 0 && now - (this.starts[0] as { at: number }).at >= window) this.starts.shift();
     if (this.options.rpm !== undefined && this.starts.length >= this.options.rpm) {
-      until = Math.max(until, (this.starts[this.starts.length - Math.floor(this.options.rpm)] as { at: number }).at + 60_000);
+      until = Math.max(until, (this.starts[this.starts.length - Math.floor(this.options.rpm)] as { at: number }).at + window);
     }
     if (this.options.tpm !== undefined) {
       let used = this.starts.reduce((n, s) => n + s.tokens, 0);
       for (const start of this.starts) {
         if (used + tokens <= this.options.tpm) break;
         used -= start.tokens;
-        until = Math.max(until, start.at + 60_000);
+        until = Math.max(until, start.at + window);
       }
     }
     return Math.max(0, until - now);

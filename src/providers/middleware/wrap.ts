@@ -79,6 +79,8 @@ export interface ModelCall<R extends CallResult> {
   readonly kind: CallKind;
   /** The caller's abort signal, if any. */
   readonly signal: AbortSignal | undefined;
+  /** A rough count of the tokens the call may use (prompt characters / 4, plus maxTokens): for `tpm` pacing. */
+  readonly estimatedTokens: number;
   /** Runs the call on the inner model; `signal` replaces the caller's one when given. */
   invoke(signal?: AbortSignal): Promise<R>;
 }
@@ -91,14 +93,19 @@ export function interceptCalls(inner: LanguageModel, intercept: CallInterceptor)
   const call = <R extends CallResult>(
     kind: CallKind,
     signal: AbortSignal | undefined,
+    estimatedTokens: number,
     run: (signal: AbortSignal | undefined) => Promise<R>,
-  ): Promise<R> => intercept({ model: inner, kind, signal, invoke: (replacement) => run(replacement ?? signal) });
+  ): Promise<R> => intercept({ model: inner, kind, signal, estimatedTokens, invoke: (replacement) => run(replacement ?? signal) });
+  const chars = (texts: readonly string[]): number => Math.ceil(texts.reduce((n, t) => n + t.length, 0) / 4);
+  const generation = (request: GenerateRequest | GenerateObjectRequest<unknown>): number =>
+    chars(request.messages.map((m) => m.content)) + (request.maxTokens ?? 256);
   return wrapModel(inner, {
-    generate: (request, next) => call("generate", request.signal, (signal) => next({ ...request, signal })),
-    generateObject: (request, next) => call("generateObject", request.signal, (signal) => next({ ...request, signal })),
+    generate: (request, next) => call("generate", request.signal, generation(request), (signal) => next({ ...request, signal })),
+    generateObject: (request, next) =>
+      call("generateObject", request.signal, generation(request as GenerateObjectRequest<unknown>), (signal) => next({ ...request, signal })),
     scoreContinuations: (request, next) =>
-      call("scoreContinuations", request.signal, (signal) => next({ ...request, signal })),
+      call("scoreContinuations", request.signal, chars([request.context, ...request.continuations]), (signal) => next({ ...request, signal })),
     embed: (texts, options, next) =>
-      call("embed", options?.signal, (signal) => next(texts, signal === undefined ? options : { ...options, signal })),
+      call("embed", options?.signal, chars(texts), (signal) => next(texts, signal === undefined ? options : { ...options, signal })),
   });
 }
