@@ -37,3 +37,33 @@ export interface CallLog {
   /** Durably records a finished call before returning. */
   putCall(record: CallRecord): void;
 }
+
+/**
+ * A batch job of model calls sent to a provider's batch API (or written as a batch file), kept durably so that a
+ * restarted run polls the same job instead of paying for a second one. `customIds` are the calls' content
+ * addresses, so the same calls always map to the same job.
+ */
+export const BatchJobSchema = z.object({
+  /** Our id of the job: sha256 of the provider, endpoint and sorted custom ids. */
+  id: z.string().min(1),
+  provider: z.string(),
+  /** Where the job was sent: an API root (credentials-free) or a batch folder. */
+  endpoint: z.string(),
+  /** The provider's job id once it was created (null while only the input was uploaded or written). */
+  externalId: z.string().nullable(),
+  /** The uploaded input file's id (OpenAI), or the input file's path (`file` mode). */
+  inputRef: z.string().nullable(),
+  customIds: z.array(z.string()),
+  status: z.enum(["uploaded", "submitted", "ended"]),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+export type BatchJob = z.infer<typeof BatchJobSchema>;
+
+/** Where batch jobs are kept (the run store). */
+export interface BatchJobLog {
+  /** Inserts or replaces the job with this id, durably, before returning. */
+  putBatchJob(job: BatchJob): void;
+  /** The provider's jobs, newest first. */
+  listBatchJobs(provider: string): BatchJob[];
+}

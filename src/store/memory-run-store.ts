@@ -1,4 +1,4 @@
-import type { CallRecord } from "../spec/call-log.js";
+import type { BatchJob, CallRecord } from "../spec/call-log.js";
 import {
   assertWritable,
   checkRelease,
@@ -31,6 +31,9 @@ import {
   type StoredCall,
   type StoredRecord,
   type StoredRun,
+  decodeBatchJob,
+  encodeBatchJob,
+  type StoredBatchJob,
 } from "./run-store.js";
 
 /**
@@ -44,6 +47,8 @@ export class MemoryRunStore implements RunStore {
   private readonly newestCall = new Map<string, StoredCall>();
   /** Insertion-ordered records, keyed by run then id. */
   private readonly records = new Map<string, Map<string, StoredRecord>>();
+  private readonly batchJobs = new Map<string, StoredBatchJob>();
+  private readonly batchOrder: string[] = [];
   private closed = false;
 
   createRun(run: NewRun): RunRow {
@@ -158,6 +163,24 @@ export class MemoryRunStore implements RunStore {
     for (const id of removing) byId.delete(id);
     for (const row of stored) byId.set(row.id, row);
     this.records.set(runId, byId);
+  }
+
+  putBatchJob(job: BatchJob): void {
+    const stored = encodeBatchJob(job);
+    this.live();
+    const existing = this.batchJobs.get(stored.id);
+    // Like the SQLite upsert: the first insert's provider, endpoint, ids and creation time are kept.
+    this.batchJobs.set(stored.id, existing ? { ...existing, externalId: stored.externalId, inputRef: stored.inputRef, status: stored.status, updatedAt: stored.updatedAt } : stored);
+    if (!existing) this.batchOrder.push(stored.id);
+  }
+
+  listBatchJobs(provider: string): BatchJob[] {
+    this.live();
+    return [...this.batchOrder]
+      .reverse()
+      .map((id) => this.batchJobs.get(id) as StoredBatchJob)
+      .filter((job) => job.provider === provider)
+      .map(decodeBatchJob);
   }
 
   getRecords(query: RecordQuery): RecordRow[];

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { CallKindSchema, CallRecordSchema, type CallKind, type CallLog, type CallRecord } from "../spec/call-log.js";
+import { BatchJobSchema, CallKindSchema, CallRecordSchema, type BatchJob, type BatchJobLog, type CallKind, type CallLog, type CallRecord } from "../spec/call-log.js";
 import { IterAlignError } from "../spec/errors.js";
 
 /** Lifecycle of a run. A run starts `running`; `interrupted` marks one whose process went away. */
@@ -114,7 +114,7 @@ export interface CallStats {
  * live process holds its lease, so two processes cannot interleave work on one run.
  * Invalid arguments raise USAGE; rows that fail to decode raise STORE_CORRUPT.
  */
-export interface RunStore extends CallLog {
+export interface RunStore extends CallLog, BatchJobLog {
   /** Creates a `running`, unowned run. STORE_CONFLICT when the id exists. */
   createRun(run: NewRun): RunRow;
   getRun(id: string): RunRow | undefined;
@@ -400,4 +400,21 @@ function keyOf(raw: unknown, fields: readonly string[]): string {
   if (typeof raw !== "object" || raw === null) return "(unknown)";
   const record = raw as Record<string, unknown>;
   return fields.map((f) => (typeof record[f] === "string" ? record[f] : "?")).join("/");
+}
+
+/** @internal A batch job as stored (custom ids as JSON text). */
+export type StoredBatchJob = Omit<BatchJob, "customIds"> & { customIds: string };
+
+/** @internal */
+export function encodeBatchJob(job: BatchJob): StoredBatchJob {
+  const valid = validateInput(BatchJobSchema, job, "batch job");
+  return { ...valid, customIds: JSON.stringify(valid.customIds) };
+}
+
+/** @internal */
+export function decodeBatchJob(raw: unknown): BatchJob {
+  const key = keyOf(raw, ["id"]);
+  const stored = decodeOrCorrupt(BatchJobSchema.extend({ customIds: z.string() }), raw, "batch_jobs", key);
+  const customIds = decodeOrCorrupt(z.array(z.string()), parseJsonColumn(stored.customIds, "batch_jobs", key, "custom_ids"), "batch_jobs", key);
+  return { ...stored, customIds };
 }

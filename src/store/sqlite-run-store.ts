@@ -2,7 +2,7 @@ import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import Database from "better-sqlite3";
 import { z } from "zod";
-import type { CallRecord } from "../spec/call-log.js";
+import type { BatchJob, CallRecord } from "../spec/call-log.js";
 import { IterAlignError } from "../spec/errors.js";
 import { LATEST_SCHEMA_VERSION, migrations } from "./migrations/index.js";
 import {
@@ -35,6 +35,9 @@ import {
   type RunStatusOptions,
   type RunStore,
   type StoredRecord,
+  decodeBatchJob,
+  encodeBatchJob,
+  type StoredBatchJob,
 } from "./run-store.js";
 
 /** Path that opens a private, non-persistent database. */
@@ -224,6 +227,21 @@ export class SqliteRunStore implements RunStore {
     });
   }
 
+  putBatchJob(job: BatchJob): void {
+    this.guard(() => {
+      const stored = encodeBatchJob(job);
+      this.live();
+      this.stmts.upsertBatchJob.run(stored);
+    });
+  }
+
+  listBatchJobs(provider: string): BatchJob[] {
+    return this.guard(() => {
+      this.live();
+      return this.stmts.listBatchJobs.all(provider).map(decodeBatchJob);
+    });
+  }
+
   getRecords(query: RecordQuery): RecordRow[];
   getRecords<P>(query: RecordQuery, options: PayloadOptions<P>): RecordRow<P>[];
   getRecords<P>(query: RecordQuery, options?: PayloadOptions<P>): RecordRow<P>[] {
@@ -319,6 +337,16 @@ function prepareStatements(db: Database.Database) {
          created_at)
        VALUES (@runId, @id, @stage, @iteration, @kind, @parentIds, @model, @promptHash, @status, @payload,
          @createdAt)`,
+    ),
+    upsertBatchJob: db.prepare<[StoredBatchJob], unknown>(
+      `INSERT INTO batch_jobs (id, provider, endpoint, external_id, input_ref, custom_ids, status, created_at, updated_at)
+       VALUES (@id, @provider, @endpoint, @externalId, @inputRef, @customIds, @status, @createdAt, @updatedAt)
+       ON CONFLICT (id) DO UPDATE SET external_id = excluded.external_id, input_ref = excluded.input_ref,
+         status = excluded.status, updated_at = excluded.updated_at`,
+    ),
+    listBatchJobs: db.prepare<[string], unknown>(
+      `SELECT id, provider, endpoint, external_id AS externalId, input_ref AS inputRef, custom_ids AS customIds, status,
+         created_at AS createdAt, updated_at AS updatedAt FROM batch_jobs WHERE provider = ? ORDER BY seq DESC`,
     ),
     deleteRecord: db.prepare<[{ runId: string; id: string }], unknown>(`DELETE FROM records WHERE run_id = @runId AND id = @id`),
     getRecord: db.prepare<[{ runId: string; id: string }], unknown>(

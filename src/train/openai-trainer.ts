@@ -1,7 +1,7 @@
 import path from "node:path";
 import { z } from "zod";
 import { BaseUrlSchema } from "../util/url.js";
-import { displayUrl, redact } from "../providers/openai-compatible/http.js";
+import { displayUrl, redact } from "../providers/http/http-call.js";
 import { IterAlignError } from "../spec/errors.js";
 import {
   FineTuningApi,

@@ -1,5 +1,5 @@
 import { appendFileSync } from "node:fs";
-import { redact } from "../providers/openai-compatible/http.js";
+import { redact } from "../providers/http/http-call.js";
 import type { FineTuningEvent } from "./openai-fine-tuning-api.js";
 import type { TrainProgress } from "./trainer.js";
 

@@ -1,7 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { z } from "zod";
-import type { CallRecord } from "../../src/spec/call-log.js";
+import type { BatchJob, CallRecord } from "../../src/spec/call-log.js";
 import { IterAlignError, type ErrorCode } from "../../src/spec/errors.js";
 import type { NewRun, RecordRow, RunStore } from "../../src/store/run-store.js";
 
@@ -214,6 +214,38 @@ export function runStoreContract(name: string, makeStore: () => RunStore): void 
         store.claimRun("orphan", deadPid());
         store.putRecords([record("orphan", "x")]);
         expect(store.getRecord("orphan", "x")).toBeDefined();
+      });
+    });
+
+    describe("batch_jobs", () => {
+      const job = (id: string, overrides: Partial<BatchJob> = {}): BatchJob => ({
+        id,
+        provider: "openai-compatible",
+        endpoint: "https://api.example/v1",
+        externalId: null,
+        inputRef: "file-1",
+        customIds: ["a", "b"],
+        status: "uploaded",
+        createdAt: "2026-01-01T00:00:00.000Z",
+        updatedAt: "2026-01-01T00:00:00.000Z",
+        ...overrides,
+      });
+
+      it("keeps jobs per provider, newest first, and updates a job in place", () => {
+        expect(store.listBatchJobs("openai-compatible")).toEqual([]);
+        store.putBatchJob(job("j1"));
+        store.putBatchJob(job("j2", { provider: "anthropic", customIds: ["c"] }));
+        store.putBatchJob(job("j3", { customIds: ["d"] }));
+        expect(store.listBatchJobs("openai-compatible").map((j) => j.id)).toEqual(["j3", "j1"]);
+        store.putBatchJob(job("j1", { externalId: "batch_9", status: "submitted", updatedAt: "2026-01-02T00:00:00.000Z", createdAt: "ignored" }));
+        expect(store.listBatchJobs("openai-compatible").find((j) => j.id === "j1")).toEqual(
+          job("j1", { externalId: "batch_9", status: "submitted", updatedAt: "2026-01-02T00:00:00.000Z" }),
+        );
+        expect(store.listBatchJobs("anthropic")).toEqual([job("j2", { provider: "anthropic", customIds: ["c"] })]);
+      });
+
+      it("refuses an invalid job with USAGE", () => {
+        expectStoreError(() => store.putBatchJob({ ...job("x"), status: "lost" as BatchJob["status"] }), "USAGE", /status/);
       });
     });
 

@@ -13,8 +13,8 @@ import type {
 } from "../../spec/language-model.js";
 import { canonicalJson, sha256Hex } from "../../util/canonical-json.js";
 import { endpointUrl } from "../../util/url.js";
-import { HttpCall, displayUrl } from "../openai-compatible/http.js";
-import { sseData } from "../openai-compatible/sse.js";
+import { HttpCall, displayUrl } from "../http/http-call.js";
+import { sseData } from "../http/sse.js";
 import type { RateLimitObserver } from "../provider.js";
 import { generateObjectWith } from "../structured-output.js";
 import { MessageSchema, StreamEventSchema, type AnthropicMessage, type AnthropicUsage } from "./wire.js";

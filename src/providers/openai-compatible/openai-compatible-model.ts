@@ -18,7 +18,7 @@ import {
 } from "../../spec/language-model.js";
 import { endpointUrl } from "../../util/url.js";
 import { echoPrompt, scoreEcho } from "./echo-scoring.js";
-import { HttpCall, displayUrl, errorMessageOf, linkAbort } from "./http.js";
+import { HttpCall, displayUrl, errorMessageOf, linkAbort } from "../http/http-call.js";
 import {
   ChatCompletionChunkSchema,
   ChatCompletionSchema,
@@ -27,7 +27,7 @@ import {
   EmbeddingsSchema,
   type Usage,
 } from "./schemas.js";
-import { sseData } from "./sse.js";
+import { sseData } from "../http/sse.js";
 import { responseFormat, schemaName, type StructuredOutputMode } from "./structured.js";
 import { addUsage, generateObjectWith } from "../structured-output.js";
 import { EndpointPool, type ReplicaOutcome } from "../http/endpoint-pool.js";

@@ -1,6 +1,6 @@
 import type { z } from "zod";
 import { IterAlignError } from "../../spec/errors.js";
-import { ErrorBodySchema } from "./schemas.js";
+import { ErrorBodySchema } from "../openai-compatible/schemas.js";
 
 /** Longest server text quoted in an error. */
 const EXCERPT_CHARS = 300;
