@@ -51,6 +51,8 @@ export interface RunLoopOptions {
   readonly meter?: Meter;
   /** The run store; default: the SQLite file the config names. An injected store is not closed by the loop. */
   readonly store?: RunStore;
+  /** Told about long waits (batch jobs being created, found again, ended). */
+  readonly notify?: (message: string) => void;
   /** Overrides of the stored config's settings (a resumed run with a raised budget). */
   readonly overrides?: { readonly costBudget?: number };
   /** Makes the role models; default: a {@link ModelSet} over the config, caching in the store. */
@@ -203,6 +205,9 @@ export async function runLoop(options: RunLoopOptions): Promise<RunSummary> {
         config: input.config,
         baseDir: input.baseDir,
         callLog: input.store,
+        batchLog: input.store,
+        dataDir: path.dirname(path.resolve(input.baseDir, input.config.store.path)),
+        ...(options.notify ? { notify: options.notify } : {}),
         runId: input.runId,
         ...(input.meter ? { meter: input.meter } : {}),
         ...(input.config.engine.maxThreads !== undefined ? { maxThreads: input.config.engine.maxThreads } : {}),

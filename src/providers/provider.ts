@@ -1,4 +1,5 @@
 import type { z } from "zod";
+import type { BatchJobLog } from "../spec/call-log.js";
 import type { LanguageModel } from "../spec/language-model.js";
 import type { Price } from "./model-config-fields.js";
 
@@ -41,6 +42,12 @@ export interface ProviderContext {
   readonly onDownloadProgress?: (done: number, total: number) => void;
   /** Where an HTTP provider reports each response's rate-limit headers and status (adaptive limits). */
   readonly rateLimits?: RateLimitObserver;
+  /** Where batch jobs are recorded (the run store), so a restarted run polls the same job. */
+  readonly batchLog?: BatchJobLog;
+  /** The store's folder (batch files go under it unless configured). */
+  readonly dataDir?: string;
+  /** Told about long waits (batch jobs); the CLI prints it. */
+  readonly notify?: (message: string) => void;
 }
 
 /** Receives what an endpoint says about its limits. */

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import path from "node:path";
 import type { IterAlignConfig } from "../config/config-schema.js";
-import type { CallLog } from "../spec/call-log.js";
+import type { BatchJobLog, CallLog } from "../spec/call-log.js";
 import { IterAlignError } from "../spec/errors.js";
 import { ROLES, type LanguageModel, type Role } from "../spec/language-model.js";
 import { providerOf, type ModelConfig } from "./builtin.js";
@@ -23,6 +23,12 @@ export interface CreateModelOptions {
   readonly onDownloadProgress?: (name: string, done: number, total: number) => void;
   /** Receives the endpoint's rate-limit headers (HTTP providers). */
   readonly rateLimits?: RateLimitObserver;
+  /** Where batch jobs are recorded (the run store). */
+  readonly batchLog?: BatchJobLog;
+  /** The store's folder (batch files go under it). */
+  readonly dataDir?: string;
+  /** Told about long waits (batch jobs). */
+  readonly notify?: (message: string) => void;
 }
 
 /** Creates the provider's model for one config entry, without middleware. */
@@ -33,6 +39,9 @@ export function createProviderModel(name: string, config: ModelConfig, options: 
     ...(options.maxThreads !== undefined ? { maxThreads: options.maxThreads } : {}),
     ...(options.onDownloadProgress ? { onDownloadProgress: (done: number, total: number) => options.onDownloadProgress?.(name, done, total) } : {}),
     ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
+    ...(options.batchLog ? { batchLog: options.batchLog } : {}),
+    ...(options.dataDir ? { dataDir: options.dataDir } : {}),
+    ...(options.notify ? { notify: options.notify } : {}),
   });
 }
 
@@ -109,12 +118,14 @@ export class ModelSet {
       this.raw.set(name, raw);
     }
     const price = priceFor(config.model, { own: config.pricing, table: this.prices() });
+    // A batched call waits for its job (up to a day) and a failed one is an error row retried on resume: neither a
+    // per-call timeout nor per-call retries (which would make a job per retried call) apply.
+    const batched = "batch" in config && config.batch !== undefined;
     const model = applyMiddleware(await raw, {
-      timeout: { timeoutMs: config.timeoutMs },
-      retry: { maxRetries: config.retries, maxRetryAfterMs: config.timeoutMs },
+      ...(batched ? {} : { timeout: { timeoutMs: config.timeoutMs }, retry: { maxRetries: config.retries, maxRetryAfterMs: config.timeoutMs } }),
       ...(limit ? { concurrency: limit.limiter } : {}),
       meter: this.meter,
-      ...(price ? { pricing: { price: price.price } } : {}),
+      ...(price ? { pricing: { price: price.price, batch: "batch" in config && config.batch !== undefined } } : {}),
       ...(this.options.callLog && this.options.config.cache.enabled
         ? {
             cache: {

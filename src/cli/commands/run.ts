@@ -62,6 +62,7 @@ export async function runCommand(
       signal: abort.signal,
       onEvent,
       meter,
+      notify: (message) => io.err(`  ${message}\n`),
       ...(options.costBudget !== undefined ? { overrides: { costBudget: options.costBudget } } : {}),
     });
     bar?.stop();

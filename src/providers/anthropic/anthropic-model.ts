@@ -17,6 +17,7 @@ import { HttpCall, displayUrl } from "../http/http-call.js";
 import { sseData } from "../http/sse.js";
 import type { RateLimitObserver } from "../provider.js";
 import { generateObjectWith } from "../structured-output.js";
+import type { BatchCollector } from "../http/batch.js";
 import { MessageSchema, StreamEventSchema, type AnthropicMessage, type AnthropicUsage } from "./wire.js";
 
 /** Settings of a model behind Anthropic's Messages API. */
@@ -36,6 +37,8 @@ export interface AnthropicModelOptions {
   readonly defaults?: GenerationParams;
   /** Receives every response's status and headers (`anthropic-ratelimit-*`, `retry-after`). */
   readonly rateLimits?: RateLimitObserver;
+  /** Sends non-streaming calls as Message Batches instead of one request each. */
+  readonly batch?: BatchCollector;
 }
 
 const DEFAULT_MAX_TOKENS = 1024;
@@ -170,6 +173,12 @@ export class AnthropicModel implements LanguageModel {
     onText: ((text: string) => void) | undefined,
   ): Promise<GenerateResult> {
     const body = { ...this.body(messages, request, tool), ...(onText ? { stream: true } : {}) };
+    if (this.options.batch && !onText) {
+      const answer = await this.options.batch.request(body, request.signal);
+      const parsed = MessageSchema.safeParse(answer);
+      if (!parsed.success) throw new IterAlignError("HTTP_BAD_RESPONSE", `a batch answer from ${displayUrl(this.baseUrl)} is not a message`, { retryable: true });
+      return { text: messageText(parsed.data, tool?.name), finishReason: finishReason(parsed.data.stop_reason), usage: anthropicUsage(parsed.data.usage) };
+    }
     const call = new HttpCall({
       url: endpointUrl(this.baseUrl, "/messages"),
       headers: {

@@ -1,6 +1,7 @@
 import { IterAlignError } from "../../spec/errors.js";
 import { generationDefaults } from "../model-config-fields.js";
 import { apiKeyOf } from "../openai-compatible/provider.js";
+import type { BatchCollector } from "../http/batch.js";
 import type { ModelRef, ProviderDefinition } from "../provider.js";
 import { AnthropicModelConfigSchema, type AnthropicModelConfig } from "./config.js";
 
@@ -13,7 +14,26 @@ export const anthropicProvider: ProviderDefinition<AnthropicModelConfig> = {
   async create(name, config, context) {
     const { AnthropicModel } = await import("./anthropic-model.js");
     const apiKey = apiKeyOf(name, config.apiKeyEnv, context.env);
+    let batch: BatchCollector | undefined;
+    if (config.batch === "anthropic") {
+      const { BatchCollector } = await import("../http/batch.js");
+      const { AnthropicBatchBackend } = await import("./anthropic-batch.js");
+      const { RestClient } = await import("../http/rest-client.js");
+      const api = new RestClient({
+        baseUrl: config.baseUrl,
+        headers: { "anthropic-version": config.anthropicVersion, ...(apiKey ? { "x-api-key": apiKey } : {}) },
+        fetch: globalThis.fetch,
+        requestTimeoutMs: config.timeoutMs,
+        retries: config.retries,
+        retryDelayMs: 1000,
+      });
+      batch = new BatchCollector(new AnthropicBatchBackend(api, config.batchPollMs), {
+        ...(context.batchLog ? { log: context.batchLog } : {}),
+        ...(context.notify ? { notify: (m: string) => context.notify?.(`models.${name}: ${m}`) } : {}),
+      });
+    }
     return new AnthropicModel({
+      ...(batch ? { batch } : {}),
       baseUrl: config.baseUrl,
       model: config.model,
       anthropicVersion: config.anthropicVersion,

@@ -173,8 +173,8 @@ export class AdaptiveLimiter implements Limiter, RateLimitObserver {
       const next = this.queue[0] as Waiter;
       const wait = this.waitBefore(now, next.tokens);
       if (wait > 0) {
+        // Not unref'd: calls waiting for the endpoint's budget must keep the process alive.
         this.timer = setTimeout(() => this.pump(), wait);
-        this.timer.unref();
         return;
       }
       this.queue.shift();

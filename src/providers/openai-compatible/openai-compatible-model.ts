@@ -31,6 +31,7 @@ import { sseData } from "../http/sse.js";
 import { responseFormat, schemaName, type StructuredOutputMode } from "./structured.js";
 import { addUsage, generateObjectWith } from "../structured-output.js";
 import { EndpointPool, type ReplicaOutcome } from "../http/endpoint-pool.js";
+import type { BatchCollector } from "../http/batch.js";
 import type { RateLimitObserver } from "../provider.js";
 import { canonicalJson, sha256Hex } from "../../util/canonical-json.js";
 
@@ -45,6 +46,8 @@ export interface OpenAICompatibleModelOptions {
   readonly revision?: string;
   /** Receives every response's status and headers (the adaptive rate limit of the endpoint). */
   readonly rateLimits?: RateLimitObserver;
+  /** Sends non-streaming chat calls as batch jobs instead of one request each. */
+  readonly batch?: BatchCollector;
   /** Model name sent in every request. */
   readonly model: string;
   /** Sent as `Authorization: Bearer <apiKey>`; never included in errors. */
@@ -271,6 +274,13 @@ export class OpenAICompatibleModel implements LanguageModel {
       ...(format ? { response_format: format } : {}),
       ...(onText ? { stream: true, stream_options: { include_usage: true } } : {}),
     };
+    if (this.options.batch && !onText) {
+      const answer = await this.options.batch.request(body, request.signal);
+      const parsed = ChatCompletionSchema.safeParse(answer);
+      if (!parsed.success) throw new IterAlignError("HTTP_BAD_RESPONSE", `a batch answer from ${this.baseUrls.map(displayUrl).join(", ")} is not a chat completion`, { retryable: true });
+      const choice = parsed.data.choices[0];
+      return { text: choice?.message.content ?? "", finishReason: finishReasonOf(choice?.finish_reason), usage: toUsage(parsed.data.usage) };
+    }
     return this.post("/chat/completions", body, request.signal, onText !== undefined, async (call, res) => {
       if (onText) return readStream(call, res, onText);
       const completion = await call.json(res, ChatCompletionSchema);

@@ -1,7 +1,8 @@
 import path from "node:path";
 import { IterAlignError } from "../../spec/errors.js";
 import { generationDefaults } from "../model-config-fields.js";
-import type { ModelRef, ProviderDefinition } from "../provider.js";
+import type { BatchCollector } from "../http/batch.js";
+import type { ModelRef, ProviderContext, ProviderDefinition } from "../provider.js";
 import { OpenAICompatibleModelConfigSchema, type OpenAICompatibleModelConfig } from "./config.js";
 
 /** The entry's base URLs, as a list (one, or a pool of replicas). */
@@ -26,7 +27,9 @@ export const openAICompatibleProvider: ProviderDefinition<OpenAICompatibleModelC
   async create(name, config, context) {
     const { OpenAICompatibleModel } = await import("./openai-compatible-model.js");
     const apiKey = apiKeyOf(name, config.apiKeyEnv, context.env);
+    const batch = await batchCollector(name, config, context, apiKey);
     return new OpenAICompatibleModel({
+      ...(batch ? { batch } : {}),
       baseUrl: baseUrls(config),
       model: config.model,
       timeoutMs: config.timeoutMs,
@@ -56,3 +59,30 @@ export const openAICompatibleProvider: ProviderDefinition<OpenAICompatibleModelC
     return { ...rest, model: ref.model, ...(ref.revision !== undefined ? { revision: ref.revision } : {}) };
   },
 };
+
+/** The batch collector of an entry with `batch` set: OpenAI's Batch API on its (first) base URL, or batch files. */
+async function batchCollector(
+  name: string,
+  config: OpenAICompatibleModelConfig,
+  context: ProviderContext,
+  apiKey: string | undefined,
+): Promise<BatchCollector | undefined> {
+  if (config.batch === undefined) return undefined;
+  const { BatchCollector } = await import("../http/batch.js");
+  const { BatchFileBackend, OpenAIBatchBackend } = await import("./openai-batch.js");
+  const { RestClient } = await import("../http/rest-client.js");
+  const options = { ...(context.batchLog ? { log: context.batchLog } : {}), ...(context.notify ? { notify: (m: string) => context.notify?.(`models.${name}: ${m}`) } : {}) };
+  if (config.batch === "file") {
+    const folder = path.resolve(context.baseDir, config.batchDir ?? path.join(context.dataDir ?? ".iteralign", "batches"));
+    return new BatchCollector(new BatchFileBackend(folder, config.model, config.batchPollMs, options.notify), options);
+  }
+  const api = new RestClient({
+    baseUrl: baseUrls(config)[0] as string,
+    ...(apiKey ? { apiKey } : {}),
+    fetch: globalThis.fetch,
+    requestTimeoutMs: config.timeoutMs,
+    retries: config.retries,
+    retryDelayMs: 1000,
+  });
+  return new BatchCollector(new OpenAIBatchBackend(api, config.batchPollMs), options);
+}
