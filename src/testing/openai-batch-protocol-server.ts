@@ -80,7 +80,7 @@ export async function startOpenAIBatchServer(options: OpenAIBatchServerOptions):
         headers: { "content-type": "application/json" },
         body: JSON.stringify(body),
       });
-      return { status: response.status, body: (await response.json()) as unknown };
+      return { status: response.status, body: (await response.json()) };
     });
 
   const view = (b: StoredBatch): Record<string, unknown> => ({

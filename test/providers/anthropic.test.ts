@@ -4,7 +4,7 @@ import { AnthropicModel, messagesBody } from "../../src/providers/anthropic/anth
 import { applyMiddleware } from "../../src/providers/middleware/compose.js";
 import { AdaptiveLimiter } from "../../src/providers/middleware/rate-limit.js";
 import { callCost } from "../../src/providers/pricing.js";
-import { IterAlignError } from "../../src/spec/errors.js";
+import type { IterAlignError } from "../../src/spec/errors.js";
 import { startAnthropicProtocolServer, type AnthropicAnswerRequest, type AnthropicProtocolServer } from "../../src/testing/anthropic-protocol-server.js";
 import { caught } from "../helpers/errors.js";
 
@@ -108,12 +108,12 @@ describe("anthropic provider against the Messages API protocol server", () => {
     expect(api.log.slice(-3).map((e) => e.status)).toEqual([529, 529, 200]);
 
     const wrongKey = new AnthropicModel({ baseUrl: api.baseUrl, model: "m", apiKey: "sk-ant-wrong-key" });
-    const denied = (await caught(wrongKey.generate({ messages: [{ role: "user", content: "x" }] }))) as IterAlignError;
+    const denied = (await caught(wrongKey.generate({ messages: [{ role: "user", content: "x" }] })));
     expect(denied.code).toBe("HTTP_STATUS");
     expect(denied.message).toContain("401");
     expect(denied.message).toContain("invalid x-api-key");
     expect(denied.retryable).toBe(false);
-    const bad = (await caught(model.generate({ messages: [{ role: "assistant", content: "x" }] }))) as IterAlignError;
+    const bad = (await caught(model.generate({ messages: [{ role: "assistant", content: "x" }] })));
     expect(bad.code).toBe("USAGE");
     for (const err of [denied, bad]) expect(JSON.stringify({ m: err.message, d: err.details })).not.toContain(KEY);
   });
