@@ -4,7 +4,6 @@ import { AnthropicModel, messagesBody } from "../../src/providers/anthropic/anth
 import { applyMiddleware } from "../../src/providers/middleware/compose.js";
 import { AdaptiveLimiter } from "../../src/providers/middleware/rate-limit.js";
 import { callCost } from "../../src/providers/pricing.js";
-import type { IterAlignError } from "../../src/spec/errors.js";
 import { startAnthropicProtocolServer, type AnthropicAnswerRequest, type AnthropicProtocolServer } from "../../src/testing/anthropic-protocol-server.js";
 import { caught } from "../helpers/errors.js";
 
