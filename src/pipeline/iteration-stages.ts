@@ -139,10 +139,17 @@ export class IterationStages {
     await yieldToEventLoop();
     this.ctx.signal.throwIfAborted();
     const stored = this.checkpoint.loadValue(this.iteration, name, schema);
-    if (stored !== undefined && !this.recomputed) return stored;
+    if (stored !== undefined && !this.recomputed) {
+      this.costs.set(name, numberOr(this.checkpoint.summary(this.iteration, name)?.costUsd, 0));
+      return stored;
+    }
     if (stored !== undefined) this.checkpoint.discard(this.iteration, name);
+    const before = this.ctx.meter?.snapshot().totals.costUsd ?? 0;
     const value = await compute();
-    this.checkpoint.saveValue(this.iteration, name, value);
+    const costUsd = (this.ctx.meter?.snapshot().totals.costUsd ?? 0) - before;
+    // The value's own fields and its cost side by side in the marker (readers parse the value's fields only).
+    this.checkpoint.saveValue(this.iteration, name, typeof value === "object" && value !== null && !Array.isArray(value) ? { ...value, costUsd } : value);
+    this.costs.set(name, costUsd);
     this.recomputed = true;
     return value;
   }

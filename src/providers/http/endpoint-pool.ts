@@ -78,8 +78,17 @@ export class EndpointPool {
     const up = this.replicas.filter((r) => r.up);
     const candidates = up.length > 0 ? up : [...this.replicas].sort((a, b) => a.downUntil - b.downUntil).slice(0, 1);
     const fewest = Math.min(...candidates.map((r) => r.inFlight));
-    const tied = candidates.filter((r) => r.inFlight === fewest);
-    const replica = tied[this.turn++ % tied.length] as Replica;
+    // Among the least busy, the next one in round-robin order after the last one picked.
+    const n = this.replicas.length;
+    let replica = candidates[0] as Replica;
+    for (let k = 0; k < n; k++) {
+      const candidate = this.replicas[(this.turn + k) % n] as Replica;
+      if (candidates.includes(candidate) && candidate.inFlight === fewest) {
+        replica = candidate;
+        break;
+      }
+    }
+    this.turn = (this.replicas.indexOf(replica) + 1) % n;
     replica.inFlight++;
     replica.sent++;
     let released = false;
