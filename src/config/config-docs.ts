@@ -1,11 +1,10 @@
 import { z } from "zod";
 import { UserDatasetSpecSchema } from "../datasets/mapping.js";
-import {
-  ConfigSchema,
-  LlamaCppModelConfigSchema,
-  OpenAICompatibleModelConfigSchema,
-  RolesConfigSchema,
-} from "./config-schema.js";
+import { PROVIDERS } from "../providers/builtin.js";
+import { CommandTrainerOptionsSchema } from "../train/command-trainer.js";
+import { LlamaCppTrainerOptionsSchema } from "../train/llama-cpp-trainer.js";
+import { OpenAITrainerOptionsSchema } from "../train/openai-trainer.js";
+import { ConfigSchema, EvalConfigSchema, PricingConfigSchema, RolesConfigSchema } from "./config-schema.js";
 
 type Node = Record<string, unknown>;
 
@@ -55,13 +54,18 @@ export function configReferenceMarkdown(): string {
   const schemaOf = (s: z.ZodType): Node => z.toJSONSchema(s, { io: "input" });
   const parts = [
     section("Top level", table(top, "")),
-    section("`models.<name>` with `provider: llama-cpp`", table(schemaOf(LlamaCppModelConfigSchema), "")),
-    section("`models.<name>` with `provider: openai-compatible`", table(schemaOf(OpenAICompatibleModelConfigSchema), "")),
+    // One table per registered provider: the registry, not this file, says which exist.
+    ...Object.values(PROVIDERS).map((p) => section(`\`models.<name>\` with \`provider: ${p.id}\``, table(schemaOf(p.configSchema as z.ZodType), ""))),
     section("`roles`", table(schemaOf(RolesConfigSchema), "roles.")),
     section("`data`", table(props.data as Node, "data.")),
     section("`data.redTeam[]` with your own file", table(schemaOf(UserDatasetSpecSchema), "")),
     section("`loop`", table(props.loop as Node, "loop.")),
     section("`train`", table(props.train as Node, "train.")),
+    section("`train.llamaCpp` (the `llama-cpp` trainer)", table(schemaOf(LlamaCppTrainerOptionsSchema), "train.llamaCpp.")),
+    section("`train.openai` (the `openai` trainer)", table(schemaOf(OpenAITrainerOptionsSchema), "train.openai.")),
+    section("`train.command` (the `command` trainer)", table(schemaOf(CommandTrainerOptionsSchema), "train.command.")),
+    section("`eval`", table(schemaOf(EvalConfigSchema), "eval.")),
+    section("`pricing`", table(schemaOf(PricingConfigSchema), "pricing.")),
     section("`engine`", table(props.engine as Node, "engine.")),
     section("`cache`", table(props.cache as Node, "cache.")),
     section("`store`", table(props.store as Node, "store.")),

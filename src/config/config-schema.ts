@@ -117,6 +117,18 @@ export const EvalConfigSchema = z
   })
   .strict();
 
+/** `pricing`: where model prices come from. */
+export const PricingConfigSchema = z
+  .object({
+    file: z
+      .string()
+      .optional()
+      .describe(
+        "YAML or JSON file of prices by model name (`{models: {<name>: {input, output, cachedInput, cacheWrite, batchDiscount}}}`, dollars per million tokens), relative to the config file; overrides the built-in list prices.",
+      ),
+  })
+  .strict();
+
 export const ConfigSchema = z
   .object({
     $schema: z.string().optional().describe("Path or URL of this file's JSON Schema (for editors)."),
@@ -147,16 +159,7 @@ export const ConfigSchema = z
     train: TrainConfigSchema.default({ trainer: "none" }).describe("What happens with each iteration's training data."),
     eval: EvalConfigSchema.default(EvalConfigSchema.parse({})).describe("Benchmarks run on the target during `iteralign run`."),
     runsDir: z.string().min(1).default("runs").describe("Where run outputs go, relative to the config file."),
-    pricing: z
-      .object({
-        file: z
-          .string()
-          .optional()
-          .describe("YAML or JSON file of prices by model name (`{models: {<name>: {input, output, cachedInput, cacheWrite, batchDiscount}}}`, dollars per million tokens), relative to the config file; overrides the built-in list prices."),
-      })
-      .strict()
-      .optional()
-      .describe("Where model prices come from (a model's own `pricing` wins)."),
+    pricing: PricingConfigSchema.optional().describe("Where model prices come from (a model's own `pricing` wins)."),
     store: z
       .object({
         path: z.string().min(1).default(".iteralign/iteralign.db").describe("SQLite file, relative to the config file."),

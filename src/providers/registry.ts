@@ -119,13 +119,19 @@ export class ModelSet {
     }
     const price = priceFor(config.model, { own: config.pricing, table: this.prices() });
     // A batched call waits for its job (up to a day) and a failed one is an error row retried on resume: neither a
-    // per-call timeout nor per-call retries (which would make a job per retried call) apply.
+    // per-call timeout nor per-call retries (which would make a job per retried call) apply, and no concurrency
+    // limit (a stage's calls must reach the batch together, to make one job).
     const batched = "batch" in config && config.batch !== undefined;
     const model = applyMiddleware(await raw, {
-      ...(batched ? {} : { timeout: { timeoutMs: config.timeoutMs }, retry: { maxRetries: config.retries, maxRetryAfterMs: config.timeoutMs } }),
-      ...(limit ? { concurrency: limit.limiter } : {}),
+      ...(batched
+        ? {}
+        : {
+            timeout: { timeoutMs: config.timeoutMs },
+            retry: { maxRetries: config.retries, maxRetryAfterMs: config.timeoutMs },
+            ...(limit ? { concurrency: limit.limiter, limitEachAttempt: limit.observer !== undefined } : {}),
+          }),
       meter: this.meter,
-      ...(price ? { pricing: { price: price.price, batch: "batch" in config && config.batch !== undefined } } : {}),
+      ...(price ? { pricing: { price: price.price, batch: batched } } : {}),
       ...(this.options.callLog && this.options.config.cache.enabled
         ? {
             cache: {

@@ -187,6 +187,7 @@ export async function startAnthropicProtocolServer(options: AnthropicProtocolSer
   let windowCount = 0;
   let base = "";
 
+  /** The rate-limit headers as of now: a response carries those of the moment its request was admitted. */
   const rateHeaders = (): Record<string, string> => {
     if (!options.limit) return {};
     const reset = new Date(windowStart + options.limit.windowMs).toISOString();
@@ -251,13 +252,13 @@ export async function startAnthropicProtocolServer(options: AnthropicProtocolSer
     };
   };
 
-  const send = (res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void => {
-    res.writeHead(status, { "content-type": "application/json", "request-id": `req_${randomUUID()}`, ...rateHeaders(), ...headers });
+  const send = (res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}, rate = rateHeaders()): void => {
+    res.writeHead(status, { "content-type": "application/json", "request-id": `req_${randomUUID()}`, ...rate, ...headers });
     res.end(body);
   };
 
-  const stream = (res: ServerResponse, message: Record<string, unknown>): void => {
-    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", ...rateHeaders() });
+  const stream = (res: ServerResponse, message: Record<string, unknown>, rate: Record<string, string>): void => {
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", ...rate });
     const event = (type: string, data: Record<string, unknown>): void => {
       res.write(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`);
     };
@@ -303,9 +304,10 @@ export async function startAnthropicProtocolServer(options: AnthropicProtocolSer
         return;
       }
       log.push({ at: Date.now(), status: 200, body: body as Record<string, unknown> });
+      const admittedWith = rateHeaders();
       const message = await makeMessage(parsed);
-      if (parsed.stream) stream(res, message);
-      else send(res, 200, JSON.stringify(message));
+      if (parsed.stream) stream(res, message, admittedWith);
+      else send(res, 200, JSON.stringify(message), {}, admittedWith);
       return;
     }
     if (req.method === "POST" && url.pathname === "/v1/messages/batches") {

@@ -120,11 +120,17 @@ describe("anthropic provider against the Messages API protocol server", () => {
 
 describe("anthropic rate limits", () => {
   it("paces requests by the anthropic-ratelimit headers: no 429 after the first window", async () => {
-    const api = await startAnthropicProtocolServer({ apiKey: KEY, answer, limit: { requests: 10, windowMs: 1500 } });
+    // Like the real API, a request is counted when it arrives and answered after a while (here 40 ms).
+    const slow = async (request: AnthropicAnswerRequest): ReturnType<typeof answer> => {
+      await new Promise((r) => setTimeout(r, 40));
+      return answer(request);
+    };
+    const api = await startAnthropicProtocolServer({ apiKey: KEY, answer: slow, limit: { requests: 10, windowMs: 1500 } });
     try {
       const limiter = new AdaptiveLimiter({ ceiling: 4 });
       const model = applyMiddleware(new AnthropicModel({ baseUrl: api.baseUrl, model: "claude-haiku-4-5", apiKey: KEY, rateLimits: limiter }), {
         concurrency: limiter,
+        limitEachAttempt: true,
         retry: { maxRetries: 5, baseDelayMs: 50 },
       });
       const started = Date.now();

@@ -90,28 +90,33 @@ describe("OpenAI rate-limit headers against a server with a fixed window", () =>
     let windowStart = Date.now();
     let used = 0;
     const log: Array<{ at: number; status: number }> = [];
+    // Like the real APIs: a request is counted when it arrives, and answered a little later.
     server = await startFakeServer((_req, res) => {
       const now = Date.now();
       if (now >= windowStart + windowMs) {
         windowStart += Math.floor((now - windowStart) / windowMs) * windowMs;
         used = 0;
       }
-      const reset = `${((windowStart + windowMs - now) / 1000).toFixed(3)}s`;
-      const rate = { "x-ratelimit-limit-requests": String(limit), "x-ratelimit-reset-requests": reset };
-      if (used >= limit) {
-        log.push({ at: now, status: 429 });
-        sendJson(res, 429, { error: { message: "Rate limit reached" } }, { ...rate, "x-ratelimit-remaining-requests": "0", "retry-after": "1" });
-        return;
-      }
-      used++;
-      log.push({ at: now, status: 200 });
-      sendJson(res, 200, chatBody("ok"), { ...rate, "x-ratelimit-remaining-requests": String(limit - used) });
+      const admitted = used < limit;
+      if (admitted) used++;
+      const remaining = limit - used;
+      log.push({ at: now, status: admitted ? 200 : 429 });
+      setTimeout(() => {
+        const rate = {
+          "x-ratelimit-limit-requests": String(limit),
+          "x-ratelimit-reset-requests": `${((windowStart + windowMs - Date.now()) / 1000).toFixed(3)}s`,
+          "x-ratelimit-remaining-requests": String(remaining),
+        };
+        if (!admitted) sendJson(res, 429, { error: { message: "Rate limit reached" } }, { ...rate, "retry-after": "1" });
+        else sendJson(res, 200, chatBody("ok"), rate);
+      }, 30);
     });
     const t0 = Date.now();
     windowStart = t0;
     const limiter = new AdaptiveLimiter({ ceiling: 4 });
     const model = applyMiddleware(new OpenAICompatibleModel({ baseUrl: server.baseUrl, model: "m", rateLimits: limiter }), {
       concurrency: limiter,
+      limitEachAttempt: true,
       retry: { maxRetries: 6, baseDelayMs: 20, maxRetryAfterMs: 2000 },
     });
     const results = await Promise.all(Array.from({ length: 24 }, () => model.generate({ messages: [{ role: "user", content: "x" }] })));

@@ -12,6 +12,11 @@ export interface MiddlewareOptions {
   readonly retry?: RetryOptions;
   /** Share one limiter between all models of the same provider endpoint. */
   readonly concurrency?: Limiter;
+  /**
+   * Put the limiter under retry, so each attempt (a retry included) takes a slot and the endpoint's budget
+   * again: for limits that pace by the server's rate-limit headers, a retry is a request like any other.
+   */
+  readonly limitEachAttempt?: boolean;
   readonly timeout?: TimeoutOptions;
   readonly meter?: Meter;
   /** Adds each call's cost at this price. */
@@ -29,9 +34,10 @@ export interface MiddlewareOptions {
  * - The cache sits above the concurrency limit so a hit returns at once instead of waiting for a slot
  *   that only engine work needs; it sits above retry so only the final outcome is recorded and an
  *   error (even after retries) is never cached.
- * - The concurrency limit sits above retry so a call keeps its slot through its backoff: when the
+ * - A plain concurrency limit sits above retry so a call keeps its slot through its backoff: when the
  *   endpoint is overloaded (429s) retrying callers do not let queued work pile on more load, and a
- *   retried call does not lose its place in the FIFO queue.
+ *   retried call does not lose its place in the FIFO queue. An adaptive limit (`limitEachAttempt`) sits
+ *   below retry instead: it paces by the server's budget, and a retry spends that budget like any request.
  * - The timeout is innermost but for pricing, so each attempt gets its own full time limit (a TIMEOUT is
  *   retryable), and time spent queued or backing off never eats into an attempt's budget.
  * - Pricing sits right on the model, below the cache, so the cost is stored with each answer.
@@ -40,8 +46,9 @@ export function applyMiddleware(model: LanguageModel, options: MiddlewareOptions
   let wrapped = model;
   if (options.pricing) wrapped = withPricing(wrapped, options.pricing);
   if (options.timeout) wrapped = withTimeout(wrapped, options.timeout);
+  if (options.concurrency && options.limitEachAttempt) wrapped = withConcurrencyLimit(wrapped, options.concurrency);
   if (options.retry) wrapped = withRetry(wrapped, options.retry);
-  if (options.concurrency) wrapped = withConcurrencyLimit(wrapped, options.concurrency);
+  if (options.concurrency && !options.limitEachAttempt) wrapped = withConcurrencyLimit(wrapped, options.concurrency);
   if (options.cache) wrapped = withCache(wrapped, options.cache);
   if (options.meter) wrapped = withAccounting(wrapped, options.meter);
   return wrapped;

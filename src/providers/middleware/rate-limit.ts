@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import { IterAlignError } from "../../spec/errors.js";
 import type { RateLimitObserver } from "../provider.js";
 import type { Limiter } from "./concurrency.js";
@@ -29,7 +30,7 @@ export interface AdaptiveLimitOptions {
 
 interface Waiter {
   readonly tokens: number;
-  grant(): void;
+  grant(number: number): void;
 }
 
 interface Budget {
@@ -70,6 +71,10 @@ export class AdaptiveLimiter implements Limiter, RateLimitObserver {
   private readonly starts: Array<{ at: number; tokens: number }> = [];
   private timer: NodeJS.Timeout | undefined;
   private readonly now: () => number;
+  /** Calls started so far; each call knows its start number, so its response's budget discounts later starts. */
+  private started = 0;
+  private readonly startNumber = new AsyncLocalStorage<number>();
+
   /** Calls refused with 429/529 so far, and how often the limit was lowered. */
   rateLimited = 0;
   decreases = 0;
@@ -98,9 +103,10 @@ export class AdaptiveLimiter implements Limiter, RateLimitObserver {
   }
 
   async run<T>(task: () => Promise<T>, signal?: AbortSignal, tokens = 0): Promise<T> {
-    await this.acquire(signal, tokens);
+    const number = await this.acquire(signal, tokens);
     try {
-      const result = await task();
+      // The call's response is observed inside the task, so its headers are tied to this start number.
+      const result = await this.startNumber.run(number, task);
       this.limit = Math.min(this.max, this.limit + 1 / Math.max(1, this.limit));
       return result;
     } finally {
@@ -133,17 +139,20 @@ export class AdaptiveLimiter implements Limiter, RateLimitObserver {
     const left = Number(remaining);
     const inMs = resetIn(reset, now);
     if (!Number.isFinite(left) || inMs === undefined) return;
-    // Requests still in flight may not have been counted yet: assume they were not (the safe side).
-    const budget = { remaining: left - (kind === "requests" ? Math.max(0, this.running - 1) : 0), resetAt: now + inMs };
+    // A rate limiter stamps a response with the budget left when it admitted that request: calls this client
+    // started after it were not counted in it, so they come off. (A server that stamps later makes this slightly
+    // cautious, never over budget.) Within one window the lowest reading wins; a later window replaces it.
+    const number = this.startNumber.getStore();
+    const later = number === undefined ? Math.max(0, this.running - 1) : Math.max(0, this.started - 1 - number);
+    const budget = { remaining: left - (kind === "requests" ? later : 0), resetAt: now + inMs };
     const current = this.budgets.get(kind);
-    // Responses arrive out of order: within one window keep the lowest count; a later window replaces it.
     if (current && now < current.resetAt && budget.resetAt <= current.resetAt + 1000) current.remaining = Math.min(current.remaining, budget.remaining);
     else this.budgets.set(kind, budget);
   }
 
-  private acquire(signal: AbortSignal | undefined, tokens: number): Promise<void> {
+  private acquire(signal: AbortSignal | undefined, tokens: number): Promise<number> {
     if (signal?.aborted) return Promise.reject(aborted(signal));
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<number>((resolve, reject) => {
       const onAbort = (): void => {
         const i = this.queue.indexOf(waiter);
         if (i >= 0) this.queue.splice(i, 1);
@@ -151,9 +160,9 @@ export class AdaptiveLimiter implements Limiter, RateLimitObserver {
       };
       const waiter: Waiter = {
         tokens,
-        grant: () => {
+        grant: (number) => {
           signal?.removeEventListener("abort", onAbort);
-          resolve();
+          resolve(number);
         },
       };
       this.queue.push(waiter);
@@ -183,7 +192,7 @@ export class AdaptiveLimiter implements Limiter, RateLimitObserver {
       const tokenBudget = this.budgets.get("tokens");
       if (tokenBudget) tokenBudget.remaining -= Math.max(0, next.tokens - 1);
       this.starts.push({ at: now, tokens: next.tokens });
-      next.grant();
+      next.grant(this.started++);
     }
   }
 
