@@ -66,7 +66,7 @@ describe("a pool of two real llama-server processes", () => {
     const raw = new OpenAICompatibleModel({ baseUrl: [a.baseUrl, b.baseUrl], model: "tiny-qwen2", timeoutMs: 20_000 });
     const model = applyMiddleware(raw, { concurrency: createLimiter(4), retry: { maxRetries: 6, baseDelayMs: 100 } });
     let done = 0;
-    let killedAt = -1;
+    let killedAt: number;
     const port = a.port;
     const results = Promise.all(
       Array.from({ length: 48 }, async (_, i) => {
