@@ -66,7 +66,6 @@ describe("a pool of two real llama-server processes", () => {
     const raw = new OpenAICompatibleModel({ baseUrl: [a.baseUrl, b.baseUrl], model: "tiny-qwen2", timeoutMs: 20_000 });
     const model = applyMiddleware(raw, { concurrency: createLimiter(4), retry: { maxRetries: 6, baseDelayMs: 100 } });
     let done = 0;
-    let killedAt: number;
     const port = a.port;
     const results = Promise.all(
       Array.from({ length: 48 }, async (_, i) => {
@@ -77,7 +76,7 @@ describe("a pool of two real llama-server processes", () => {
     );
     while (done < 8) await new Promise((r) => setTimeout(r, 20));
     await a.stop();
-    killedAt = done;
+    const killedAt = done;
     await new Promise((r) => setTimeout(r, 1500));
     a = await startLlamaServer({ modelPath: fixtureModelPath("tiny-qwen2"), parallel: 2, ctxSize: 2048, port });
     const all = await results;
