@@ -74,6 +74,10 @@ export class AdaptiveLimiter implements Limiter, RateLimitObserver {
   /** Calls started so far; each call knows its start number, so its response's budget discounts later starts. */
   private started = 0;
   private readonly startNumber = new AsyncLocalStorage<number>();
+  /** Start numbers of the calls in flight (the smallest bounds which answers still matter). */
+  private readonly inFlight = new Set<number>();
+  /** This window's answered calls: start number → the requests budget its response was stamped with. */
+  private readonly stamped = new Map<number, number>();
 
   /** Calls refused with 429/529 so far, and how often the limit was lowered. */
   rateLimited = 0;
@@ -104,6 +108,7 @@ export class AdaptiveLimiter implements Limiter, RateLimitObserver {
 
   async run<T>(task: () => Promise<T>, signal?: AbortSignal, tokens = 0): Promise<T> {
     const number = await this.acquire(signal, tokens);
+    this.inFlight.add(number);
     try {
       // The call's response is observed inside the task, so its headers are tied to this start number.
       const result = await this.startNumber.run(number, task);
@@ -111,6 +116,7 @@ export class AdaptiveLimiter implements Limiter, RateLimitObserver {
       return result;
     } finally {
       this.running--;
+      this.inFlight.delete(number);
       this.pump();
     }
   }
@@ -139,15 +145,36 @@ export class AdaptiveLimiter implements Limiter, RateLimitObserver {
     const left = Number(remaining);
     const inMs = resetIn(reset, now);
     if (!Number.isFinite(left) || inMs === undefined) return;
-    // A rate limiter stamps a response with the budget left when it admitted that request: calls this client
-    // started after it were not counted in it, so they come off. (A server that stamps later makes this slightly
-    // cautious, never over budget.) Within one window the lowest reading wins; a later window replaces it.
-    const number = this.startNumber.getStore();
-    const later = number === undefined ? Math.max(0, this.running - 1) : Math.max(0, this.started - 1 - number);
-    const budget = { remaining: left - (kind === "requests" ? later : 0), resetAt: now + inMs };
     const current = this.budgets.get(kind);
-    if (current && now < current.resetAt && budget.resetAt <= current.resetAt + 1000) current.remaining = Math.min(current.remaining, budget.remaining);
+    const sameWindow = current !== undefined && now < current.resetAt && now + inMs <= current.resetAt + 1000;
+    let uncounted = 0;
+    if (kind === "requests") {
+      if (!sameWindow) this.stamped.clear();
+      uncounted = this.uncountedAt(left);
+    }
+    // Within one window the lowest estimate wins (the calls started since the last reading already came off it);
+    // a later window replaces it.
+    const budget = { remaining: left - uncounted, resetAt: now + inMs };
+    if (current && sameWindow) current.remaining = Math.min(current.remaining, budget.remaining);
     else this.budgets.set(kind, budget);
+  }
+
+  /**
+   * How many of this client's calls a response's budget stamp does not count yet. A rate limiter stamps a response
+   * with the budget left when it admitted the request; calls started after it were not counted, unless they were
+   * admitted before it (requests overtake each other on their way): those carry a higher stamp. (A server that
+   * stamps later makes this cautious, never over budget.)
+   */
+  private uncountedAt(stamp: number): number {
+    const number = this.startNumber.getStore();
+    if (number === undefined) return Math.max(0, this.running - 1);
+    this.stamped.set(number, stamp);
+    let overtook = 0;
+    for (const [other, otherStamp] of this.stamped) if (other > number && otherStamp > stamp) overtook++;
+    // Answers of calls older than every call still in flight can no longer matter to a reading.
+    const oldest = Math.min(...this.inFlight);
+    for (const other of this.stamped.keys()) if (other < oldest) this.stamped.delete(other);
+    return Math.max(0, this.started - 1 - number - overtook);
   }
 
   private acquire(signal: AbortSignal | undefined, tokens: number): Promise<number> {
