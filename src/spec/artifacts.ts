@@ -1,0 +1,63 @@
+import { z } from "zod";
+
+/**
+ * The files of a run that people and tools read: `iterations/NNN/metrics.json` and `summary.json`. Each has a
+ * `version`; readers (the report, `iteralign compare`, your scripts) validate against these schemas and refuse a
+ * version they do not know instead of misreading it. Contracts only.
+ */
+
+/** Version of `metrics.json` and `summary.json`. */
+export const ARTIFACT_VERSION = 1;
+
+const Counts = z.record(z.string(), z.number());
+
+/** What one iteration did (`metrics.json` without its `version`, and each entry of `summary.json`'s iterations). */
+export const IterationMetricsSchema = z.object({
+  iteration: z.number().int().nonnegative(),
+  prompts: z.number().int().nonnegative(),
+  attempts: z.number().int().nonnegative(),
+  failures: z.number().int().nonnegative(),
+  failureRate: z.number().min(0).max(1),
+  /** Items that ended in errors, all stages together. */
+  errors: z.number().int().nonnegative(),
+  /** Items each stage attempted. */
+  itemsByStage: Counts,
+  /** Items of each stage that ended in errors. */
+  errorsByStage: Counts,
+  /** Dollars the iteration's answers cost at the models' prices (0 for local models). */
+  costUsd: z.number().nonnegative(),
+  costByStage: Counts,
+  principlesAdded: z.number().int().nonnegative(),
+  principlesMerged: z.number().int().nonnegative(),
+  principlesRetired: z.number().int().nonnegative(),
+  revisions: z.number().int().nonnegative(),
+  gatePassRate: z.number().min(0).max(1).nullable(),
+  fixed: z.number().int().nonnegative(),
+  gateRejections: Counts,
+  trainingExamples: z.number().int().nonnegative(),
+  /** Preference pairs left out of the preference exports because the original answer was empty. */
+  preferencePairsDropped: z.number().int().nonnegative(),
+  skipped: z.boolean(),
+});
+export type IterationMetrics = z.infer<typeof IterationMetricsSchema>;
+
+/** `iterations/NNN/metrics.json`. */
+export const MetricsFileSchema = IterationMetricsSchema.extend({ version: z.literal(ARTIFACT_VERSION) });
+
+/** `summary.json`: the run as a whole. */
+export const SummaryFileSchema = z.object({
+  version: z.literal(ARTIFACT_VERSION),
+  runId: z.string(),
+  stopReason: z.string(),
+  iterations: z.array(IterationMetricsSchema),
+  activePrinciples: z.number().int().nonnegative(),
+  errorsByStage: Counts,
+  costUsd: z.number().nonnegative(),
+  costByStage: Counts,
+  /** With a weight trainer: its name, the target each iteration red-teamed, and the last one. */
+  trainer: z.string().optional(),
+  targets: z.array(z.object({ iteration: z.number().int().nonnegative(), model: z.string() })).optional(),
+  finalTarget: z.string().optional(),
+  untrainedExamples: z.number().int().nonnegative().optional(),
+});
+export type SummaryFile = z.infer<typeof SummaryFileSchema>;
