@@ -13,7 +13,7 @@ import { processIo, type CommandIo } from "./io.js";
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
 
 const VERSION = "0.1.0";
-const DEFAULT_CONFIG = "iteralign.yaml";
+import { DEFAULT_CONFIG } from "./config-or-model.js";
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -48,17 +48,19 @@ function buildProgram(io: CommandIo, setCode: (code: number) => void): Command {
     .description("load each configured model, print its capabilities and measured tokens/s")
     .option("-c, --config <file>", "config file", DEFAULT_CONFIG)
     .option("-r, --role <role>", "check only the model of this role")
+    .option("-m, --model <model>", "check only this model: a config entry, or a GGUF path / hf: URI (no config needed)")
     .option("--json", "print the results as JSON")
-    .action(async (opts: { config: string; role?: string; json?: boolean }) => setCode(await modelsCheckCommand(opts, io)));
+    .action(async (opts: { config: string; role?: string; model?: string; json?: boolean }) => setCode(await modelsCheckCommand(opts, io)));
 
   program
     .command("chat")
     .description("chat with the model of a role; tokens stream as they are decoded")
     .option("-c, --config <file>", "config file", DEFAULT_CONFIG)
     .option("-r, --role <role>", "role whose model to chat with", "target")
+    .option("-m, --model <model>", "chat with this model instead: a config entry, or a GGUF path / hf: URI (no config needed)")
     .option("-s, --system <text>", "system message")
     .option("-n, --max-tokens <n>", "most tokens per answer", positiveInt)
-    .action(async (opts: { config: string; role: string; system?: string; maxTokens?: number }) =>
+    .action(async (opts: { config: string; role: string; model?: string; system?: string; maxTokens?: number }) =>
       setCode(await chatCommand(opts, io)),
     );
   program

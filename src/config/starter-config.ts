@@ -35,7 +35,8 @@ roles:
   target: target
   oracle: oracle
   # judge: oracle       # defaults to the oracle
-  # embedder: oracle    # for merging near-duplicate constitutions
+  # embedder: ...       # a model that offers embeddings (an openai-compatible entry with embeddings: true),
+  #                     # for merging near-duplicate constitutions; without one, similar wording is used
 
 engine:
   maxThreads: 0          # 0 = all cores

@@ -15,7 +15,7 @@ export const WHOLE_RECORD = ".";
  */
 export const UserDatasetSpecSchema = z
   .object({
-    file: z.string().min(1).describe("Path to the file; relative paths resolve against `baseDir` (default: the working directory)."),
+    file: z.string().min(1).describe("Path to the file; a relative path is relative to the config file (to the working directory when the dataset is loaded from code without a baseDir)."),
     format: z.enum(RECORD_FORMATS).optional().describe("Defaults from the extension (`.jsonl`, `.json`, `.csv`, each optionally `.gz`)."),
     promptField: z.string().min(1).describe("Dot path of the prompt text in each record, or \".\" when each record is the prompt string."),
     idField: z.string().min(1).optional().describe("Dot path of a stable id; without it ids are content hashes."),

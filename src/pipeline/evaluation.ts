@@ -61,6 +61,7 @@ export async function evaluateTarget(input: {
     checkpoint.saveValue(iteration ?? 0, key, { report });
   }
   writeEvalReport(report, path.join(input.layout.dir, "eval", label));
-  appendEvalSummary(input.layout.dir, evalSummaryEntry(report, { iteration, label, trainer: input.trainer }));
+  // The base model was not trained by anyone: its row carries no trainer.
+  appendEvalSummary(input.layout.dir, evalSummaryEntry(report, { iteration, label, ...(iteration === null ? {} : { trainer: input.trainer }) }));
   return report;
 }

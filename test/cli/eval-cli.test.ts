@@ -1,6 +1,8 @@
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config/load-config.js";
 import { parseCsv } from "../../src/datasets/csv.js";
@@ -11,6 +13,8 @@ import type { RedTeamPrompt } from "../../src/datasets/red-team-prompt.js";
 import { fixtureModelPath } from "../../src/gguf/fixture-models.js";
 import { loadLoopPrompts } from "../../src/pipeline/prompt-source.js";
 import { runCli } from "../helpers/cli.js";
+
+const root = path.resolve(import.meta.dirname, "../..");
 
 const tmp = (): string => mkdtempSync(path.join(tmpdir(), "iteralign-eval-cli-"));
 
@@ -285,4 +289,37 @@ describe("iteralign compare", () => {
     expect(empty.code).toBe(1);
     expect(empty.err).toContain("no evaluations recorded for this run");
   });
+});
+
+describe("commands given a model file and no config", () => {
+  it("eval, models check and chat work on a GGUF path alone, in a directory without iteralign.yaml", async () => {
+    const cwd = mkdtempSync(path.join(tmpdir(), "iteralign-noconfig-"));
+    try {
+      const cli = (args: string[], input = ""): ReturnType<typeof spawnSync> =>
+        // tsx by file URL: the working directory (where a bare "tsx" would be looked up) is the temporary one.
+        spawnSync(process.execPath, ["--import", pathToFileURL(path.join(root, "node_modules/tsx/dist/loader.mjs")).href, path.join(root, "test/helpers/cli-process.ts"), ...args], {
+          cwd,
+          input,
+          encoding: "utf8",
+          timeout: 120_000,
+        });
+      const mc = path.join(root, "test/eval/fixtures/custom-mc.jsonl");
+      const model = fixtureModelPath("tiny-llama");
+      const evaluated = cli(["eval", "--model", model, "--bench", `mc:${mc}`, "--limit", "2", "--out", "out"]);
+      expect(evaluated.status, String(evaluated.stderr)).toBe(0);
+      expect(String(evaluated.stdout)).toContain("metrics:");
+      expect(existsSync(path.join(cwd, "out", "eval.json"))).toBe(true);
+      const checked = cli(["models", "check", "--model", model, "--json"]);
+      expect(checked.status, String(checked.stderr)).toBe(0);
+      expect((JSON.parse(String(checked.stdout)) as Array<{ ok: boolean }>)[0]?.ok).toBe(true);
+      const chatted = cli(["chat", "--model", model, "--max-tokens", "4"], "hello\n");
+      expect(chatted.status, String(chatted.stderr)).toBe(0);
+      // A name that is neither a file nor a config still says what is missing.
+      const missing = cli(["eval", "--model", "target", "--bench", `mc:${mc}`]);
+      expect(missing.status).toBe(2);
+      expect(String(missing.stderr)).toMatch(/config file not found/);
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
+  }, 300_000);
 });

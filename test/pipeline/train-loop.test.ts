@@ -115,16 +115,18 @@ engine:
     expect(train.dataHash).toMatch(/^[0-9a-f]{64}$/);
     expect(train.settings).toMatchObject({ epochs: 1, learningRate: 0.001 });
     // Evaluated before the first iteration and after each trained one; compare prints them.
-    const evals = JSON.parse(readFileSync(path.join(runDir, "eval", "summary.json"), "utf8")) as { entries: Array<{ label: string; model: string }> };
-    expect(evals.entries.map((e) => [e.label, e.model])).toEqual([
-      ["base", fixtureModelPath("tiny-qwen2")],
-      ["iter-000", trained0],
-      ["iter-001", trained1],
+    const evals = JSON.parse(readFileSync(path.join(runDir, "eval", "summary.json"), "utf8")) as { entries: Array<{ label: string; model: string; trainer?: string }> };
+    expect(evals.entries.map((e) => [e.label, e.model, e.trainer])).toEqual([
+      // The base model was trained by no one: its row names no trainer.
+      ["base", fixtureModelPath("tiny-qwen2"), undefined],
+      ["iter-000", trained0, "llama-cpp"],
+      ["iter-001", trained1, "llama-cpp"],
     ]);
     const compare = await runCli(["compare", runDir]);
     expect(compare.code, compare.err).toBe(0);
     expect(compare.out).toContain("iter-001");
     expect(compare.out).toContain("mc1");
+    expect(compare.out.split("\n").find((l) => l.startsWith("base"))).not.toContain("llama-cpp");
 
     // A resumed finished run trains nothing again and writes the same summary.
     const before = readFileSync(path.join(runDir, "summary.json"), "utf8");

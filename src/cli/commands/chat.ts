@@ -1,5 +1,6 @@
 import { createInterface } from "node:readline";
-import { loadConfig } from "../../config/load-config.js";
+import { configOrModel } from "../config-or-model.js";
+import { resolveEvalModel } from "./eval.js";
 import { createProviderModel, modelNameForRole } from "../../providers/registry.js";
 import { IterAlignError } from "../../spec/errors.js";
 import { ROLES, type ChatMessage, type LanguageModel, type Role } from "../../spec/language-model.js";
@@ -10,13 +11,16 @@ import type { CommandIo } from "../io.js";
  * line, so it also works with piped input. `/reset` clears the history, `/exit` (or end of input) quits.
  */
 export async function chatCommand(
-  options: { config: string; role: string; system?: string; maxTokens?: number },
+  options: { config: string; role: string; model?: string; system?: string; maxTokens?: number },
   io: CommandIo,
 ): Promise<number> {
-  const { config, baseDir } = loadConfig(options.config);
+  const loaded = configOrModel(options.config, options.model);
+  const { baseDir } = loaded;
+  const chosen = options.model !== undefined ? resolveEvalModel(loaded.config, options.model) : undefined;
+  const config = chosen?.config ?? loaded.config;
   const role = options.role as Role;
   if (!ROLES.includes(role)) throw new IterAlignError("USAGE", `--role must be one of ${ROLES.join(", ")}`);
-  const name = modelNameForRole(config, role);
+  const name = chosen?.name ?? modelNameForRole(config, role);
   const entry = name ? config.models[name] : undefined;
   if (!name || !entry) throw new IterAlignError("USAGE", `no model is bound to the ${role} role`);
   const model: LanguageModel = await createProviderModel(name, entry, {

@@ -1,7 +1,6 @@
 import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import { LlamaCppModelConfigSchema, type IterAlignConfig, type ModelConfig } from "../../config/config-schema.js";
-import { loadConfig } from "../../config/load-config.js";
 import type { BenchmarkResult } from "../../eval/benchmark.js";
 import { createBenchmarks, evalAnswerParams, parseBenchList } from "../../eval/registry.js";
 import { metricsTable, writeEvalReport } from "../../eval/report.js";
@@ -11,6 +10,7 @@ import { ModelSet, modelNameForRole } from "../../providers/registry.js";
 import { IterAlignError } from "../../spec/errors.js";
 import { ROLES, type Role } from "../../spec/language-model.js";
 import type { CommandIo } from "../io.js";
+import { configOrModel } from "../config-or-model.js";
 import { createProgress, type Progress } from "../progress.js";
 
 /** Options of `iteralign eval`, as commander parses them. */
@@ -87,7 +87,7 @@ export async function evalCommand(options: EvalCommandOptions, io: CommandIo): P
     throw new IterAlignError("USAGE", `--mode must be one of ${EVAL_MODES.join(", ")}, got '${mode}'`);
   }
   const specs = parseBenchList(options.bench);
-  const loaded = loadConfig(options.config);
+  const loaded = configOrModel(options.config, options.model);
   const resolved = resolveEvalModel(loaded.config, options.model);
   const { config } = resolved;
   const benchmarks = await createBenchmarks(specs, {

@@ -1,4 +1,5 @@
-import { loadConfig } from "../../config/load-config.js";
+import { configOrModel } from "../config-or-model.js";
+import { resolveEvalModel } from "./eval.js";
 import { createProviderModel, modelNameForRole } from "../../providers/registry.js";
 import { errorText } from "../../providers/llama-cpp/engine.js";
 import { IterAlignError, isIterAlignError } from "../../spec/errors.js";
@@ -47,12 +48,16 @@ async function measure(model: LanguageModel): Promise<{ prompt: number; generati
 
 /** Loads each configured model (or only those of `role`), prints capabilities and measured tokens/s. */
 export async function modelsCheckCommand(
-  options: { config: string; role?: string; json?: boolean },
+  options: { config: string; role?: string; model?: string; json?: boolean },
   io: CommandIo,
 ): Promise<number> {
-  const { config, baseDir } = loadConfig(options.config);
+  const loaded = configOrModel(options.config, options.model);
+  const { baseDir } = loaded;
+  const chosen = options.model !== undefined ? resolveEvalModel(loaded.config, options.model) : undefined;
+  const config = chosen?.config ?? loaded.config;
   const rolesOf = (name: string): Role[] => ROLES.filter((r) => modelNameForRole(config, r) === name);
   let names = Object.keys(config.models);
+  if (chosen) names = [chosen.name];
   if (options.role) {
     const role = options.role as Role;
     const bound = ROLES.includes(role) ? modelNameForRole(config, role) : undefined;
