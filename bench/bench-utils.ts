@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { renderTable } from "../src/cli/table.js";
+import { renderTable } from "../src/util/table.js";
 
 /** One performance goal and whether the measurement meets it. */
 export interface Goal {

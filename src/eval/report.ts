@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import { renderTable } from "../cli/table.js";
+import { renderTable } from "../util/table.js";
 import { IterAlignError } from "../spec/errors.js";
 import type { BenchmarkResult, ItemResult, Metric } from "./benchmark.js";
 import { stableJson } from "../util/canonical-json.js";

@@ -1,6 +1,5 @@
 import { createHash } from "node:crypto";
 import path from "node:path";
-import type { IterAlignConfig } from "../config/config-schema.js";
 import type { BatchJobLog, CallLog } from "../spec/call-log.js";
 import { IterAlignError } from "../spec/errors.js";
 import { ROLES, type LanguageModel, type Role } from "../spec/language-model.js";
@@ -45,14 +44,26 @@ export function createProviderModel(name: string, config: ModelConfig, options: 
   });
 }
 
+/**
+ * The part of a config the model layer reads: the model entries, the roles bound to them, and the settings of the
+ * cache, the engine and the prices. (A whole `ModelsConfig` is one.)
+ */
+export interface ModelsConfig {
+  readonly models: Readonly<Record<string, ModelConfig>>;
+  readonly roles: Readonly<Partial<Record<Role, string>>> & { readonly target: string; readonly oracle: string };
+  readonly cache: { readonly enabled: boolean };
+  readonly engine: { readonly maxThreads?: number | undefined };
+  readonly pricing?: { readonly file?: string | undefined } | undefined;
+}
+
 /** Names the model each role uses; `judge` falls back to the oracle. */
-export function modelNameForRole(config: IterAlignConfig, role: Role): string | undefined {
+export function modelNameForRole(config: ModelsConfig, role: Role): string | undefined {
   if (role === "judge") return config.roles.judge ?? config.roles.oracle;
   return config.roles[role];
 }
 
 export interface ModelSetOptions extends CreateModelOptions {
-  readonly config: IterAlignConfig;
+  readonly config: ModelsConfig;
   /** Response cache and accounting store; without it calls are neither cached nor recorded. */
   readonly callLog?: CallLog;
   readonly runId?: string;
@@ -221,7 +232,7 @@ export class ModelSet {
  * calling its model (a local GGUF exists and is whole). Bad model files are user input and fail here (exit code
  * 2) instead of after the run has started.
  */
-export async function preflightModels(config: IterAlignConfig, baseDir: string): Promise<void> {
+export async function preflightModels(config: ModelsConfig, baseDir: string): Promise<void> {
   const names = new Set<string>();
   for (const role of ROLES) {
     const name = modelNameForRole(config, role);
@@ -242,7 +253,7 @@ export async function preflightModels(config: IterAlignConfig, baseDir: string):
 }
 
 /** The model a role's entry names, as a trainer sees it. */
-export async function modelRefOf(config: IterAlignConfig, role: Role, baseDir: string): Promise<ModelRef> {
+export async function modelRefOf(config: ModelsConfig, role: Role, baseDir: string): Promise<ModelRef> {
   const name = modelNameForRole(config, role);
   const entry = name === undefined ? undefined : config.models[name];
   if (!entry) throw new IterAlignError("CONFIG_INVALID", `roles.${role}: no model is bound to the ${role} role`);

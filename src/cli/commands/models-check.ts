@@ -6,7 +6,7 @@ import { IterAlignError, isIterAlignError } from "../../spec/errors.js";
 import { ROLES, type LanguageModel, type Role } from "../../spec/language-model.js";
 import type { CommandIo } from "../io.js";
 import { createProgress, type Progress } from "../progress.js";
-import { renderTable } from "../table.js";
+import { renderTable } from "../../util/table.js";
 
 const PROBE_PROMPT = "In two sentences, explain why the sky looks blue during the day.";
 const PROBE_TOKENS = 48;
