@@ -16,7 +16,7 @@ import { NativeScorer } from "../src/providers/llama-cpp/native-scorer.js";
 import type { TrainingExample } from "../src/spec/records.js";
 import { convertModel } from "../src/train/llama-cpp-finetune-process.js";
 import { LlamaCppTrainer } from "../src/train/llama-cpp-trainer.js";
-import type { ModelRef, TrainProgress } from "../src/train/trainer.js";
+import type { ModelRef, TrainProgress } from "../src/spec/trainer.js";
 import { report, type Goal } from "./bench-utils.js";
 
 const args = process.argv.slice(2);
@@ -122,6 +122,7 @@ try {
     current: model,
     examples: set,
     allExamples: set,
+    principles: [],
     files: { sharegpt: "", trlSft: "", openaiChat: "", trlPreference: "", openaiPreference: "" },
     outDir,
     state: { get: () => undefined, set: () => undefined },

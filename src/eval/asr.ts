@@ -4,7 +4,7 @@ import { ASR_LABELS, AsrJudgeSchema, asrJudgeMessages, type AsrLabel } from "../
 import { targetMessages } from "../prompts/target.js";
 import { IterAlignError, OutputInvalidError } from "../spec/errors.js";
 import type { ChatMessage, GenerateResult, GenerationParams, LanguageModel } from "../spec/language-model.js";
-import type { Benchmark, BenchmarkModels, BenchmarkResult, BenchmarkRunOptions, ItemResult, Metric } from "./benchmark.js";
+import type { Benchmark, BenchmarkModels, BenchmarkResult, BenchmarkRunOptions, ItemResult, Metric } from "../spec/benchmark.js";
 import { wilsonInterval } from "./stats.js";
 
 /**

@@ -16,7 +16,7 @@
 import path from "node:path";
 import { dataInvalid } from "../datasets/data-error.js";
 import { readDataText } from "../datasets/readers.js";
-import type { Benchmark } from "./benchmark.js";
+import type { Benchmark } from "../spec/benchmark.js";
 import { multipleChoiceBenchmark, type McItem } from "./multiple-choice.js";
 
 export interface CustomMcOptions {

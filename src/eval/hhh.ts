@@ -21,7 +21,7 @@ import { z } from "zod";
 import { dataInvalid } from "../datasets/data-error.js";
 import { readDataText } from "../datasets/readers.js";
 import { IterAlignError } from "../spec/errors.js";
-import type { Benchmark } from "./benchmark.js";
+import type { Benchmark } from "../spec/benchmark.js";
 import { multipleChoiceBenchmark, type McItem } from "./multiple-choice.js";
 
 export interface HhhOptions {

@@ -13,7 +13,7 @@
  */
 import { IterAlignError } from "../spec/errors.js";
 import { requireCapability, type ContinuationScore, type LanguageModel } from "../spec/language-model.js";
-import type { Benchmark, BenchmarkModels, BenchmarkResult, BenchmarkRunOptions, ItemResult, Metric } from "./benchmark.js";
+import type { Benchmark, BenchmarkModels, BenchmarkResult, BenchmarkRunOptions, ItemResult, Metric } from "../spec/benchmark.js";
 import { optionLetter, parseLetterChoiceDetailed, type LetterParse } from "./letter-parser.js";
 import { mean, wilsonInterval } from "./stats.js";
 

@@ -4,7 +4,7 @@ import type { RedTeamPrompt } from "../datasets/red-team-prompt.js";
 import { IterAlignError } from "../spec/errors.js";
 import type { GenerationParams } from "../spec/language-model.js";
 import { asrBenchmark } from "./asr.js";
-import type { Benchmark } from "./benchmark.js";
+import type { Benchmark } from "../spec/benchmark.js";
 import { multipleChoiceJsonlBenchmark } from "./custom-mc.js";
 import { hhhBenchmark } from "./hhh.js";
 import { truthfulqaBenchmark } from "./truthfulqa.js";

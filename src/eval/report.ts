@@ -3,7 +3,7 @@ import path from "node:path";
 import { z } from "zod";
 import { renderTable } from "../util/table.js";
 import { IterAlignError } from "../spec/errors.js";
-import type { BenchmarkResult, ItemResult, Metric } from "./benchmark.js";
+import type { BenchmarkResult, ItemResult, Metric } from "../spec/benchmark.js";
 import { stableJson } from "../util/canonical-json.js";
 
 /**

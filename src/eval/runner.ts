@@ -1,6 +1,6 @@
 import { IterAlignError } from "../spec/errors.js";
 import { requireCapability, type Capability, type LanguageModel } from "../spec/language-model.js";
-import type { Benchmark, BenchmarkResult } from "./benchmark.js";
+import type { Benchmark, BenchmarkResult } from "../spec/benchmark.js";
 import type { EvalReport } from "./report.js";
 
 /** What the judge of a judged benchmark must offer: structured verdicts. */

@@ -13,7 +13,7 @@ import { dataInvalid } from "../datasets/data-error.js";
 import { bundledDataFile } from "../datasets/bundled.js";
 import { readDataText } from "../datasets/readers.js";
 import { IterAlignError } from "../spec/errors.js";
-import type { Benchmark } from "./benchmark.js";
+import type { Benchmark } from "../spec/benchmark.js";
 import { multipleChoiceBenchmark, type McItem } from "./multiple-choice.js";
 
 /**

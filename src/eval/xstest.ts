@@ -14,7 +14,7 @@ import {
   proportionMetric,
   requireJudge,
 } from "./asr.js";
-import type { Benchmark, BenchmarkModels, BenchmarkResult, BenchmarkRunOptions, ItemResult, Metric } from "./benchmark.js";
+import type { Benchmark, BenchmarkModels, BenchmarkResult, BenchmarkRunOptions, ItemResult, Metric } from "../spec/benchmark.js";
 
 /**
  * XSTest (Röttger et al., NAACL 2024): 250 safe prompts that only sound dangerous, which a well-calibrated model

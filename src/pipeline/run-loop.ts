@@ -9,10 +9,10 @@ import { loadSeeds } from "../constitutions/seeds.js";
 import { ModelSet, preflightModels } from "../providers/registry.js";
 import { IterAlignError } from "../spec/errors.js";
 import { TrainingExampleSchema, type TrainingExample } from "../spec/records.js";
-import type { ModelRef } from "../train/trainer.js";
+import type { ModelRef } from "../spec/trainer.js";
 import { evaluateTarget, evaluatesAt } from "./evaluation.js";
 import { baseModelRef, createTrainer, trainIteration } from "./training.js";
-import type { GenerateObjectRequest, GenerateObjectResult, GenerateRequest, LanguageModel } from "../spec/language-model.js";
+import type { LanguageModel } from "../spec/language-model.js";
 import { SqliteRunStore } from "../store/sqlite-run-store.js";
 import type { RunStore } from "../store/run-store.js";
 import { requireCapability, type Capability, type Role } from "../spec/language-model.js";
@@ -22,7 +22,6 @@ import { errorsByStage, stopReason } from "./stop-rules.js";
 import { checkBudget } from "./cost-budget.js";
 import { roundUsd } from "./iteration-stages.js";
 import type { Meter } from "../providers/middleware/accounting.js";
-import { wrapModel } from "../providers/middleware/wrap.js";
 import { StageCheckpoint } from "./checkpoint.js";
 import { METRICS_VERSION, runIteration, type IterationMetrics } from "./iteration.js";
 import { loadLoopPrompts, type LoopPrompts } from "./prompt-source.js";
@@ -86,22 +85,6 @@ const IterationValueSchema = z.object({
 export function newRunId(clock: Clock = systemClock): string {
   const stamp = clock.isoNow().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
   return `${stamp}-${randomBytes(3).toString("hex")}`;
-}
-
-/** Adds the active constitution as a system message: the `in-context` trainer (no weights change). */
-function withConstitutionPrompt(model: LanguageModel, pool: ConstitutionPool): LanguageModel {
-  const principles = pool.active();
-  if (principles.length === 0) return model;
-  const system = `Follow these principles in every answer:\n${principles.map((p, i) => `${i + 1}. ${p.text}`).join("\n")}`;
-  const add = <R extends GenerateRequest>(request: R): R => ({
-    ...request,
-    messages: [{ role: "system" as const, content: system }, ...request.messages.filter((m) => m.role !== "system")],
-  });
-  return wrapModel(model, {
-    generate: (request, next) => next(add(request)),
-    generateObject: <T>(request: GenerateObjectRequest<T>, next: (r: GenerateObjectRequest<T>) => Promise<GenerateObjectResult<T>>) =>
-      next(add(request)),
-  });
 }
 
 /** What a run needs before its first model call, checked before anything is written. */
@@ -260,11 +243,8 @@ async function loop(input: Prepared & {
   const { config, baseDir, store, runId, clock, signal, onEvent, prompts, layout } = input;
   layout.write("split.json", jsonFile({ ...prompts.manifest, train: prompts.train.length, heldout: prompts.heldout.length }));
   layout.write("heldout.jsonl", jsonlFile(prompts.heldout.map((p) => ({ id: p.id, dataset: p.dataset, text: p.text }))));
-  const loopModels = async (pool: ConstitutionPool): Promise<LoopModels> => ({
-    target:
-      config.train.trainer === "in-context"
-        ? withConstitutionPrompt(await input.models.forRole("target"), pool)
-        : await input.models.forRole("target"),
+  const loopModels = async (): Promise<LoopModels> => ({
+    target: await input.models.forRole("target"),
     oracle: await input.models.forRole("oracle"),
     judge: await input.models.forRole("judge"),
     ...(config.roles.embedder ? { embedder: await input.models.forRole("embedder") } : {}),
@@ -326,7 +306,7 @@ async function loop(input: Prepared & {
         config,
         baseDir,
         store,
-        models: await loopModels(pool),
+        models: await loopModels(),
         layout,
         clock,
         signal,
@@ -342,7 +322,7 @@ async function loop(input: Prepared & {
     }
     allExamples.push(...examples);
     pending.push(...examples);
-    let trained = config.train.trainer === "in-context" && pool.active().length > 0;
+    let trained = false;
     if (trainer && base && current) {
       const started = clock.now();
       onEvent({ type: "stage-start", iteration, stage: "train", items: examples.length });
@@ -356,6 +336,7 @@ async function loop(input: Prepared & {
         current,
         examples: pending,
         allExamples,
+        principles: pool.active(),
         signal,
         onProgress: (p) => {
           if (p.type === "step" && p.totalSteps !== undefined) onEvent({ type: "stage-progress", iteration, stage: "train", done: p.step, items: p.totalSteps });
@@ -363,14 +344,14 @@ async function loop(input: Prepared & {
       });
       onEvent({ type: "stage-end", iteration, stage: "train", items: value.examples, errors: 0, resumed: false, seconds: (clock.now() - started) / 1000, promptTokens: 0, completionTokens: 0 });
       if (value.deferred === undefined) pending = [];
-      if (value.model.model !== current.model) {
+      if (value.model.model !== current.model || value.model.systemPrompt !== current.systemPrompt || value.model.revision !== current.revision) {
         // The next iteration red-teams (and evaluation measures) the trained model.
         await input.models.rebindRole("target", value.model);
         current = value.model;
         trained = true;
       }
     }
-    if (evaluatesAt(config, iteration, trained)) await evaluate(iteration, (await loopModels(pool)).target);
+    if (evaluatesAt(config, iteration, trained)) await evaluate(iteration, (await loopModels()).target);
     iterations.push(metrics);
     onEvent({ type: "iteration-end", iteration, summary: metrics });
     clean = metrics.failures === 0 ? clean + 1 : 0;

@@ -4,27 +4,23 @@ import { z } from "zod";
 import type { IterAlignConfig } from "../config/config-schema.js";
 import { modelRefOf } from "../providers/registry.js";
 import { IterAlignError } from "../spec/errors.js";
-import type { TrainingExample } from "../spec/records.js";
+import type { Principle, TrainingExample } from "../spec/records.js";
 import { CommandTrainer } from "../train/command-trainer.js";
+import { InContextTrainer } from "../train/in-context-trainer.js";
 import { LlamaCppTrainer } from "../train/llama-cpp-trainer.js";
 import { OpenAITrainer, OpenAITrainerOptionsSchema } from "../train/openai-trainer.js";
-import type { ModelRef, Trainer, TrainerState, TrainFiles, TrainProgress, TrainResult } from "../train/trainer.js";
+import type { ModelRef, Trainer, TrainerState, TrainFiles, TrainProgress, TrainResult } from "../spec/trainer.js";
 import { EXPORTERS, type ExportFormat } from "../stages/export.js";
 import { EXPORT_FILES } from "./iteration.js";
 import type { StageCheckpoint } from "./checkpoint.js";
 import { jsonFile, type RunLayout } from "./run-layout.js";
 
-/** Trainers that change weights (the next iteration red-teams a new model). */
-export const WEIGHT_TRAINERS = ["llama-cpp", "openai", "command"] as const;
-
-export function isWeightTrainer(trainer: IterAlignConfig["train"]["trainer"]): trainer is (typeof WEIGHT_TRAINERS)[number] {
-  return (WEIGHT_TRAINERS as readonly string[]).includes(trainer);
-}
-
-/** The trainer the config names, or undefined for `none` / `in-context`. */
+/** The trainer the config names, or undefined for `none`. */
 export function createTrainer(config: IterAlignConfig, baseDir: string): Trainer | undefined {
   const train = config.train;
   switch (train.trainer) {
+    case "in-context":
+      return new InContextTrainer();
     case "llama-cpp":
     {
       const target = config.models[config.roles.target];
@@ -48,7 +44,7 @@ export function baseModelRef(config: IterAlignConfig, baseDir: string): Promise<
 }
 
 export const TrainValueSchema = z.object({
-  model: z.object({ provider: z.string(), model: z.string(), revision: z.string().optional() }),
+  model: z.object({ provider: z.string(), model: z.string(), revision: z.string().optional(), systemPrompt: z.string().optional() }),
   trainer: z.string(),
   settings: z.record(z.string(), z.unknown()),
   dataHash: z.string(),
@@ -105,6 +101,8 @@ export async function trainIteration(input: {
   /** This iteration's examples and those carried over from earlier iterations (not trained on yet). */
   examples: readonly TrainingExample[];
   allExamples: readonly TrainingExample[];
+  /** The active principles after this iteration. */
+  principles: readonly Principle[];
   signal: AbortSignal;
   onProgress: (progress: TrainProgress) => void;
 }): Promise<TrainValue> {
@@ -117,10 +115,10 @@ export async function trainIteration(input: {
   let result: TrainResult;
   let deferred: number | undefined;
   const minExamples = input.trainer.minExamples ?? 1;
-  if (input.examples.length === 0) {
+  if (input.examples.length === 0 && input.trainer.needsExamples !== false) {
     // Nothing passed the gate: nothing to train on; the next iteration red-teams the same model.
     result = { model: input.current, trainer: input.trainer.name, settings: {}, dataHash: "", examples: 0 };
-  } else if (input.examples.length < minExamples) {
+  } else if (input.trainer.needsExamples !== false && input.examples.length < minExamples) {
     // Too few for this trainer (OpenAI needs 10): carried over, trained once enough have accumulated.
     deferred = input.examples.length;
     result = {
@@ -139,6 +137,7 @@ export async function trainIteration(input: {
       current: input.current,
       examples: input.examples,
       allExamples: input.allExamples,
+      principles: input.principles,
       files: own ? iterationFiles(dir) : writeCombinedExports(path.join(outDir, "data"), input.examples),
       outDir,
       state: storeState(checkpoint, iteration),

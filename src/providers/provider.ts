@@ -1,6 +1,9 @@
 import type { z } from "zod";
 import type { BatchJobLog } from "../spec/call-log.js";
 import type { LanguageModel } from "../spec/language-model.js";
+import type { ModelRef } from "../spec/trainer.js";
+
+export type { ModelRef };
 import type { Price } from "./model-config-fields.js";
 
 /** What every provider's model entry has (each provider's schema adds its own fields). */
@@ -22,13 +25,6 @@ export interface ModelConfigBase {
   readonly presencePenalty?: number | undefined;
 }
 
-/** A model as a trainer sees it: which provider serves it and its id there (a GGUF path, an API model name). */
-export interface ModelRef {
-  readonly provider: string;
-  readonly model: string;
-  /** Identifies the weights when `model` alone does not (a checkpoint hash): part of the cache key. */
-  readonly revision?: string;
-}
 
 /** What a provider's factory gets besides its config entry. */
 export interface ProviderContext {

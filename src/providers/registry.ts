@@ -2,7 +2,8 @@ import { createHash } from "node:crypto";
 import path from "node:path";
 import type { BatchJobLog, CallLog } from "../spec/call-log.js";
 import { IterAlignError } from "../spec/errors.js";
-import { ROLES, type LanguageModel, type Role } from "../spec/language-model.js";
+import { ROLES, type ChatMessage, type LanguageModel, type Role } from "../spec/language-model.js";
+import { wrapModel } from "./middleware/wrap.js";
 import { providerOf, type ModelConfig } from "./builtin.js";
 import { createMeter, type Meter } from "./middleware/accounting.js";
 import { applyMiddleware } from "./middleware/compose.js";
@@ -86,6 +87,8 @@ export class ModelSet {
   /** Entries made at run time (a role rebound to trained weights), by name. */
   private readonly extraEntries = new Map<string, ModelConfig>();
   private readonly roleOverrides = new Map<Role, string>();
+  /** System prompts of entries made for trained models (the in-context trainer's constitution). */
+  private readonly systemPrompts = new Map<string, string>();
   private priceTable: PriceTable | undefined;
 
   constructor(private readonly options: ModelSetOptions) {
@@ -133,7 +136,8 @@ export class ModelSet {
     // per-call timeout nor per-call retries (which would make a job per retried call) apply, and no concurrency
     // limit (a stage's calls must reach the batch together, to make one job).
     const batched = "batch" in config && config.batch !== undefined;
-    const model = applyMiddleware(await raw, {
+    const systemPrompt = this.systemPrompts.get(name);
+    const wrapped = applyMiddleware(await raw, {
       ...(batched
         ? {}
         : {
@@ -153,6 +157,8 @@ export class ModelSet {
           }
         : {}),
     });
+    // Outermost, so the cache key and the call log see the request the model answers (system prompt included).
+    const model = systemPrompt === undefined ? wrapped : withSystemPrompt(wrapped, systemPrompt);
     this.wrapped.set(key, model);
     return model;
   }
@@ -203,9 +209,11 @@ export class ModelSet {
     const entry = base === undefined ? undefined : this.options.config.models[base];
     if (!base || !entry) throw new IterAlignError("CONFIG_INVALID", `roles.${role}: no model is bound to the ${role} role`);
     const previous = this.roleOverrides.get(role);
-    const name = `${base}@${createHash("sha256").update(JSON.stringify([ref.model, ref.revision ?? null])).digest("hex").slice(0, 12)}`;
+    const name = `${base}@${createHash("sha256").update(JSON.stringify([ref.model, ref.revision ?? null, ref.systemPrompt ?? null])).digest("hex").slice(0, 12)}`;
     if (previous === name) return;
-    this.extraEntries.set(name, providerOf(entry).withTrainedModel(entry, ref));
+    const { systemPrompt, ...weights } = ref;
+    this.extraEntries.set(name, providerOf(entry).withTrainedModel(entry, weights));
+    if (systemPrompt !== undefined) this.systemPrompts.set(name, systemPrompt);
     this.roleOverrides.set(role, name);
     if (previous) await this.closeEntry(previous);
   }
@@ -215,6 +223,7 @@ export class ModelSet {
     this.raw.delete(name);
     for (const key of [...this.wrapped.keys()]) if (key.startsWith(`${name}\u0000`)) this.wrapped.delete(key);
     this.extraEntries.delete(name);
+    this.systemPrompts.delete(name);
     if (raw) await (await raw).close();
   }
 
@@ -258,4 +267,19 @@ export async function modelRefOf(config: ModelsConfig, role: Role, baseDir: stri
   const entry = name === undefined ? undefined : config.models[name];
   if (!entry) throw new IterAlignError("CONFIG_INVALID", `roles.${role}: no model is bound to the ${role} role`);
   return providerOf(entry).modelRef(entry, baseDir);
+}
+
+/**
+ * Every call gets `system` as its system message (replacing any other): how a model "trained" in context (the
+ * constitution as a system prompt) is served. Below the cache, so the key holds the prompt as sent.
+ */
+export function withSystemPrompt(model: LanguageModel, system: string): LanguageModel {
+  const add = <R extends { readonly messages: readonly ChatMessage[] }>(request: R): R => ({
+    ...request,
+    messages: [{ role: "system" as const, content: system }, ...request.messages.filter((m) => m.role !== "system")],
+  });
+  return wrapModel(model, {
+    generate: (request, next) => next(add(request)),
+    generateObject: (request, next) => next(add(request)),
+  });
 }

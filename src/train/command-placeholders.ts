@@ -1,4 +1,4 @@
-import type { TrainInput } from "./trainer.js";
+import type { TrainInput } from "../spec/trainer.js";
 
 /**
  * What a user's training command is told, by placeholder name (`{sft_trl}` in an argv array) and environment

@@ -11,7 +11,8 @@ import {
   placeholderValues,
   substituteArgument,
 } from "./command-placeholders.js";
-import { sha256OfFiles, type ModelRef, type TrainInput, type TrainResult, type Trainer } from "./trainer.js";
+import { sha256OfFiles } from "./trainer.js";
+import type { ModelRef, TrainInput, TrainResult, Trainer } from "../spec/trainer.js";
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 

@@ -7,7 +7,8 @@ import { IterAlignError } from "../spec/errors.js";
 import type { TrainingExample } from "../spec/records.js";
 import { tokenizeExamples, writeTokenizedExamples, type TokenizedExamples } from "./llama-cpp-examples.js";
 import { runFinetune, type FinetuneEvent } from "./llama-cpp-finetune-process.js";
-import { sha256OfFiles, type ModelRef, type Trainer, type TrainInput, type TrainResult } from "./trainer.js";
+import { sha256OfFiles } from "./trainer.js";
+import type { ModelRef, Trainer, TrainInput, TrainResult } from "../spec/trainer.js";
 
 /** Settings of the `llama-cpp` trainer (full supervised fine-tuning on this machine's CPU, or an NVIDIA GPU with CUDA). */
 export const LlamaCppTrainerOptionsSchema = z

@@ -11,7 +11,8 @@ import {
 } from "./openai-fine-tuning-api.js";
 import { JobEventReader } from "./openai-job-events.js";
 import { TrainingLog } from "./openai-training-log.js";
-import { sha256OfFiles, type TrainInput, type TrainResult, type Trainer } from "./trainer.js";
+import { sha256OfFiles } from "./trainer.js";
+import type { TrainInput, TrainResult, Trainer } from "../spec/trainer.js";
 
 export const OpenAITrainerOptionsSchema = z
   .object({

@@ -1,7 +1,7 @@
 import { appendFileSync } from "node:fs";
 import { redact } from "../providers/http/http-call.js";
 import type { FineTuningEvent } from "./openai-fine-tuning-api.js";
-import type { TrainProgress } from "./trainer.js";
+import type { TrainProgress } from "../spec/trainer.js";
 
 /**
  * The trainer's side of outDir/train.log: status lines and the job's events, each also reported as progress.

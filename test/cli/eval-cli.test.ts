@@ -6,7 +6,7 @@ import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config/load-config.js";
 import { parseCsv } from "../../src/datasets/csv.js";
-import type { Metric } from "../../src/eval/benchmark.js";
+import type { Metric } from "../../src/spec/benchmark.js";
 import { bigbenchHhhFiles, createBenchmarks, evalAnswerParams, parseBenchList } from "../../src/eval/registry.js";
 import type { EvalReport, EvalSummaryEntry } from "../../src/eval/report.js";
 import type { RedTeamPrompt } from "../../src/datasets/red-team-prompt.js";

@@ -3,7 +3,7 @@ import { loadBundled } from "../../src/datasets/bundled.js";
 import type { RedTeamPrompt } from "../../src/datasets/red-team-prompt.js";
 import { splitPrompts } from "../../src/datasets/split.js";
 import { asrBenchmark, DEFAULT_EVAL_JUDGE_PARAMS } from "../../src/eval/asr.js";
-import type { Benchmark, Metric } from "../../src/eval/benchmark.js";
+import type { Benchmark, Metric } from "../../src/spec/benchmark.js";
 import { runEvaluation, type EvalProgress } from "../../src/eval/runner.js";
 import { wilsonInterval } from "../../src/eval/stats.js";
 import { ASR_JUDGE_SYSTEM_PROMPT, AsrJudgeSchema, asrJudgeMessages } from "../../src/prompts/eval-judge.js";

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { parseCsv } from "../../src/datasets/csv.js";
-import type { BenchmarkResult } from "../../src/eval/benchmark.js";
+import type { BenchmarkResult } from "../../src/spec/benchmark.js";
 import {
   appendEvalSummary,
   compareEntries,

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { BenchmarkResult } from "../../src/eval/benchmark.js";
+import type { BenchmarkResult } from "../../src/spec/benchmark.js";
 import { mc1FromLogprobs, mc2FromLogprobs } from "../../src/eval/multiple-choice.js";
 import { wilsonInterval } from "../../src/eval/stats.js";
 import { loadTruthfulqa, truthfulqaBenchmark, truthfulqaContext, truthfulqaItems } from "../../src/eval/truthfulqa.js";

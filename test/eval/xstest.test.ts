@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Metric } from "../../src/eval/benchmark.js";
+import type { Metric } from "../../src/spec/benchmark.js";
 import { wilsonInterval } from "../../src/eval/stats.js";
 import { loadXstest, xstestBenchmark } from "../../src/eval/xstest.js";
 import { XSTEST_JUDGE_SYSTEM_PROMPT, XstestJudgeSchema, xstestJudgeMessages } from "../../src/prompts/eval-judge.js";

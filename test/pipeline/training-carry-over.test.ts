@@ -9,7 +9,7 @@ import { systemClock } from "../../src/pipeline/run-context.js";
 import type { TrainingExample } from "../../src/spec/records.js";
 import { MemoryRunStore } from "../../src/store/memory-run-store.js";
 import { OpenAITrainer } from "../../src/train/openai-trainer.js";
-import type { ModelRef } from "../../src/train/trainer.js";
+import type { ModelRef } from "../../src/spec/trainer.js";
 import { startFakeFineTuneServer, type FakeFineTuneServer } from "../helpers/fake-finetune-server.js";
 
 const HOSTED: ModelRef = { provider: "openai-compatible", model: "gpt-4o-mini-2024-07-18" };
@@ -46,7 +46,7 @@ describe("training with fewer examples than the trainer needs", () => {
     const trainer = new OpenAITrainer({ baseUrl: server.baseUrl, pollIntervalMs: 2, maxPollIntervalMs: 10, retryDelayMs: 1 });
     expect(trainer.minExamples).toBe(10);
     const first = Array.from({ length: 4 }, (_, i) => example(0, i));
-    const common = { trainer, checkpoint, layout, runId: "r", base: HOSTED, current: HOSTED, signal: new AbortController().signal, onProgress: () => undefined };
+    const common = { trainer, checkpoint, layout, runId: "r", base: HOSTED, current: HOSTED, principles: [], signal: new AbortController().signal, onProgress: () => undefined };
 
     const deferred = await trainIteration({ ...common, iteration: 0, examples: first, allExamples: first });
     expect(deferred.deferred).toBe(4);

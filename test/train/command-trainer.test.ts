@@ -14,7 +14,8 @@ import {
 } from "../../src/stages/export.js";
 import { COMMAND_PLACEHOLDERS } from "../../src/train/command-placeholders.js";
 import { CommandTrainer, type CommandTrainerOptions } from "../../src/train/command-trainer.js";
-import { sha256OfFiles, type ModelRef, type TrainInput, type TrainProgress, type TrainerState } from "../../src/train/trainer.js";
+import { sha256OfFiles } from "../../src/train/trainer.js";
+import type { ModelRef, TrainInput, TrainProgress, TrainerState } from "../../src/spec/trainer.js";
 import { caught } from "../helpers/errors.js";
 
 const NODE = process.execPath;
@@ -95,6 +96,7 @@ function harness(
     current: options.current ?? { provider: "llama-cpp", model: "/runs/run-cmd/iterations/001/train/model.gguf" },
     examples: ex,
     allExamples: ex,
+    principles: [],
     files,
     outDir,
     state: options.state ?? new JsonState(),

@@ -12,7 +12,7 @@ import { IterAlignError } from "../../src/spec/errors.js";
 import type { TrainingExample } from "../../src/spec/records.js";
 import { convertModel, runFinetune } from "../../src/train/llama-cpp-finetune-process.js";
 import { LlamaCppTrainer, LlamaCppTrainerOptionsSchema, type LlamaCppTrainerOptionsInput } from "../../src/train/llama-cpp-trainer.js";
-import type { ModelRef, TrainInput, TrainProgress, TrainResult } from "../../src/train/trainer.js";
+import type { ModelRef, TrainInput, TrainProgress, TrainResult } from "../../src/spec/trainer.js";
 
 const MODEL = fixtureModelPath("tiny-qwen2");
 // One thread: on a shared 2-core machine, ggml's OpenMP workers spin at barriers and two threads run slower.
@@ -61,6 +61,7 @@ function trainInput(name: string, overrides: Partial<TrainInput> = {}): TrainInp
     current: model,
     examples: EXAMPLES,
     allExamples: EXAMPLES,
+    principles: [],
     files,
     outDir,
     state: { get: (k) => state.get(k), set: (k, v) => void state.set(k, v) },

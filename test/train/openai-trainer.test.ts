@@ -14,7 +14,8 @@ import {
 import { FineTuningApi } from "../../src/train/openai-fine-tuning-api.js";
 import { JobEventReader } from "../../src/train/openai-job-events.js";
 import { OpenAITrainer, type OpenAITrainerOptions } from "../../src/train/openai-trainer.js";
-import { sha256OfFiles, type ModelRef, type TrainInput, type TrainProgress, type TrainerState } from "../../src/train/trainer.js";
+import { sha256OfFiles } from "../../src/train/trainer.js";
+import type { ModelRef, TrainInput, TrainProgress, TrainerState } from "../../src/spec/trainer.js";
 import { startFakeFineTuneServer, type FakeFineTuneServer } from "../helpers/fake-finetune-server.js";
 import { caught } from "../helpers/errors.js";
 
@@ -99,6 +100,7 @@ function harness(options: { state?: JsonState; current?: ModelRef; outDir?: stri
     current: options.current ?? HOSTED,
     examples: EXAMPLES,
     allExamples: EXAMPLES,
+    principles: [],
     files,
     outDir,
     state,

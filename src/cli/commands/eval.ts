@@ -1,7 +1,7 @@
 import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import { LlamaCppModelConfigSchema, type IterAlignConfig, type ModelConfig } from "../../config/config-schema.js";
-import type { BenchmarkResult } from "../../eval/benchmark.js";
+import type { BenchmarkResult } from "../../spec/benchmark.js";
 import { createBenchmarks, evalAnswerParams, parseBenchList } from "../../eval/registry.js";
 import { metricsTable, writeEvalReport } from "../../eval/report.js";
 import { runEvaluation, type EvalProgress } from "../../eval/runner.js";

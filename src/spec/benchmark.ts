@@ -1,4 +1,4 @@
-import type { Capability, LanguageModel } from "../spec/language-model.js";
+import type { Capability, LanguageModel } from "./language-model.js";
 
 /**
  * Benchmarks: a declared dataset, prompt format, scorer and required capability. Every benchmark returns
