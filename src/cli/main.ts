@@ -79,6 +79,7 @@ function buildProgram(io: CommandIo, setCode: (code: number) => void): Command {
     .requiredOption("-b, --bench <list>", "comma-separated benchmarks: truthfulqa, hhh, asr, xstest, mc:<file>")
     .option("--mode <mode>", "multiple-choice scoring: loglik or generative", "loglik")
     .option("-n, --limit <n>", "at most this many items per benchmark (the first N)", positiveInt)
+    .option("--bos <convention>", "loglik contexts start with BOS as the model's tokenizer says (model) or never (none: lm-evaluation-harness's default); default: the config's eval.bos")
     .option("-o, --out <dir>", "output directory (default: <runsDir>/eval-<time>)")
     .option("--hhh-file <jsonl>", "Anthropic's HHH comparisons (CAI 438HHHEvaluations.jsonl format) for hhh")
     .option("--bigbench-dir <dir>", "BIG-bench hhh_alignment folder (harmless/helpful/honest/other task.json) for hhh")

@@ -2,7 +2,7 @@ import { z } from "zod";
 import { UserDatasetSpecSchema } from "../datasets/mapping.js";
 import { PROVIDERS } from "../providers/builtin.js";
 import { CommandTrainerOptionsSchema } from "../train/command-trainer.js";
-import { LlamaCppTrainerOptionsSchema } from "../train/llama-cpp-trainer.js";
+import { LlamaCppTrainerOptionsSchema } from "../train/llama-cpp-trainer-options.js";
 import { OpenAITrainerOptionsSchema } from "../train/openai-trainer.js";
 import { ConfigSchema, EvalConfigSchema, PricingConfigSchema, RolesConfigSchema } from "./config-schema.js";
 

@@ -4,7 +4,7 @@ import { GenerationParamsConfigSchema } from "../providers/model-config-fields.j
 import { BUNDLED_DATASET_NAMES } from "../datasets/bundled.js";
 import { UserDatasetSpecSchema } from "../datasets/mapping.js";
 import { CommandTrainerOptionsSchema } from "../train/command-trainer.js";
-import { LlamaCppTrainerOptionsSchema } from "../train/llama-cpp-trainer.js";
+import { LlamaCppTrainerOptionsSchema } from "../train/llama-cpp-trainer-options.js";
 import { OpenAITrainerOptionsSchema } from "../train/openai-trainer.js";
 
 export { LlamaCppModelConfigSchema } from "../providers/llama-cpp/config.js";
@@ -111,6 +111,12 @@ export const EvalConfigSchema = z
       .default("base-and-trained")
       .describe("Evaluate the target before the first iteration and after every trained iteration, after every iteration, or only before."),
     mode: z.enum(["loglik", "generative"]).default("loglik").describe("Scoring mode of the multiple-choice benchmarks."),
+    bos: z
+      .enum(["model", "none"])
+      .default("model")
+      .describe(
+        "Loglik scoring: `model` starts each context with a BOS token where the model's tokenizer asks for one; `none` never does, as lm-evaluation-harness does by default (to reproduce its numbers).",
+      ),
     limit: z.number().int().positive().optional().describe("At most this many items per benchmark."),
     hhhFile: z.string().optional().describe("Anthropic's HHH comparisons JSONL (not bundled), relative to the config file."),
     bigbenchDir: z.string().optional().describe("Folder with BIG-bench's hhh_alignment task.json files."),

@@ -62,6 +62,8 @@ export interface McRunOptions {
   readonly targetDelimiter?: string;
   /** Generative mode: the answer's token limit. Default 32. */
   readonly maxTokens?: number;
+  /** Loglik mode: false scores every context without a BOS token (lm-evaluation-harness's convention). */
+  readonly addBos?: boolean;
   readonly signal?: AbortSignal;
   readonly onProgress?: (done: number, total: number) => void;
 }
@@ -241,7 +243,12 @@ async function scoreItem(model: LanguageModel, item: McItem, options: McRunOptio
   if (!score) throw new IterAlignError("CAPABILITY_MISSING", `${options.benchmark}: the model has no scoreContinuations`);
   const delimiter = options.targetDelimiter ?? " ";
   const continuations = item.continuations ?? item.choices.map((c) => `${delimiter}${c}`);
-  const result = await score({ context: item.context, continuations, ...(options.signal ? { signal: options.signal } : {}) });
+  const result = await score({
+    context: item.context,
+    continuations,
+    ...(options.addBos === false ? { addBos: false } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
   if (result.scores.length !== item.choices.length) {
     throw new IterAlignError(
       "GENERATION_FAILED",
@@ -467,6 +474,7 @@ export function multipleChoiceBenchmark(spec: McBenchmarkSpec): Benchmark {
         ...(spec.concurrency !== undefined ? { concurrency: spec.concurrency } : {}),
         ...(spec.targetDelimiter !== undefined ? { targetDelimiter: spec.targetDelimiter } : {}),
         ...(spec.maxTokens !== undefined ? { maxTokens: spec.maxTokens } : {}),
+        ...(options.bos === "none" ? { addBos: false } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
         ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       });
@@ -476,6 +484,7 @@ export function multipleChoiceBenchmark(spec: McBenchmarkSpec): Benchmark {
         mode: options.mode,
         model: model.modelId,
         ...(paths.length > 0 ? { scoringPath: paths.join("+") } : {}),
+        ...(options.mode === "loglik" ? { bos: options.bos ?? "model" } : {}),
         metrics: mcMetrics(outcomes, options.mode, spec.metrics(options.mode)),
         items: outcomes.map(mcItemResult),
       };

@@ -3,7 +3,7 @@ import path from "node:path";
 import { z } from "zod";
 import { renderTable } from "../util/table.js";
 import { IterAlignError } from "../spec/errors.js";
-import type { BenchmarkResult, ItemResult, Metric } from "../spec/benchmark.js";
+import type { BenchmarkResult, BosConvention, ItemResult, Metric } from "../spec/benchmark.js";
 import { stableJson } from "../util/canonical-json.js";
 
 /**
@@ -21,6 +21,8 @@ export interface EvalReport {
   /** The requested mode of multiple-choice benchmarks; each result and metric carries the mode it used. */
   readonly mode: "loglik" | "generative";
   readonly limit?: number;
+  /** Loglik scoring's BOS convention, when it was not the model's own (`none`: lm-evaluation-harness's). */
+  readonly bos?: BosConvention;
   /** ISO 8601 times. */
   readonly startedAt: string;
   readonly finishedAt: string;

@@ -1,6 +1,6 @@
 import { IterAlignError } from "../spec/errors.js";
 import { requireCapability, type Capability, type LanguageModel } from "../spec/language-model.js";
-import type { Benchmark, BenchmarkResult } from "../spec/benchmark.js";
+import type { Benchmark, BenchmarkResult, BosConvention } from "../spec/benchmark.js";
 import type { EvalReport } from "./report.js";
 
 /** What the judge of a judged benchmark must offer: structured verdicts. */
@@ -22,6 +22,8 @@ export interface RunEvaluationOptions {
   readonly models: { readonly model: LanguageModel; readonly judge?: LanguageModel };
   /** Scoring mode of the multiple-choice benchmarks; judged benchmarks always report `judge`. */
   readonly mode: "loglik" | "generative";
+  /** Loglik scoring's BOS convention (default `model`; `none` matches lm-evaluation-harness). */
+  readonly bos?: BosConvention;
   /** At most this many items per benchmark (the first N in each dataset's order). */
   readonly limit?: number;
   readonly signal?: AbortSignal;
@@ -73,6 +75,7 @@ export async function runEvaluation(options: RunEvaluationOptions): Promise<Eval
       {
         mode,
         ...(limit !== undefined ? { limit } : {}),
+        ...(options.bos ? { bos: options.bos } : {}),
         ...(signal ? { signal } : {}),
         ...(onProgress
           ? { onProgress: (done: number, total: number) => onProgress({ benchmark: benchmark.name, index, count: benchmarks.length, done, total }) }
@@ -87,6 +90,7 @@ export async function runEvaluation(options: RunEvaluationOptions): Promise<Eval
     ...(usesJudge && models.judge ? { judge: models.judge.modelId } : {}),
     mode,
     ...(limit !== undefined ? { limit } : {}),
+    ...(options.bos === "none" ? { bos: options.bos } : {}),
     startedAt: started.toISOString(),
     finishedAt: new Date().toISOString(),
     seconds: (performance.now() - startedMs) / 1000,

@@ -54,6 +54,7 @@ export async function evaluateTarget(input: {
       benchmarks,
       models,
       mode: config.eval.mode,
+      bos: config.eval.bos,
       ...(config.eval.limit !== undefined ? { limit: config.eval.limit } : {}),
       signal: input.signal,
       ...(input.onProgress ? { onProgress: (p: { benchmark: string; done: number; total: number }) => input.onProgress?.(p.benchmark, p.done, p.total) } : {}),

@@ -45,6 +45,8 @@ export interface BenchmarkResult {
    * several), so a number can always be traced to the code path that produced it.
    */
   readonly scoringPath?: string;
+  /** Loglik benchmarks: the BOS convention the contexts were scored with. */
+  readonly bos?: BosConvention;
   readonly metrics: readonly Metric[];
   readonly items: readonly ItemResult[];
 }
@@ -61,9 +63,17 @@ export interface BenchmarkRunOptions {
   readonly mode: "loglik" | "generative";
   /** Evaluate at most this many items (first N in the dataset's order). */
   readonly limit?: number;
+  /**
+   * Log-likelihood scoring's BOS convention: `model` (default) puts a BOS token before each context where the
+   * model's tokenizer asks for one; `none` never does, as lm-evaluation-harness does by default.
+   */
+  readonly bos?: BosConvention;
   readonly signal?: AbortSignal;
   readonly onProgress?: (done: number, total: number) => void;
 }
+
+/** Whether log-likelihood contexts start with a BOS token: the model's convention, or never (lm-eval's). */
+export type BosConvention = "model" | "none";
 
 export interface Benchmark {
   readonly name: string;

@@ -71,6 +71,11 @@ export interface ScoreRequest {
   /** Raw text prompt (not chat-templated): benchmarks control their own format. */
   readonly context: string;
   readonly continuations: readonly string[];
+  /**
+   * false: no BOS token before the context, even where the model's tokenizer adds one (lm-evaluation-harness's
+   * default for most models). Left out: the model's own convention.
+   */
+  readonly addBos?: boolean;
   readonly signal?: AbortSignal;
 }
 

@@ -191,6 +191,29 @@ describe("iteralign eval", () => {
     }
   });
 
+  it("--bos none scores without the BOS token (lm-evaluation-harness's convention) and records it", async () => {
+    const dir = tmp();
+    const config = writeConfig(dir);
+    const file = path.join(dir, "mine.jsonl");
+    writeFileSync(file, '{"context":"Q: 2+2?\\nA:","choices":[" 4"," 5"],"label":0}\n');
+    const read = (out: string): EvalReport => JSON.parse(readFileSync(path.join(out, "eval.json"), "utf8")) as EvalReport;
+    const model = path.relative(process.cwd(), fixtureModelPath("tiny-llama"));
+    const none = await runCli(["eval", "--config", config, "--model", model, "--bench", `mc:${file}`, "--bos", "none", "--out", path.join(dir, "none")]);
+    expect(none.code, none.err).toBe(0);
+    const dflt = await runCli(["eval", "--config", config, "--model", model, "--bench", `mc:${file}`, "--out", path.join(dir, "model")]);
+    expect(dflt.code, dflt.err).toBe(0);
+    const [a, b] = [read(path.join(dir, "none")), read(path.join(dir, "model"))];
+    expect(a.bos).toBe("none");
+    expect(a.results[0]?.bos).toBe("none");
+    expect(b.bos).toBeUndefined();
+    expect(b.results[0]?.bos).toBe("model");
+    const logprobs = (r: EvalReport): unknown => (r.results[0]?.items[0]?.details as { choices: Array<{ logprob: number }> }).choices.map((c) => c.logprob);
+    expect(logprobs(a)).not.toEqual(logprobs(b));
+    const bad = await runCli(["eval", "--config", config, "--model", model, "--bench", `mc:${file}`, "--bos", "sometimes"]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain("--bos must be one of model, none");
+  });
+
   it("evaluates a GGUF file given by path with the target's engine settings", async () => {
     const dir = tmp();
     const config = writeConfig(dir);

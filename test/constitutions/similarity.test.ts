@@ -11,7 +11,7 @@ import {
 } from "../../src/constitutions/index.js";
 import { IterAlignError } from "../../src/spec/errors.js";
 import type { Principle } from "../../src/spec/records.js";
-import { ScriptedModel, textResult, type EmbedCall } from "../helpers/scripted-model.js";
+import { ScriptedModel, textResult, type EmbedCall } from "../../src/testing/scripted-model.js";
 
 describe("lexical similarity", () => {
   it("scores the Jaccard index of content words", () => {

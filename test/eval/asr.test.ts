@@ -11,7 +11,7 @@ import type { LlamaCppModel } from "../../src/providers/llama-cpp/llama-cpp-mode
 import { IterAlignError } from "../../src/spec/errors.js";
 import type { Capability, GenerateObjectRequest, GenerateRequest } from "../../src/spec/language-model.js";
 import { loadFixtureModel } from "../helpers/models.js";
-import { ScriptedModel, textResult } from "../helpers/scripted-model.js";
+import { ScriptedModel, textResult } from "../../src/testing/scripted-model.js";
 
 function prompt(dataset: string, key: string): RedTeamPrompt {
   return { id: `${dataset}:${key}`, dataset, text: `request ${key}`, category: "weapons", source: { file: "f.jsonl", line: 1, index: 0 } };

@@ -9,7 +9,7 @@ import { XSTEST_JUDGE_SYSTEM_PROMPT, XstestJudgeSchema, xstestJudgeMessages } fr
 import type { LlamaCppModel } from "../../src/providers/llama-cpp/llama-cpp-model.js";
 import type { GenerateObjectRequest, GenerateRequest } from "../../src/spec/language-model.js";
 import { loadFixtureModel } from "../helpers/models.js";
-import { ScriptedModel, textResult } from "../helpers/scripted-model.js";
+import { ScriptedModel, textResult } from "../../src/testing/scripted-model.js";
 
 /** A small file in XSTest's format; prompt 4 holds a quoted comma and quotes. */
 const CSV = [

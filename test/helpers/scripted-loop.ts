@@ -5,7 +5,7 @@ import { createMeter } from "../../src/providers/middleware/accounting.js";
 import { applyMiddleware } from "../../src/providers/middleware/compose.js";
 import type { GenerateObjectRequest, GenerateRequest, GenerateResult, LanguageModel, Role } from "../../src/spec/language-model.js";
 import type { RunStore } from "../../src/store/run-store.js";
-import { ScriptedModel, textResult } from "./scripted-model.js";
+import { ScriptedModel, textResult } from "../../src/testing/scripted-model.js";
 
 /** The request text a judge prompt is about (between `<request>` tags), or "" for other prompts. */
 export function judgedRequest(request: GenerateObjectRequest<unknown>): string {

@@ -193,6 +193,16 @@ describe("LlamaCppModel scoring paths", () => {
     }
   });
 
+  it("addBos: false gives the native path what it gives the engine path", async () => {
+    for (const q of QUESTIONS) {
+      const a = await native.scoreContinuations({ ...q, addBos: false });
+      const b = await engine.scoreContinuations({ ...q, addBos: false });
+      const withBos = await native.scoreContinuations(q);
+      expect(a.usage.promptTokens).toBe(withBos.usage.promptTokens - 1);
+      for (const [j, s] of a.scores.entries()) expect(Math.abs(s.logprob - b.scores[j]!.logprob)).toBeLessThan(1e-3);
+    }
+  });
+
   it("serves concurrent calls in order", async () => {
     const results = await Promise.all(QUESTIONS.map((q) => native.scoreContinuations(q)));
     for (const [i, r] of results.entries()) expect(r.scores).toHaveLength(QUESTIONS[i]!.continuations.length);

@@ -4,7 +4,7 @@ import { OpenAICompatibleModel } from "../../src/providers/openai-compatible/ope
 import { startAnthropicProtocolServer, upstreamAnswers } from "../../src/testing/anthropic-protocol-server.js";
 import { startLlamaServer } from "../../src/testing/llama-server.js";
 import { loadFixtureModel } from "../helpers/models.js";
-import { ScriptedModel } from "../helpers/scripted-model.js";
+import { ScriptedModel } from "../../src/testing/scripted-model.js";
 import { languageModelContract } from "./language-model-contract.js";
 
 const COLOURS = ["red", "green", "blue", "yellow"];

@@ -100,6 +100,24 @@ describe("scoreContinuations", () => {
     }
   });
 
+  it("addBos: false scores the context without the BOS token the tokenizer adds (lm-evaluation-harness's convention)", async () => {
+    const q = QUESTIONS[0]!;
+    const withBos = await llama.scoreContinuations(q);
+    const without = await llama.scoreContinuations({ ...q, addBos: false });
+    // One token fewer evaluated, the same continuation tokens, other numbers.
+    expect(without.usage.promptTokens).toBe(withBos.usage.promptTokens - 1);
+    for (const [j, s] of without.scores.entries()) {
+      expect(s.tokenCount).toBe(withBos.scores[j]!.tokenCount);
+      expect(s.logprob).not.toBe(withBos.scores[j]!.logprob);
+    }
+    const reference = await llama.scoreContinuationsTokenByToken({ ...q, addBos: false });
+    for (const [j, s] of without.scores.entries()) expect(Math.abs(s.logprob - reference[j]!.logprob)).toBeLessThan(1e-4);
+    // A tokenizer that adds no BOS (Qwen2's) scores the same either way.
+    const qwenDefault = await qwen.scoreContinuations(QUESTIONS[2]!);
+    const qwenNone = await qwen.scoreContinuations({ ...QUESTIONS[2]!, addBos: false });
+    expect(qwenNone.scores).toEqual(qwenDefault.scores);
+  });
+
   it("rejects empty continuations with a clear error", async () => {
     await expect(llama.scoreContinuations({ context: "Hi", continuations: ["ok", ""] })).rejects.toThrow(/continuation 1 is empty/);
   });

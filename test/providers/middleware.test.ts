@@ -10,7 +10,7 @@ import { withTimeout } from "../../src/providers/middleware/timeout.js";
 import { CallRecordSchema, type CallLog, type CallRecord } from "../../src/spec/call-log.js";
 import { IterAlignError } from "../../src/spec/errors.js";
 import type { GenerateRequest, GenerateResult, ScoreResult } from "../../src/spec/language-model.js";
-import { deferred, ScriptedModel, textResult, untilAborted, type Deferred } from "../helpers/scripted-model.js";
+import { deferred, ScriptedModel, textResult, untilAborted, type Deferred } from "../../src/testing/scripted-model.js";
 
 /** In-memory CallLog: validates every record against the spec schema, keeps the newest per key. */
 class MemoryCallLog implements CallLog {

@@ -2,7 +2,7 @@ import { withChainOfUtterances } from "../../src/datasets/chain-of-utterances.js
 import type { RedTeamPrompt } from "../../src/datasets/red-team-prompt.js";
 import type { ChatMessage, GenerateResult } from "../../src/spec/language-model.js";
 import type { Attempt, JudgeOutput, Principle, Verdict } from "../../src/spec/records.js";
-import type { ScriptedModel } from "../helpers/scripted-model.js";
+import type { ScriptedModel } from "../../src/testing/scripted-model.js";
 
 /** A plain prompt with a hand-picked id (real ids hash the text; tests want readable ones). */
 export function prompt(id: string, text: string): RedTeamPrompt {

@@ -5,7 +5,7 @@ import { IterAlignError } from "../../src/spec/errors.js";
 import type { GenerateObjectRequest } from "../../src/spec/language-model.js";
 import type { Attempt, GateDecision, Revision } from "../../src/spec/records.js";
 import { decideGate, gate, gateDecisions, GateJudgeSchema, gateMessages, gateStats } from "../../src/stages/gate.js";
-import { ScriptedModel, textResult } from "../helpers/scripted-model.js";
+import { ScriptedModel, textResult } from "../../src/testing/scripted-model.js";
 import { attempt, CAKE, json, LOCK, prompt, WIFI } from "./fixtures.js";
 
 function revision(a: Attempt, revised: string): Revision {

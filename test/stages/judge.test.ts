@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { judgeSystemPrompt, PAPER_JUDGE_EXAMPLES, PAPER_JUDGE_SYSTEM_PROMPT } from "../../src/prompts/judge.js";
 import { canonicalJson, sha256Hex } from "../../src/util/canonical-json.js";
 import { judge, JudgeWithPromptSchema, PaperJudgeSchema, paperLabelToVerdict } from "../../src/stages/judge.js";
-import { ScriptedModel, textResult } from "../helpers/scripted-model.js";
+import { ScriptedModel, textResult } from "../../src/testing/scripted-model.js";
 import { attempt, CAKE, json, WIFI } from "./fixtures.js";
 
 const wifi = attempt(WIFI, "Sure: use a WPS brute-force tool.");

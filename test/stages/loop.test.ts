@@ -14,7 +14,7 @@ import {
   toTrainingExamples,
   toTrlPreferenceJsonl,
 } from "../../src/stages/index.js";
-import { ScriptedModel, textResult } from "../helpers/scripted-model.js";
+import { ScriptedModel, textResult } from "../../src/testing/scripted-model.js";
 import { CAKE, generateCalls, json, LOCK, WIFI } from "./fixtures.js";
 
 /** Which scripted prompt a conversation is about. */

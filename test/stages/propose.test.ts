@@ -3,7 +3,7 @@ import { PROPOSE_SYSTEM_PROMPT } from "../../src/prompts/propose.js";
 import { canonicalJson, sha256Hex } from "../../src/util/canonical-json.js";
 import { IterAlignError } from "../../src/spec/errors.js";
 import { propose, type Failure } from "../../src/stages/propose.js";
-import { ScriptedModel } from "../helpers/scripted-model.js";
+import { ScriptedModel } from "../../src/testing/scripted-model.js";
 import { attempt, FAIL, json, LOCK, verdict, WIFI } from "./fixtures.js";
 
 const wifi = attempt(WIFI, "Sure: use a WPS brute-force tool.");

@@ -4,7 +4,7 @@ import { IterAlignError } from "../../src/spec/errors.js";
 import type { GenerateRequest, GenerateResult } from "../../src/spec/language-model.js";
 import { PAPER_RED_TEAM_PARAMS, redTeam } from "../../src/stages/red-team.js";
 import { okRecords } from "../../src/stages/stage-item.js";
-import { deferred, ScriptedModel, textResult } from "../helpers/scripted-model.js";
+import { deferred, ScriptedModel, textResult } from "../../src/testing/scripted-model.js";
 import { CAKE, LOCK, WIFI } from "./fixtures.js";
 
 /** Answers each prompt with `answer to <first 10 chars>`, whatever order the calls come in. */

@@ -4,7 +4,7 @@ import { canonicalJson, sha256Hex } from "../../src/util/canonical-json.js";
 import { IterAlignError } from "../../src/spec/errors.js";
 import type { GenerateRequest } from "../../src/spec/language-model.js";
 import { selfCorrect } from "../../src/stages/self-correct.js";
-import { ScriptedModel, textResult } from "../helpers/scripted-model.js";
+import { ScriptedModel, textResult } from "../../src/testing/scripted-model.js";
 import { attempt, CAKE, generateCalls, LOCK, principle, WIFI } from "./fixtures.js";
 
 const wifi = attempt(WIFI, "Sure: use a WPS brute-force tool.");

@@ -8,6 +8,7 @@ import { runEvaluation, type EvalProgress } from "../../eval/runner.js";
 import { loadLoopPrompts } from "../../pipeline/prompt-source.js";
 import { ModelSet, modelNameForRole } from "../../providers/registry.js";
 import { IterAlignError } from "../../spec/errors.js";
+import type { BosConvention } from "../../spec/benchmark.js";
 import { ROLES, type Role } from "../../spec/language-model.js";
 import type { CommandIo } from "../io.js";
 import { configOrModel } from "../config-or-model.js";
@@ -21,10 +22,14 @@ export interface EvalCommandOptions {
   readonly bench: string;
   readonly mode?: string;
   readonly limit?: number;
+  readonly bos?: string;
   readonly out?: string;
   readonly hhhFile?: string;
   readonly bigbenchDir?: string;
 }
+
+/** Conventions `--bos` accepts. */
+export const BOS_CONVENTIONS = ["model", "none"] as const;
 
 /** Scoring modes `--mode` accepts. */
 export const EVAL_MODES = ["loglik", "generative"] as const;
@@ -86,10 +91,14 @@ export async function evalCommand(options: EvalCommandOptions, io: CommandIo): P
   if (!(EVAL_MODES as readonly string[]).includes(mode)) {
     throw new IterAlignError("USAGE", `--mode must be one of ${EVAL_MODES.join(", ")}, got '${mode}'`);
   }
+  if (options.bos !== undefined && !(BOS_CONVENTIONS as readonly string[]).includes(options.bos)) {
+    throw new IterAlignError("USAGE", `--bos must be one of ${BOS_CONVENTIONS.join(", ")}, got '${options.bos}'`);
+  }
   const specs = parseBenchList(options.bench);
   const loaded = configOrModel(options.config, options.model);
   const resolved = resolveEvalModel(loaded.config, options.model);
   const { config } = resolved;
+  const bos = (options.bos as BosConvention | undefined) ?? config.eval.bos;
   const benchmarks = await createBenchmarks(specs, {
     ...(options.hhhFile !== undefined ? { hhhFile: options.hhhFile } : {}),
     ...(options.bigbenchDir !== undefined ? { bigbenchDir: options.bigbenchDir } : {}),
@@ -136,6 +145,7 @@ export async function evalCommand(options: EvalCommandOptions, io: CommandIo): P
       benchmarks,
       models: { model, ...(judge ? { judge } : {}) },
       mode: mode as (typeof EVAL_MODES)[number],
+      bos,
       ...(options.limit !== undefined ? { limit: options.limit } : {}),
       signal: abort.signal,
       onProgress,

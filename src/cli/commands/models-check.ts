@@ -1,7 +1,7 @@
 import { configOrModel } from "../config-or-model.js";
 import { resolveEvalModel } from "./eval.js";
 import { createProviderModel, modelNameForRole } from "../../providers/registry.js";
-import { errorText } from "../../providers/llama-cpp/engine.js";
+import { errorText } from "../../util/error-text.js";
 import { IterAlignError, isIterAlignError } from "../../spec/errors.js";
 import { ROLES, type LanguageModel, type Role } from "../../spec/language-model.js";
 import type { CommandIo } from "../io.js";

@@ -255,6 +255,5 @@ export function loadedModelCount(): number {
   return loaded.size;
 }
 
-export function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
+import { errorText } from "../../util/error-text.js";
+export { errorText };

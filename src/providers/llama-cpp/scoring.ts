@@ -14,10 +14,10 @@ export interface ScoringTokens {
  * count) so word-initial tokens are the ones the model would see; when joint tokenization changes the
  * context's tokens, the continuation is tokenized on its own.
  */
-export function tokenizeForScoring(model: LlamaModel, request: Pick<ScoreRequest, "context" | "continuations">): ScoringTokens {
+export function tokenizeForScoring(model: LlamaModel, request: Pick<ScoreRequest, "context" | "continuations" | "addBos">): ScoringTokens {
   const trimmed = request.context.replace(/\s+$/, "");
   const moved = request.context.slice(trimmed.length);
-  const bos = model.tokens.shouldPrependBosToken && model.tokens.bos !== null ? [model.tokens.bos] : [];
+  const bos = request.addBos !== false && model.tokens.shouldPrependBosToken && model.tokens.bos !== null ? [model.tokens.bos] : [];
   const context = [...bos, ...model.tokenize(trimmed, false)];
   if (context.length === 0) throw new IterAlignError("USAGE", "scoreContinuations needs a non-empty context");
   const continuations = request.continuations.map((text, i) => {

@@ -194,7 +194,7 @@ export function withCache(model: LanguageModel, options: CacheOptions): Language
     scoreContinuations(request, next) {
       return cached<ScoreResult>({
         kind: "scoreContinuations",
-        content: { context: request.context, continuations: [...request.continuations] },
+        content: { context: request.context, continuations: [...request.continuations], ...(request.addBos === false ? { addBos: false } : {}) },
         lookup: true,
         signal: request.signal,
         decode: (stored) => {

@@ -159,6 +159,14 @@ export class OpenAICompatibleModel implements LanguageModel {
     if (this.options.scoring !== "echo") {
       throw new CapabilityMissingError(this, "scoreContinuations", "scoreContinuations (set scoring: \"echo\")");
     }
+    if (request.addBos === false) {
+      // Servers decide the BOS token themselves (llama-server always adds the model's; vLLM's own setting), and
+      // one that ignored a request for none would score silently under the other convention.
+      throw new IterAlignError(
+        "USAGE",
+        `${this.provider} model '${this.modelId}': scoring without a BOS token (eval bos: none) is not supported through a server's echo; use the llama-cpp provider for lm-evaluation-harness's convention`,
+      );
+    }
     if (request.continuations.length === 0) return { scores: [], usage: { promptTokens: 0, completionTokens: 0 } };
     const empty = request.continuations.findIndex((c) => c === "" && !/\s$/.test(request.context));
     if (empty >= 0) throw new IterAlignError("USAGE", `continuation ${String(empty)} is empty`);

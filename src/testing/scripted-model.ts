@@ -1,4 +1,4 @@
-import { IterAlignError, OutputInvalidError } from "../../src/spec/errors.js";
+import { IterAlignError, OutputInvalidError } from "../spec/errors.js";
 import type {
   Capability,
   EmbedResult,
@@ -9,7 +9,7 @@ import type {
   LanguageModel,
   ScoreRequest,
   ScoreResult,
-} from "../../src/spec/language-model.js";
+} from "../spec/language-model.js";
 
 /**
  * One scripted answer: a result to return, an Error to throw, or a function computing either from the
