@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { ConfigError } from "../config/load-config.js";
 import { IterAlignError, USER_INPUT_ERROR_CODES } from "../spec/errors.js";
@@ -7,12 +8,14 @@ import { evalCommand, type EvalCommandOptions } from "./commands/eval.js";
 import { initCommand } from "./commands/init.js";
 import { modelsCheckCommand } from "./commands/models-check.js";
 import { runCommand } from "./commands/run.js";
+import { setupCommand } from "./commands/setup.js";
 import { processIo, type CommandIo } from "./io.js";
 
 /** Exit codes: 0 ok, 1 failure, 2 bad usage or config. */
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
 
-const VERSION = "0.1.0";
+/** The package's version, from its package.json (two levels above this file in src/ and in dist/). */
+const VERSION = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
 import { DEFAULT_CONFIG } from "./config-or-model.js";
 
 function positiveInt(value: string): number {
@@ -34,6 +37,15 @@ function buildProgram(io: CommandIo, setCode: (code: number) => void): Command {
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
     .showHelpAfterError();
+
+  program
+    .command("setup")
+    .description("build llama-server, the native scorer and the trainer from the llama.cpp source node-llama-cpp ships (once per machine)")
+    .argument("[programs...]", "programs to build: llama-server, iteralign-scorer, iteralign-finetune (default: all three; with --cuda: iteralign-finetune)")
+    .option("--cuda", "build for NVIDIA GPUs with CUDA (needs the CUDA toolkit's nvcc) into a separate directory")
+    .option("--check", "only report which programs are built; exit 1 when one is missing")
+    .option("-j, --jobs <n>", "parallel compile jobs (default: the number of CPUs)", positiveInt)
+    .action(async (programs: string[], opts: { cuda?: boolean; check?: boolean; jobs?: number }) => setCode(await setupCommand({ programs, ...opts }, io)));
 
   program
     .command("init")

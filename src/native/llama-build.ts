@@ -169,7 +169,7 @@ export function parseBuildLlamaArgs(argv: readonly string[]): { targets: LlamaTo
     else {
       throw new IterAlignError(
         "USAGE",
-        `unknown ${arg.startsWith("-") ? "option" : "program"} '${arg}': build:llama takes --cuda and program names (${LLAMA_TOOLS.join(", ")})`,
+        `unknown ${arg.startsWith("-") ? "option" : "program"} '${arg}': expected --cuda and program names (${LLAMA_TOOLS.join(", ")})`,
       );
     }
   }

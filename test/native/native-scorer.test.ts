@@ -235,7 +235,7 @@ describe("scorer build bookkeeping", () => {
     try {
       const err = await native.scoreContinuations(QUESTIONS[0]!).catch((e: unknown) => e);
       expectCode(err, "BUILD_FAILED");
-      expect((err as Error).message).toContain("npm run build:llama -- iteralign-scorer");
+      expect((err as Error).message).toContain("iteralign setup iteralign-scorer");
       expect(auto.scoringPath).toBe("engine");
       expect((await auto.scoreContinuations(QUESTIONS[0]!)).scores).toHaveLength(QUESTIONS[0]!.continuations.length);
     } finally {

@@ -63,7 +63,7 @@ export class NativeScorer {
     if (!binary) {
       throw new IterAlignError(
         "BUILD_FAILED",
-        "the native scorer is not built (or is older than its source): run `npm run build:llama -- iteralign-scorer`",
+        "the native scorer is not built (or is older than its source): run `iteralign setup iteralign-scorer` (from a checkout: `npm run build:llama -- iteralign-scorer`)",
       );
     }
     const { proc, info } = await NativeScorer.spawn(options, binary);
