@@ -4,6 +4,8 @@ export interface CommandIo {
   err(text: string): void;
   readonly stdin: NodeJS.ReadableStream;
   readonly isTTY: boolean;
+  /** Whether stderr (where progress goes) is a terminal. */
+  readonly errIsTTY?: boolean;
 }
 
 export const processIo: CommandIo = {
@@ -11,4 +13,5 @@ export const processIo: CommandIo = {
   err: (text) => process.stderr.write(text),
   stdin: process.stdin,
   isTTY: Boolean(process.stdin.isTTY && process.stdout.isTTY),
+  errIsTTY: Boolean(process.stderr.isTTY),
 };

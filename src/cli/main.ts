@@ -82,7 +82,12 @@ function buildProgram(io: CommandIo, setCode: (code: number) => void): Command {
     .option("--run-id <id>", "id of the new run (default: time stamp and random suffix)")
     .option("--resume <id>", "continue an interrupted, killed or stopped run")
     .option("--cost-budget <dollars>", "stop before a stage would spend more than this (overrides loop.costBudget, also on --resume)", positiveNumber)
-    .action(async (opts: { config: string; runId?: string; resume?: string; costBudget?: number }) => setCode(await runCommand(opts, io)));
+    .option("-q, --quiet", "print only warnings, errors and the result (no progress, no per-stage lines)")
+    .option("-v, --verbose", "also print stage starts, per-stage token rates and long waits")
+    .option("--log-file <file>", "also append every message, verbose ones included, with time stamps, to this file")
+    .action(async (opts: { config: string; runId?: string; resume?: string; costBudget?: number; quiet?: boolean; verbose?: boolean; logFile?: string }) =>
+      setCode(await runCommand(opts, io)),
+    );
   program
     .command("eval")
     .description("run benchmarks on a model; print the metrics and write eval.json, eval.csv and metrics.csv")
@@ -95,6 +100,9 @@ function buildProgram(io: CommandIo, setCode: (code: number) => void): Command {
     .option("-o, --out <dir>", "output directory (default: <runsDir>/eval-<time>)")
     .option("--hhh-file <jsonl>", "Anthropic's HHH comparisons (CAI 438HHHEvaluations.jsonl format) for hhh")
     .option("--bigbench-dir <dir>", "BIG-bench hhh_alignment folder (harmless/helpful/honest/other task.json) for hhh")
+    .option("-q, --quiet", "print only warnings, errors and the results (no progress)")
+    .option("-v, --verbose", "print more about what is happening")
+    .option("--log-file <file>", "also append every message, with time stamps, to this file")
     .action(async (opts: EvalCommandOptions) => setCode(await evalCommand(opts, io)));
   program
     .command("compare")

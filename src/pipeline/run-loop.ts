@@ -266,8 +266,9 @@ async function loop(input: Prepared & {
   const evaluate = async (iteration: number | null, target: LanguageModel): Promise<void> => {
     const started = clock.now();
     const name = iteration === null ? "eval (base)" : "eval";
+    const before = input.models.meter.snapshot().totals;
     onEvent({ type: "stage-start", iteration: iteration ?? 0, stage: name, items: 0 });
-    await evaluateTarget({
+    const report = await evaluateTarget({
       config,
       baseDir,
       checkpoint,
@@ -280,7 +281,23 @@ async function loop(input: Prepared & {
       onProgress: (benchmark, done, total) =>
         onEvent({ type: "stage-progress", iteration: iteration ?? 0, stage: `${name} ${benchmark}`, done, items: total }),
     });
-    onEvent({ type: "stage-end", iteration: iteration ?? 0, stage: name, items: 0, errors: 0, resumed: false, seconds: (clock.now() - started) / 1000, promptTokens: 0, completionTokens: 0 });
+    const after = input.models.meter.snapshot().totals;
+    const items = report.results.reduce((n, r) => n + r.items.length, 0);
+    const errors = report.results.reduce((n, r) => n + r.items.filter((i) => i.details.error !== undefined).length, 0);
+    const costUsd = after.costUsd - before.costUsd;
+    onEvent({
+      type: "stage-end",
+      iteration: iteration ?? 0,
+      stage: name,
+      items,
+      errors,
+      // Answered from the checkpoint without a model call: a resumed run's evaluation.
+      resumed: after.calls === before.calls && items > 0,
+      seconds: (clock.now() - started) / 1000,
+      promptTokens: after.promptTokens - before.promptTokens,
+      completionTokens: after.completionTokens - before.completionTokens,
+      ...(costUsd > 0 ? { costUsd } : {}),
+    });
   };
   if (evaluatesAt(config, null, false)) await evaluate(null, await input.models.forRole("target"));
   const iterations: IterationMetrics[] = [];

@@ -12,7 +12,8 @@ import type { BosConvention } from "../../spec/benchmark.js";
 import { ROLES, type Role } from "../../spec/language-model.js";
 import type { CommandIo } from "../io.js";
 import { configOrModel } from "../config-or-model.js";
-import { createProgress, type Progress } from "../progress.js";
+import type { Progress } from "../progress.js";
+import { Reporter } from "../reporter.js";
 
 /** Options of `iteralign eval`, as commander parses them. */
 export interface EvalCommandOptions {
@@ -26,6 +27,9 @@ export interface EvalCommandOptions {
   readonly out?: string;
   readonly hhhFile?: string;
   readonly bigbenchDir?: string;
+  readonly quiet?: boolean;
+  readonly verbose?: boolean;
+  readonly logFile?: string;
 }
 
 /** Conventions `--bos` accepts. */
@@ -119,16 +123,20 @@ export async function evalCommand(options: EvalCommandOptions, io: CommandIo): P
     process.off("SIGINT", onSigint);
   };
   process.on("SIGINT", onSigint);
+  const reporter = new Reporter(io, options);
   let bar: Progress | undefined;
   let barIndex = -1;
   try {
     const model = resolved.role ? await models.forRole(resolved.role) : await models.byName(resolved.name);
     const judge = benchmarks.some((b) => b.needsJudge) ? await models.forRole("judge") : undefined;
+    reporter.detail(
+      `evaluating ${model.modelId}${judge ? ` (judge: ${judge.modelId})` : ""} on ${benchmarks.map((b) => b.name).join(", ")}, ${mode} mode, bos ${bos}${options.limit !== undefined ? `, first ${options.limit} items each` : ""}`,
+    );
     const started = performance.now();
     const onProgress = (p: EvalProgress): void => {
       if (p.index !== barIndex) {
         bar?.stop();
-        bar = createProgress(`${p.benchmark} (${p.index + 1}/${p.count})`, p.total);
+        bar = reporter.progress(`${p.benchmark} (${p.index + 1}/${p.count})`, p.total);
         barIndex = p.index;
       }
       bar?.update(p.done, models.meter.snapshot().totals.tokensPerSecond);
@@ -138,7 +146,7 @@ export async function evalCommand(options: EvalCommandOptions, io: CommandIo): P
       bar?.stop();
       bar = undefined;
       const now = performance.now();
-      io.err(`${result.benchmark}: ${result.items.length} items in ${((now - last) / 1000).toFixed(1)} s${errorNote(result)}\n`);
+      reporter.info(`${result.benchmark}: ${result.items.length} items in ${((now - last) / 1000).toFixed(1)} s${errorNote(result)}`);
       last = now;
     };
     const report = await runEvaluation({
@@ -159,7 +167,7 @@ export async function evalCommand(options: EvalCommandOptions, io: CommandIo): P
   } catch (err) {
     bar?.stop();
     if (abort.signal.aborted) {
-      io.err("interrupted; nothing was written\n");
+      reporter.warn("interrupted; nothing was written");
       return 1;
     }
     throw err;

@@ -60,8 +60,8 @@ export async function setupCommand(options: SetupCommandOptions, io: CommandIo):
         if (/^(cloning|configuring|waiting)/.test(line)) io.err(`${line}\n`);
         return;
       }
-      if (io.isTTY) {
-        bar ??= createProgress("compiling", 100);
+      if (io.errIsTTY) {
+        bar ??= createProgress("compiling", 100, { tty: true });
         bar.update(percent);
         return;
       }
