@@ -64,7 +64,7 @@ export async function modelsCheckCommand(
     if (!bound) throw new IterAlignError("USAGE", `--role ${options.role}: no model is bound to that role (roles: ${ROLES.join(", ")})`);
     names = [bound];
   }
-  const progress = createProgress("checking models", names.length, { tty: io.errIsTTY ?? false, write: io.err });
+  const progress = createProgress("checking models", names.length, { tty: io.errIsTTY ?? false, write: (t) => io.err(t) });
   const checks: ModelCheck[] = [];
   for (const [i, name] of names.entries()) {
     const entry = config.models[name];
@@ -78,7 +78,7 @@ export async function modelsCheckCommand(
         baseDir,
         ...(config.engine.maxThreads !== undefined ? { maxThreads: config.engine.maxThreads } : {}),
         onDownloadProgress: (_name, done, total) => {
-          download ??= createProgress(`downloading ${name} (MB)`, Math.ceil(total / 1e6), { tty: io.errIsTTY ?? false, write: io.err });
+          download ??= createProgress(`downloading ${name} (MB)`, Math.ceil(total / 1e6), { tty: io.errIsTTY ?? false, write: (t) => io.err(t) });
           download.update(Math.floor(done / 1e6));
         },
       });
