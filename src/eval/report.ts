@@ -4,6 +4,7 @@ import { z } from "zod";
 import { renderTable } from "../util/table.js";
 import { IterAlignError } from "../spec/errors.js";
 import type { BenchmarkResult, BosConvention, ItemResult, Metric } from "../spec/benchmark.js";
+import { EvalSummaryEntrySchema, EvalSummaryFileSchema } from "../spec/artifacts.js";
 import { stableJson } from "../util/canonical-json.js";
 
 /**
@@ -213,25 +214,6 @@ export function evalSummaryPath(runDir: string): string {
   return path.join(runDir, EVAL_SUMMARY_FILE);
 }
 
-const ScoringModeSchema = z.enum(["loglik", "generative", "judge"]);
-const SummaryMetricSchema = z.object({
-  benchmark: z.string().min(1),
-  name: z.string().min(1),
-  value: z.number(),
-  n: z.number().int().nonnegative(),
-  mode: ScoringModeSchema,
-  higherIsBetter: z.boolean(),
-  ci95: z.tuple([z.number(), z.number()]).optional(),
-  category: z.string().optional(),
-});
-const EvalSummaryEntrySchema = z.object({
-  label: z.string().min(1),
-  iteration: z.number().int().nonnegative().nullable(),
-  model: z.string(),
-  trainer: z.string().optional(),
-  metrics: z.array(SummaryMetricSchema),
-});
-const EvalSummaryFileSchema = z.object({ version: z.literal(1), entries: z.array(EvalSummaryEntrySchema) });
 
 /** The entries of a run's summary, in file order; [] when the run has none yet. A damaged file is DATA_INVALID. */
 export function readEvalSummary(runDir: string): EvalSummaryEntry[] {

@@ -26,35 +26,9 @@ import { jsonFile, jsonlFile } from "./run-layout.js";
 import type { RunContext } from "./run-context.js";
 import { errorRateExceeded, stageFailure } from "./stop-rules.js";
 
-/** What one iteration did; deterministic (no times), written to `metrics.json`. */
-export interface IterationMetrics {
-  readonly iteration: number;
-  readonly prompts: number;
-  readonly attempts: number;
-  readonly failures: number;
-  readonly failureRate: number;
-  /** Items that ended in errors, all stages together. */
-  readonly errors: number;
-  /** Items each stage attempted (a model call each; two for critique-revise). */
-  readonly itemsByStage: Readonly<Record<string, number>>;
-  /** Items of each stage that ended in errors. */
-  readonly errorsByStage: Readonly<Record<string, number>>;
-  /** Dollars the iteration's model answers cost at the models' prices (0 for local models). */
-  readonly costUsd: number;
-  /** The same, per stage. */
-  readonly costByStage: Readonly<Record<string, number>>;
-  readonly principlesAdded: number;
-  readonly principlesMerged: number;
-  readonly principlesRetired: number;
-  readonly revisions: number;
-  readonly gatePassRate: number | null;
-  readonly fixed: number;
-  readonly gateRejections: Record<string, number>;
-  readonly trainingExamples: number;
-  /** Preference pairs left out of the preference exports because the original answer was empty. */
-  readonly preferencePairsDropped: number;
-  readonly skipped: boolean;
-}
+/** What one iteration did; deterministic (no times), written to `metrics.json` (the schema is in spec/artifacts). */
+export type { IterationMetrics } from "../spec/artifacts.js";
+import type { IterationMetrics } from "../spec/artifacts.js";
 
 /** The export files of an iteration, by format. */
 export const EXPORT_FILES: Readonly<Record<ExportFormat, string>> = {
@@ -226,8 +200,8 @@ export async function runIteration(
   return { metrics, pool, examples };
 }
 
-/** Version of the `metrics.json` and `summary.json` shapes; readers check it. */
-export const METRICS_VERSION = 1;
+export { ARTIFACT_VERSION as METRICS_VERSION } from "../spec/artifacts.js";
+import { ARTIFACT_VERSION as METRICS_VERSION } from "../spec/artifacts.js";
 
 /**
  * The principles a failure is revised under: those whose evidence names it (proposed for it, possibly merged),

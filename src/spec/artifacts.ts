@@ -1,7 +1,8 @@
 import { z } from "zod";
 
 /**
- * The files of a run that people and tools read: `iterations/NNN/metrics.json` and `summary.json`. Each has a
+ * The files of a run that people and tools read: `iterations/NNN/metrics.json`, `summary.json` and
+ * `eval/summary.json`. Each has a
  * `version`; readers (the report, `iteralign compare`, your scripts) validate against these schemas and refuse a
  * version they do not know instead of misreading it. Contracts only.
  */
@@ -61,3 +62,30 @@ export const SummaryFileSchema = z.object({
   untrainedExamples: z.number().int().nonnegative().optional(),
 });
 export type SummaryFile = z.infer<typeof SummaryFileSchema>;
+
+const ScoringModeSchema = z.enum(["loglik", "generative", "judge"]);
+
+/** One metric of an evaluation summary entry. */
+export const SummaryMetricSchema = z.object({
+  benchmark: z.string().min(1),
+  name: z.string().min(1),
+  value: z.number(),
+  n: z.number().int().nonnegative(),
+  mode: ScoringModeSchema,
+  higherIsBetter: z.boolean(),
+  ci95: z.tuple([z.number(), z.number()]).optional(),
+  category: z.string().optional(),
+});
+
+/** One evaluated model of a run: the base (`iteration` null) or an iteration's target. */
+export const EvalSummaryEntrySchema = z.object({
+  label: z.string().min(1),
+  iteration: z.number().int().nonnegative().nullable(),
+  model: z.string(),
+  trainer: z.string().optional(),
+  metrics: z.array(SummaryMetricSchema),
+});
+
+/** `eval/summary.json`: every evaluation of a run, in the order they ran. */
+export const EvalSummaryFileSchema = z.object({ version: z.literal(ARTIFACT_VERSION), entries: z.array(EvalSummaryEntrySchema) });
+export type EvalSummaryFileContent = z.infer<typeof EvalSummaryFileSchema>;

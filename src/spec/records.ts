@@ -28,6 +28,8 @@ export const ProvenanceSchema = z.object({
 /** The target's answer to a red-team prompt (stage `red-team`). */
 export const AttemptSchema = ProvenanceSchema.extend({
   promptId: z.string(),
+  /** The prompt's harm category, when its dataset has one. */
+  category: z.string().optional(),
   /** The prompt as the target saw it (CoU-wrapped when enabled). */
   prompt: z.string(),
   response: z.string(),

@@ -45,6 +45,7 @@ export async function redTeam(prompts: readonly RedTeamPrompt[], options: RedTea
           model: target.modelId,
           promptHash: promptHash(messages),
           promptId: prompt.id,
+          ...(prompt.category !== null ? { category: prompt.category } : {}),
           prompt: prompt.text,
           response: result.text,
           finishReason: result.finishReason,
