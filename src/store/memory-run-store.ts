@@ -33,6 +33,10 @@ import {
   type StoredRun,
   decodeBatchJob,
   encodeBatchJob,
+  readJsonPath,
+  validateFieldPaths,
+  type RecordFieldsQuery,
+  type RecordFieldsRow,
   type StoredBatchJob,
 } from "./run-store.js";
 
@@ -47,6 +51,8 @@ export class MemoryRunStore implements RunStore {
   private readonly newestCall = new Map<string, StoredCall>();
   /** Insertion-ordered records, keyed by run then id. */
   private readonly records = new Map<string, Map<string, StoredRecord>>();
+  /** Writes to each run's records, for {@link recordsRevision}. */
+  private readonly revisions = new Map<string, number>();
   private readonly batchJobs = new Map<string, StoredBatchJob>();
   private readonly batchOrder: string[] = [];
   private closed = false;
@@ -143,6 +149,7 @@ export class MemoryRunStore implements RunStore {
         this.records.set(row.runId, byId);
       }
       byId.set(row.id, row);
+      this.revisions.set(row.runId, (this.revisions.get(row.runId) ?? 0) + 1);
     }
   }
 
@@ -163,6 +170,7 @@ export class MemoryRunStore implements RunStore {
     for (const id of removing) byId.delete(id);
     for (const row of stored) byId.set(row.id, row);
     this.records.set(runId, byId);
+    this.revisions.set(runId, (this.revisions.get(runId) ?? 0) + 1);
   }
 
   putBatchJob(job: BatchJob): void {
@@ -198,6 +206,38 @@ export class MemoryRunStore implements RunStore {
     this.live();
     const stored = this.records.get(runId)?.get(id);
     return stored === undefined ? undefined : decodeRecord(stored, options?.payload);
+  }
+
+  getRecordsByIds(runId: string, ids: readonly string[]): RecordRow[] {
+    this.live();
+    const records = this.records.get(runId);
+    return ids.flatMap((id) => {
+      const stored = records?.get(id);
+      return stored === undefined ? [] : [decodeRecord(stored)];
+    });
+  }
+
+  recordFields(query: RecordFieldsQuery): RecordFieldsRow[] {
+    this.live();
+    validateFieldPaths(query.fields);
+    const stages = new Set(query.stages);
+    return [...(this.records.get(query.runId)?.values() ?? [])]
+      .filter((row) => stages.has(row.stage))
+      .map((row) => {
+        const payload = JSON.parse(row.payload) as unknown;
+        return {
+          id: row.id,
+          stage: row.stage,
+          iteration: row.iteration,
+          status: row.status,
+          values: Object.fromEntries(Object.entries(query.fields).map(([name, p]) => [name, readJsonPath(payload, p)])),
+        };
+      });
+  }
+
+  recordsRevision(runId: string): number {
+    this.live();
+    return this.revisions.get(runId) ?? 0;
   }
 
   close(): void {

@@ -144,8 +144,53 @@ export interface RunStore extends CallLog, BatchJobLog {
   getRecords<P>(query: RecordQuery, options: PayloadOptions<P>): RecordRow<P>[];
   getRecord(runId: string, id: string): RecordRow | undefined;
   getRecord<P>(runId: string, id: string, options: PayloadOptions<P>): RecordRow<P> | undefined;
+  /** The records with these ids that exist, in the order of `ids` (a page of a listing). */
+  getRecordsByIds(runId: string, ids: readonly string[]): RecordRow[];
+  /**
+   * A few fields of every record of some stages, in insertion order, without decoding whole payloads: what an
+   * index over a large run needs (the report's item browser). Paths are JSON paths into the payload.
+   */
+  recordFields(query: RecordFieldsQuery): RecordFieldsRow[];
+  /** A number that changes whenever the run's records change (to notice a running run's progress cheaply). */
+  recordsRevision(runId: string): number;
   /** Releases the underlying resources; later calls raise USAGE. Closing twice is harmless. */
   close(): void;
+}
+
+/** What {@link RunStore.recordFields} reads. */
+export interface RecordFieldsQuery {
+  readonly runId: string;
+  readonly stages: readonly string[];
+  /** Name to JSON path into the payload, e.g. `{ pass: "$.record.verdict.pass" }` (dotted names only). */
+  readonly fields: Readonly<Record<string, string>>;
+}
+
+/** One record's fields; a field whose path does not exist is null. */
+export interface RecordFieldsRow {
+  readonly id: string;
+  readonly stage: string;
+  readonly iteration: number | null;
+  readonly status: RecordStatus;
+  readonly values: Readonly<Record<string, unknown>>;
+}
+
+const JSON_PATH = /^\$(\.[A-Za-z_][A-Za-z0-9_-]*)+$/;
+
+/** @internal Checks a {@link RecordFieldsQuery}'s paths (they reach SQLite as bound parameters, never as SQL). */
+export function validateFieldPaths(fields: Readonly<Record<string, string>>): void {
+  for (const [name, p] of Object.entries(fields)) {
+    if (!JSON_PATH.test(p)) throw new IterAlignError("USAGE", `record field '${name}': '${p}' is not a dotted JSON path like $.record.verdict.pass`);
+  }
+}
+
+/** @internal Reads a dotted JSON path from a parsed payload (the in-memory store's json_extract). */
+export function readJsonPath(value: unknown, jsonPath: string): unknown {
+  let at: unknown = value;
+  for (const key of jsonPath.split(".").slice(1)) {
+    if (typeof at !== "object" || at === null || Array.isArray(at)) return null;
+    at = (at as Record<string, unknown>)[key];
+  }
+  return at === undefined ? null : at;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -37,6 +37,9 @@ import {
   type StoredRecord,
   decodeBatchJob,
   encodeBatchJob,
+  validateFieldPaths,
+  type RecordFieldsQuery,
+  type RecordFieldsRow,
   type StoredBatchJob,
 } from "./run-store.js";
 
@@ -267,6 +270,54 @@ export class SqliteRunStore implements RunStore {
       this.live();
       const raw = this.stmts.getRecord.get({ runId, id });
       return raw === undefined ? undefined : decodeRecord(raw, options?.payload);
+    });
+  }
+
+  getRecordsByIds(runId: string, ids: readonly string[]): RecordRow[] {
+    return this.guard(() => {
+      this.live();
+      const found = new Map<string, RecordRow>();
+      // SQLite binds at most 32766 parameters; pages are far smaller, but chunk anyway.
+      for (let i = 0; i < ids.length; i += 500) {
+        const chunk = ids.slice(i, i + 500);
+        const raws = this.db
+          .prepare<unknown[], unknown>(`SELECT ${RECORD_COLUMNS} FROM records WHERE run_id = ? AND id IN (${chunk.map(() => "?").join(", ")})`)
+          .all(runId, ...chunk);
+        for (const raw of raws) {
+          const row = decodeRecord(raw);
+          found.set(row.id, row);
+        }
+      }
+      return ids.flatMap((id) => found.get(id) ?? []);
+    });
+  }
+
+  recordFields(query: RecordFieldsQuery): RecordFieldsRow[] {
+    return this.guard(() => {
+      this.live();
+      validateFieldPaths(query.fields);
+      if (query.stages.length === 0) return [];
+      const names = Object.keys(query.fields);
+      // `->` yields the value as JSON text, so booleans stay booleans (json_extract would give 0/1).
+      const select = names.map((_, i) => `payload -> ? AS f${i}`).join(", ");
+      const sql = `SELECT id, stage, iteration, status${select ? `, ${select}` : ""} FROM records
+        WHERE run_id = ? AND stage IN (${query.stages.map(() => "?").join(", ")}) ORDER BY seq`;
+      const rows = this.db.prepare<unknown[], Record<string, unknown>>(sql).all(...names.map((n) => query.fields[n]), query.runId, ...query.stages);
+      return rows.map((r) => ({
+        id: String(r.id),
+        stage: String(r.stage),
+        iteration: typeof r.iteration === "number" ? r.iteration : null,
+        status: r.status === "error" ? "error" : "ok",
+        values: Object.fromEntries(names.map((n, i) => [n, typeof r[`f${i}`] === "string" ? (JSON.parse(r[`f${i}`] as string) as unknown) : null])),
+      }));
+    });
+  }
+
+  recordsRevision(runId: string): number {
+    return this.guard(() => {
+      this.live();
+      const row = this.db.prepare<[string], { revision: number }>("SELECT revision FROM record_revisions WHERE run_id = ?").get(runId);
+      return row?.revision ?? 0;
     });
   }
 

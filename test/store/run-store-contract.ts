@@ -403,6 +403,42 @@ export function runStoreContract(name: string, makeStore: () => RunStore): void 
         expectStoreError(() => store.getRecords({ runId: "r" }, { payload: Other }), "STORE_CORRUPT", /records.*r\/t/);
         expectStoreError(() => store.getRecord("r", "t", { payload: Other }), "STORE_CORRUPT", /payload/);
       });
+
+      it("reads records by id in the order asked, skipping missing ones", () => {
+        const rows = ["a", "b", "c"].map((id) => record("r", id));
+        store.putRecords(rows);
+        store.putRecords([record("s", "b")]);
+        expect(store.getRecordsByIds("r", ["c", "missing", "a"])).toEqual([rows[2], rows[0]]);
+        expect(store.getRecordsByIds("r", [])).toEqual([]);
+      });
+
+      it("reads fields of the records of some stages in insertion order, with their JSON types", () => {
+        store.putRecords([
+          record("r", "v1", { stage: "judge", payload: { record: { verdict: { pass: false, severity: "high" }, n: 2 } } }),
+          record("r", "x", { stage: "other", payload: { record: { verdict: { pass: true } } } }),
+          record("r", "v2", { stage: "judge", iteration: 1, status: "error", payload: { status: "error", error: { code: "X" } } }),
+          record("r", "g1", { stage: "gate", iteration: null, payload: { record: { accepted: true, reason: null } } }),
+        ]);
+        const rows = store.recordFields({ runId: "r", stages: ["judge", "gate"], fields: { pass: "$.record.verdict.pass", code: "$.error.code", reason: "$.record.reason" } });
+        expect(rows).toEqual([
+          { id: "v1", stage: "judge", iteration: 0, status: "ok", values: { pass: false, code: null, reason: null } },
+          { id: "v2", stage: "judge", iteration: 1, status: "error", values: { pass: null, code: "X", reason: null } },
+          { id: "g1", stage: "gate", iteration: null, status: "ok", values: { pass: null, code: null, reason: null } },
+        ]);
+        expect(store.recordFields({ runId: "r", stages: [], fields: { a: "$.a" } })).toEqual([]);
+        expectStoreError(() => store.recordFields({ runId: "r", stages: ["judge"], fields: { bad: "$.a'); DROP TABLE records; --" } }), "USAGE", /not a dotted JSON path/);
+      });
+
+      it("changes the records revision on every write to the run, and only to that run", () => {
+        const r0 = store.recordsRevision("r");
+        const s0 = store.recordsRevision("s");
+        store.putRecords([record("r", "a")]);
+        const r1 = store.recordsRevision("r");
+        expect(r1).not.toBe(r0);
+        store.replaceRecords("r", ["a"], [record("r", "a", { payload: "again" })]);
+        expect(store.recordsRevision("r")).not.toBe(r1);
+        expect(store.recordsRevision("s")).toBe(s0);
+      });
     });
 
     describe("close", () => {
