@@ -52,6 +52,11 @@ export default tseslint.config(
   },
   ...layerRules,
   {
+    // The browser client has its own tsconfig (DOM types, no Node).
+    files: ["src/report-client/**/*.ts"],
+    languageOptions: { parserOptions: { projectService: false, project: "./src/report-client/tsconfig.json", tsconfigRootDir: import.meta.dirname } },
+  },
+  {
     files: ["**/*.js", "bin/**"],
     ...tseslint.configs.disableTypeChecked,
     languageOptions: {

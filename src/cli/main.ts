@@ -7,6 +7,7 @@ import { compareCommand } from "./commands/compare.js";
 import { evalCommand, type EvalCommandOptions } from "./commands/eval.js";
 import { initCommand } from "./commands/init.js";
 import { modelsCheckCommand } from "./commands/models-check.js";
+import { reportCommand } from "./commands/report.js";
 import { runCommand } from "./commands/run.js";
 import { setupCommand } from "./commands/setup.js";
 import { processIo, type CommandIo } from "./io.js";
@@ -104,6 +105,19 @@ function buildProgram(io: CommandIo, setCode: (code: number) => void): Command {
     .option("-v, --verbose", "print more about what is happening")
     .option("--log-file <file>", "also append every message, with time stamps, to this file")
     .action(async (opts: EvalCommandOptions) => setCode(await evalCommand(opts, io)));
+  program
+    .command("report")
+    .description("write one self-contained HTML report of a run (or compare two): charts, constitution, every item's trace, evaluations")
+    .argument("<run>", "run id (under the config's runsDir) or run directory")
+    .argument("[other]", "a second run to compare with")
+    .option("-c, --config <file>", "config file (where the runs and the store are)", DEFAULT_CONFIG)
+    .option("--store <db>", "the run store (default: the config's store.path)")
+    .option("-o, --out <file>", "where to write (default: <run dir>/report.html, or compare-<other>.html)")
+    .option("--max-chars <n>", "shorten texts longer than this in the page (default 20000)", positiveInt)
+    .option("-q, --quiet", "print only the report's path")
+    .action(async (run: string, other: string | undefined, opts: { config: string; store?: string; out?: string; maxChars?: number; quiet?: boolean }) =>
+      setCode(await reportCommand({ ...opts, runs: other ? [run, other] : [run] }, io)),
+    );
   program
     .command("compare")
     .description("print a run's per-iteration evaluation table (runs/<id>/eval/summary.json)")

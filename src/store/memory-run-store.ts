@@ -33,6 +33,7 @@ import {
   type StoredRun,
   decodeBatchJob,
   encodeBatchJob,
+  fieldPath,
   readJsonPath,
   validateFieldPaths,
   type RecordFieldsQuery,
@@ -230,7 +231,13 @@ export class MemoryRunStore implements RunStore {
           stage: row.stage,
           iteration: row.iteration,
           status: row.status,
-          values: Object.fromEntries(Object.entries(query.fields).map(([name, p]) => [name, readJsonPath(payload, p)])),
+          values: Object.fromEntries(
+            Object.entries(query.fields).map(([name, spec]) => {
+              const value = readJsonPath(payload, fieldPath(spec));
+              if (typeof spec === "string" || value === null) return [name, value];
+              return [name, (typeof value === "string" ? value : JSON.stringify(value)).slice(0, spec.maxChars)];
+            }),
+          ),
         };
       });
   }

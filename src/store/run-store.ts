@@ -161,8 +161,19 @@ export interface RunStore extends CallLog, BatchJobLog {
 export interface RecordFieldsQuery {
   readonly runId: string;
   readonly stages: readonly string[];
-  /** Name to JSON path into the payload, e.g. `{ pass: "$.record.verdict.pass" }` (dotted names only). */
-  readonly fields: Readonly<Record<string, string>>;
+  /**
+   * Name to JSON path into the payload, e.g. `{ pass: "$.record.verdict.pass" }` (dotted names only), or a text
+   * field cut to its first `maxChars` characters (`{ path, maxChars }`: the start of a long prompt).
+   */
+  readonly fields: Readonly<Record<string, RecordFieldSpec>>;
+}
+
+/** A JSON path, or a text field's path and how much of it to read. */
+export type RecordFieldSpec = string | { readonly path: string; readonly maxChars: number };
+
+/** @internal The path of a field spec. */
+export function fieldPath(spec: RecordFieldSpec): string {
+  return typeof spec === "string" ? spec : spec.path;
 }
 
 /** One record's fields; a field whose path does not exist is null. */
@@ -177,8 +188,12 @@ export interface RecordFieldsRow {
 const JSON_PATH = /^\$(\.[A-Za-z_][A-Za-z0-9_-]*)+$/;
 
 /** @internal Checks a {@link RecordFieldsQuery}'s paths (they reach SQLite as bound parameters, never as SQL). */
-export function validateFieldPaths(fields: Readonly<Record<string, string>>): void {
-  for (const [name, p] of Object.entries(fields)) {
+export function validateFieldPaths(fields: Readonly<Record<string, RecordFieldSpec>>): void {
+  for (const [name, spec] of Object.entries(fields)) {
+    const p = fieldPath(spec);
+    if (typeof spec !== "string" && !(Number.isInteger(spec.maxChars) && spec.maxChars > 0)) {
+      throw new IterAlignError("USAGE", `record field '${name}': maxChars must be a positive integer`);
+    }
     if (!JSON_PATH.test(p)) throw new IterAlignError("USAGE", `record field '${name}': '${p}' is not a dotted JSON path like $.record.verdict.pass`);
   }
 }

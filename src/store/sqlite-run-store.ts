@@ -37,7 +37,9 @@ import {
   type StoredRecord,
   decodeBatchJob,
   encodeBatchJob,
+  fieldPath,
   validateFieldPaths,
+  type RecordFieldSpec,
   type RecordFieldsQuery,
   type RecordFieldsRow,
   type StoredBatchJob,
@@ -299,10 +301,16 @@ export class SqliteRunStore implements RunStore {
       if (query.stages.length === 0) return [];
       const names = Object.keys(query.fields);
       // `->` yields the value as JSON text, so booleans stay booleans (json_extract would give 0/1).
-      const select = names.map((_, i) => `payload -> ? AS f${i}`).join(", ");
+      // A text field is cut in SQL (`->>` gives the string itself), so a long text is never read whole.
+      const select = names
+        .map((n, i) => {
+          const spec = query.fields[n] as RecordFieldSpec;
+          return typeof spec === "string" ? `payload -> ? AS f${i}` : `json_quote(substr(payload ->> ?, 1, ${spec.maxChars})) AS f${i}`;
+        })
+        .join(", ");
       const sql = `SELECT id, stage, iteration, status${select ? `, ${select}` : ""} FROM records
         WHERE run_id = ? AND stage IN (${query.stages.map(() => "?").join(", ")}) ORDER BY seq`;
-      const rows = this.db.prepare<unknown[], Record<string, unknown>>(sql).all(...names.map((n) => query.fields[n]), query.runId, ...query.stages);
+      const rows = this.db.prepare<unknown[], Record<string, unknown>>(sql).all(...names.map((n) => fieldPath(query.fields[n] as RecordFieldSpec)), query.runId, ...query.stages);
       return rows.map((r) => ({
         id: String(r.id),
         stage: String(r.stage),

@@ -426,6 +426,11 @@ export function runStoreContract(name: string, makeStore: () => RunStore): void 
           { id: "g1", stage: "gate", iteration: null, status: "ok", values: { pass: null, code: null, reason: null } },
         ]);
         expect(store.recordFields({ runId: "r", stages: [], fields: { a: "$.a" } })).toEqual([]);
+        store.putRecords([record("r", "t1", { stage: "text", payload: { record: { prompt: "é".repeat(10) + "<script>" } } }), record("r", "t2", { stage: "text", payload: { record: {} } })]);
+        expect(store.recordFields({ runId: "r", stages: ["text"], fields: { start: { path: "$.record.prompt", maxChars: 12 } } }).map((r) => r.values.start)).toEqual([
+          `${"é".repeat(10)}<s`,
+          null,
+        ]);
         expectStoreError(() => store.recordFields({ runId: "r", stages: ["judge"], fields: { bad: "$.a'); DROP TABLE records; --" } }), "USAGE", /not a dotted JSON path/);
       });
 
