@@ -57,7 +57,7 @@ export default tseslint.config(
     languageOptions: { parserOptions: { projectService: false, project: "./src/report-client/tsconfig.json", tsconfigRootDir: import.meta.dirname } },
   },
   {
-    files: ["**/*.js", "bin/**"],
+    files: ["**/*.js", "**/*.mjs", "bin/**"],
     ...tseslint.configs.disableTypeChecked,
     languageOptions: {
       globals: { process: "readonly", console: "readonly", setTimeout: "readonly" },

@@ -46,7 +46,7 @@ export function h(tag: string, attrs: Attrs | null = null, ...children: Child[])
       } else if (key === "selected" || key === "open") {
         if (value === true) el.setAttribute(key, "");
       } else {
-        el.setAttribute(key, String(value as string | number));
+        el.setAttribute(key, typeof value === "number" ? String(value) : (value as string));
       }
     }
   }
