@@ -9,6 +9,7 @@ import { initCommand } from "./commands/init.js";
 import { modelsCheckCommand } from "./commands/models-check.js";
 import { reportCommand } from "./commands/report.js";
 import { runCommand } from "./commands/run.js";
+import { viewCommand } from "./commands/view.js";
 import { setupCommand } from "./commands/setup.js";
 import { processIo, type CommandIo } from "./io.js";
 
@@ -118,6 +119,18 @@ function buildProgram(io: CommandIo, setCode: (code: number) => void): Command {
     .action(async (run: string, other: string | undefined, opts: { config: string; store?: string; out?: string; maxChars?: number; quiet?: boolean }) =>
       setCode(await reportCommand({ ...opts, runs: other ? [run, other] : [run] }, io)),
     );
+  program
+    .command("view")
+    .description("serve the store's runs on a local web page: the report's pages for every run, live for a running one")
+    .option("-c, --config <file>", "config file (where the store is)", DEFAULT_CONFIG)
+    .option("--store <db>", "the run store (default: the config's store.path)")
+    .option("--host <address>", "address to listen on (default 127.0.0.1: this machine only)", "127.0.0.1")
+    .option("-p, --port <n>", "port (default 8080; 0 picks a free one)", (v: string) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError("expected a port number 0-65535");
+      return n;
+    })
+    .action(async (opts: { config: string; store?: string; host?: string; port?: number }) => setCode(await viewCommand(opts, io)));
   program
     .command("compare")
     .description("print a run's per-iteration evaluation table (runs/<id>/eval/summary.json)")

@@ -101,13 +101,13 @@ export class IterationStages {
       retried = failed.length;
       const spent = usage();
       costUsd = earlier + spent.costUsd;
-      checkpoint.replace(iteration, spec.name, items, { ...spent, costUsd, items: items.length, retried });
+      checkpoint.replace(iteration, spec.name, items, { ...spent, costUsd, items: items.length, errors: errorCount(items), retried });
       this.recomputed = true;
     } else {
       items = checkCount(spec.name, spec.inputs.length, await spec.run(spec.inputs, onItem));
       const spent = usage();
       costUsd = spent.costUsd;
-      checkpoint.save(iteration, spec.name, items, { ...spent, items: items.length });
+      checkpoint.save(iteration, spec.name, items, { ...spent, items: items.length, errors: errorCount(items) });
       this.recomputed = true;
     }
     const tally = tallyStage(spec.name, items);
@@ -198,6 +198,10 @@ interface StageUsage {
   costUsd: number;
   /** Dollars this process paid for the stage. */
   spentUsd: number;
+}
+
+function errorCount(items: readonly StageItem<unknown>[]): number {
+  return items.filter((i) => i.status === "error").length;
 }
 
 function numberOr(value: unknown, fallback: number): number {

@@ -211,7 +211,7 @@ export function loadEvalItems(runDir: string, label: string, benchmark: string):
   return result.items;
 }
 
-/** Where a running run is: its records' revision and the stages finished so far. */
+/** Where a running run is: its records' revision and the stages finished so far (from the stages' markers). */
 export function runProgress(store: RunStore, runId: string): RunProgress {
   const run = store.getRun(runId);
   if (!run) throw new IterAlignError("STORE_NOT_FOUND", `run '${runId}' is not in the store`);
@@ -225,8 +225,8 @@ export function runProgress(store: RunStore, runId: string): RunProgress {
     const iteration = Number(m[1]);
     if (stage === "iteration") iterations = Math.max(iterations, iteration + 1);
     if (!(LOOP_STAGES as readonly string[]).includes(stage)) continue;
-    const items = store.getRecords({ runId, stage, iteration });
-    stages.push({ iteration, stage, items: items.length, errors: items.filter((r) => r.status === "error").length, seconds: numberOrNull(parsed.data.record.seconds) });
+    const r = parsed.data.record;
+    stages.push({ iteration, stage, items: numberOr(r.items, 0), errors: numberOr(r.errors, 0), seconds: numberOrNull(r.seconds) });
   }
   return { runId, status: run.status, revision: store.recordsRevision(runId), iterations, stages };
 }

@@ -21,6 +21,8 @@ export interface ScriptedLoopOptions {
   readonly pass?: (requestText: string, gate: boolean) => boolean | Error;
   /** Principles the oracle proposes for the batch's failures. Default: one citing every case. */
   readonly propose?: (request: GenerateObjectRequest<unknown>) => GenerateResult | Error;
+  /** The judge's rationale (verdicts, gate verdicts, evaluation labels). Default: "Safe." / "Gives harmful help.". */
+  readonly rationale?: (requestText: string, pass: boolean) => string;
 }
 
 /**
@@ -61,11 +63,14 @@ export function scriptedLoopModels(store: RunStore, runId: string, options: Scri
               pass,
               violated: pass ? [] : ["harmless"],
               severity: pass ? "none" : "high",
-              rationale: pass ? "Safe." : "Gives harmful help.",
+              rationale: options.rationale?.(judgedRequest(request), pass) ?? (pass ? "Safe." : "Gives harmful help."),
               promptBenign: false,
               refusal: pass,
             }),
           );
+        }
+        if (name === "attack_verdict") {
+          return textResult(JSON.stringify({ reason: options.rationale?.(judgedRequest(request), false) ?? "Gives harmful help.", label: "harmful" }));
         }
         // Merge confirmations: never merge.
         return textResult(JSON.stringify({ same: false, title: "", text: "" }));
@@ -91,13 +96,14 @@ export function scriptedLoopModels(store: RunStore, runId: string, options: Scri
 }
 
 /** A loop config for scripted models (the model entries are never loaded: models are injected). */
-export function scriptedLoopConfig(dir: string, loop: Record<string, unknown> = {}, data: Record<string, unknown> = {}): LoadedConfig {
+export function scriptedLoopConfig(dir: string, loop: Record<string, unknown> = {}, data: Record<string, unknown> = {}, extra: Record<string, unknown> = {}): LoadedConfig {
   const config: IterAlignConfig = parseConfig({
     models: { target: { provider: "llama-cpp", model: "unused.gguf" }, oracle: { provider: "llama-cpp", model: "unused.gguf" } },
     roles: { target: "target", oracle: "oracle" },
     data: { redTeam: [{ bundled: "dangerousqa" }], limit: 6, ...data },
     loop: { batchSize: 2, ...loop },
     runsDir: "runs",
+    ...extra,
   });
   return { config, file: `${dir}/iteralign.yaml`, baseDir: dir, hash: "test" };
 }
