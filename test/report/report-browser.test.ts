@@ -23,7 +23,7 @@ async function open(url: string, width: number): Promise<{ page: Page; problems:
   page.on("console", (m) => {
     if (m.type() === "error") problems.push(`console: ${m.text()}`);
   });
-  await page.addInitScript(() => document.addEventListener("securitypolicyviolation", (e) => console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`)));
+  await page.addInitScript({ content: 'document.addEventListener("securitypolicyviolation", (e) => console.error("CSP violation: " + e.violatedDirective + " " + e.blockedURI));' });
   await page.goto(url);
   await page.waitForSelector("#page");
   return { page, problems };
@@ -74,7 +74,7 @@ describe("the report of a real 2-iteration run, in chromium", () => {
       await expect(fig.locator("table.chart-data tbody tr").count()).resolves.toBe(2);
       await expect(fig.locator("canvas").count()).resolves.toBeGreaterThan(0);
     }
-    const failureRates = await page.locator('figure[data-chart="failure-rate"] table.chart-data tbody tr td:first-of-type').evaluateAll((tds) => tds.map((td) => (td as HTMLElement).dataset.value));
+    const failureRates = await Promise.all((await page.locator('figure[data-chart="failure-rate"] table.chart-data tbody tr td:first-of-type').all()).map((td) => td.getAttribute("data-value")));
     expect(failureRates.every((v) => v !== "" && Number(v) >= 0 && Number(v) <= 1), JSON.stringify(failureRates)).toBe(true);
     await page.screenshot({ path: path.join(SHOTS, "report-iterations-1280.png"), fullPage: true });
 
@@ -96,7 +96,7 @@ describe("the report of a real 2-iteration run, in chromium", () => {
     const total = Number(await page.locator("table.items").getAttribute("data-total"));
     expect(total).toBe(8);
     await page.selectOption("select[name=iteration]", "1");
-    await page.waitForFunction(() => location.hash.includes("iteration=1"));
+    await page.waitForFunction('location.hash.includes("iteration=1")');
     await page.waitForSelector("table.items[data-total='4']");
     const iterations = await page.locator("table.items tbody tr td:nth-child(2)").allTextContents();
     expect(iterations).toEqual(["1", "1", "1", "1"]);
@@ -111,7 +111,7 @@ describe("the report of a real 2-iteration run, in chromium", () => {
     expect(sections).toEqual(expect.arrayContaining(["Prompt", "Answer", "Verdict", "Revision", "Gate", "Training example"]));
     expect((await page.locator(".trace-step:has(h2:text-is('Prompt')) .text").textContent())?.startsWith(promptInList ?? "?")).toBe(true);
     await page.screenshot({ path: path.join(SHOTS, "report-item-1280.png"), fullPage: true });
-    const itemHash = await page.evaluate(() => location.hash);
+    const itemHash = await page.evaluate<string>("location.hash");
 
     await page.click(".trace-step:has(h2:text-is('Revision')) a");
     await page.waitForSelector("[data-page=principle]");
@@ -131,7 +131,7 @@ describe("the report of a real 2-iteration run, in chromium", () => {
     for (const route of ["overview", "iterations", "items"]) {
       const { page, problems } = await open(`${reportUrl}#/${route}`, 390);
       await page.waitForTimeout(300);
-      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+      const overflow = await page.evaluate<number>("document.documentElement.scrollWidth - document.documentElement.clientWidth");
       expect(overflow, route).toBeLessThanOrEqual(1);
       await page.screenshot({ path: path.join(SHOTS, `report-${route}-390.png`), fullPage: true });
       expect(problems).toEqual([]);
