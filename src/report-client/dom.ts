@@ -64,6 +64,11 @@ export function append(el: Node, ...children: Child[]): void {
 /** Characters that reorder or hide text (bidi overrides and isolates, zero-width marks). */
 const CONTROLS = /[\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g;
 
+/** Untrusted text for places that hold plain text only (a select's options): control characters as `[U+XXXX]`. */
+export function visible(text: string): string {
+  return text.replace(CONTROLS, (c) => `[U+${(c.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, "0")}]`);
+}
+
 /**
  * Untrusted text, shown as text: in an isolated, pre-wrapped block (bidi overrides cannot reorder the page around
  * it), with invisible control characters made visible as `[U+202E]`.

@@ -1,7 +1,7 @@
 import type { EvalEntryView, IterationView, ItemQuery, ItemStage, ItemTrace, PrincipleView, RunProgress, RunView, StageUsageView } from "../report/types.js";
 import { COLORS, lineChart, resizeCharts } from "./charts.js";
 import { wordDiff } from "./diff.js";
-import { append, h, link, num, pct, seconds, table, untrusted, usd } from "./dom.js";
+import { append, h, link, num, pct, seconds, table, untrusted, usd, visible } from "./dom.js";
 import { ApiSource, listRuns, readEmbedded, StaticSource, type Source } from "./source.js";
 
 /**
@@ -301,7 +301,7 @@ function principleLink(v: RunView, id: string): HTMLElement {
 function itemList(ids: readonly string[], empty: string): HTMLElement {
   if (ids.length === 0) return h("p", { class: "empty" }, empty);
   const shown = ids.slice(0, 200);
-  return h("ul", { class: "item-links" }, ...shown.map((id) => h("li", null, link(route("item", id), id))), ids.length > shown.length ? h("li", null, `… and ${ids.length - shown.length} more`) : null);
+  return h("ul", { class: "item-links" }, ...shown.map((id) => h("li", null, link(route("item", id), untrusted(id, "span")))), ids.length > shown.length ? h("li", null, `… and ${ids.length - shown.length} more`) : null);
 }
 
 function pagePrinciple(el: HTMLElement, v: RunView, id: string): void {
@@ -384,9 +384,9 @@ async function pageItems(el: HTMLElement, v: RunView, params: URLSearchParams): 
     select("verdict", "verdict", [["fail", "fail"], ["pass", "pass"], ["error", "error"], ["none", "not judged"]]),
     select("gate", "gate", page.facets.gates.map((g) => [g, g] as const)),
     select("errors", "errors", [["true", "with errors"], ["false", "without errors"]]),
-    select("dataset", "dataset", page.facets.datasets.map((d) => [d, d] as const)),
-    page.facets.categories.length > 0 ? select("category", "category", page.facets.categories.map((c) => [c, c] as const)) : null,
-    select("principle", "principle", v.principles.map((p) => [p.id, `${p.id}: ${(p.title || "").slice(0, 40)}`] as const)),
+    select("dataset", "dataset", page.facets.datasets.map((d) => [d, visible(d)] as const)),
+    page.facets.categories.length > 0 ? select("category", "category", page.facets.categories.map((c) => [c, visible(c)] as const)) : null,
+    select("principle", "principle", v.principles.map((p) => [p.id, visible(`${p.id}: ${(p.title || "").slice(0, 40)}`)] as const)),
     h("label", null, "search ", h("input", { name: "text", type: "search", value: current("text"), placeholder: "prompt or id" })),
     h("button", { type: "submit" }, "filter"),
   );
@@ -407,9 +407,9 @@ async function pageItems(el: HTMLElement, v: RunView, params: URLSearchParams): 
     table(
       ["item", "iteration", "dataset", "prompt", "verdict", "reached", "gate"],
       page.items.map((i) => [
-        link(route("item", i.id), i.promptId),
+        link(route("item", i.id), untrusted(i.promptId, "span")),
         String(i.iteration),
-        i.dataset + (i.category ? ` / ${i.category}` : ""),
+        untrusted(i.dataset + (i.category ? ` / ${i.category}` : ""), "span"),
         untrusted(i.promptStart, "span"),
         h("span", { class: `verdict verdict-${i.verdict ?? "none"}` }, i.verdict ?? "–"),
         h("span", null, i.stage, i.hasError ? h("span", { class: "bad" }, " · error") : null),
@@ -429,7 +429,7 @@ async function pageItem(el: HTMLElement, v: RunView, id: string): Promise<void> 
   const cut = (field: string): number | undefined => t.truncated[field];
   append(
     el,
-    h("p", { class: "crumbs" }, link(route("items", "", { iteration: t.iteration }), `iteration ${t.iteration}`), ` · ${t.dataset}${t.category ? ` / ${t.category}` : ""} · `, h("code", null, t.id)),
+    h("p", { class: "crumbs" }, link(route("items", "", { iteration: t.iteration }), `iteration ${t.iteration}`), " · ", untrusted(`${t.dataset}${t.category ? ` / ${t.category}` : ""}`, "span"), " · ", untrusted(t.id, "code")),
     t.errors.length > 0 ? section("Errors", h("ul", null, ...t.errors.map((e) => h("li", null, `${e.stage}: [${e.code}] `, untrusted(e.message, "span"))))) : null,
     section("Prompt", untrusted(t.prompt, "div", cut("prompt"))),
     section(`Answer${t.targetModel ? "" : ""}`, untrusted(t.response, "div", cut("response")), t.finishReason ? h("p", { class: "meta" }, `finish: ${t.finishReason}`) : null, t.targetModel ? h("p", { class: "meta" }, "model: ", untrusted(t.targetModel, "span")) : null),
@@ -469,7 +469,7 @@ async function pageItem(el: HTMLElement, v: RunView, id: string): Promise<void> 
         ? h(
             "div",
             { class: "example" },
-            h("p", { class: "meta" }, "id: ", h("code", null, t.example.id)),
+            h("p", { class: "meta" }, "id: ", untrusted(t.example.id, "code")),
             ...t.example.messages.map((m) => h("div", { class: "message" }, h("div", { class: "role" }, m.role), untrusted(m.content))),
             h("h3", null, "chosen"),
             untrusted(t.example.chosen),
@@ -527,10 +527,10 @@ async function pageEval(el: HTMLElement, v: RunView, arg: string, params: URLSea
       table(
         ["item", "category", "prediction", "label", "correct", "details"],
         shown.map((i) => [
-          i.id,
-          i.category ?? "–",
+          untrusted(i.id, "span"),
+          i.category === undefined ? "–" : untrusted(i.category, "span"),
           i.prediction === null ? "–" : untrusted(String(i.prediction), "span"),
-          i.label === null ? "–" : String(i.label),
+          i.label === null ? "–" : untrusted(String(i.label), "span"),
           i.correct === undefined ? "–" : h("span", { class: `verdict verdict-${i.correct ? "pass" : "fail"}` }, i.correct ? "yes" : "no"),
           h("details", null, h("summary", null, "details"), untrusted(JSON.stringify(i.details, null, 2), "pre")),
         ]),

@@ -128,6 +128,8 @@ export async function startViewer(options: ViewerOptions): Promise<Viewer> {
         const file = fileURLToPath(new URL(parts[1], ASSETS));
         if (!existsSync(file)) throw new IterAlignError("USAGE", `the viewer's browser client is not built (${file}): run npm run build`);
         send(200, parts[1].endsWith(".js") ? "text/javascript; charset=utf-8" : "text/css; charset=utf-8", readFileSync(file), { "cache-control": "no-cache" });
+      } else if (parts.length === 1 && parts[0] === "favicon.ico") {
+        send(204, "image/x-icon", "");
       } else if (parts.length === 0) {
         send(200, "text/html; charset=utf-8", viewerPage(null), { "cache-control": "no-store" });
       } else if (parts[0] === "runs" && parts.length === 2) {
