@@ -107,7 +107,7 @@ async function render(): Promise<void> {
         pageConstitution(content, view);
         break;
       case "principle":
-        pagePrinciple(content, view, r.arg);
+        await pagePrinciple(content, view, r.arg);
         break;
       case "items":
         await pageItems(content, view, r.params);
@@ -127,6 +127,8 @@ async function render(): Promise<void> {
   } catch (err) {
     content.replaceChildren(h("section", { class: "error" }, h("h2", null, "Could not show this page"), untrusted(err instanceof Error ? err.message : String(err))));
   }
+  // The page is complete (its data loaded): tests and scripts wait for this.
+  content.dataset.ready = "true";
   window.scrollTo(0, 0);
 }
 
@@ -285,8 +287,8 @@ function pageConstitution(el: HTMLElement, v: RunView): void {
         `iteration ${p.firstIteration}`,
         String(p.versions.length),
         String(p.evidence.length),
-        String(p.revisedItems.length),
-        String(p.acceptedItems.length),
+        String(p.revisions),
+        String(p.accepted),
       ]),
       { class: "principles" },
     ),
@@ -298,18 +300,22 @@ function principleLink(v: RunView, id: string): HTMLElement {
   return link(route("principle", id), untrusted(p?.title || id, "span"));
 }
 
-function itemList(ids: readonly string[], empty: string): HTMLElement {
+function itemList(ids: readonly string[], empty: string, total = ids.length): HTMLElement {
   if (ids.length === 0) return h("p", { class: "empty" }, empty);
   const shown = ids.slice(0, 200);
-  return h("ul", { class: "item-links" }, ...shown.map((id) => h("li", null, link(route("item", id), untrusted(id, "span")))), ids.length > shown.length ? h("li", null, `… and ${ids.length - shown.length} more`) : null);
+  return h("ul", { class: "item-links" }, ...shown.map((id) => h("li", null, link(route("item", id), untrusted(id, "span")))), total > shown.length ? h("li", null, `… and ${total - shown.length} more`) : null);
 }
 
-function pagePrinciple(el: HTMLElement, v: RunView, id: string): void {
+async function pagePrinciple(el: HTMLElement, v: RunView, id: string): Promise<void> {
   const p: PrincipleView | undefined = v.principles.find((x) => x.id === id);
   if (!p) {
     append(el, h("p", { class: "error" }, "No such principle."));
     return;
   }
+  const [revised, accepted] = await Promise.all([
+    source.items(currentRun, { principle: p.id, revised: true, limit: 100 }),
+    source.items(currentRun, { principle: p.id, revised: true, stage: "exported", limit: 100 }),
+  ]);
   const versions = p.versions.map((ver, i) => {
     const prev = p.versions[i - 1];
     const diff = prev ? wordDiff(prev.text, ver.text) : null;
@@ -332,8 +338,20 @@ function pagePrinciple(el: HTMLElement, v: RunView, id: string): void {
     p.mergedInto ? h("p", null, "merged into: ", principleLink(v, p.mergedInto)) : null,
     h("section", null, h("h2", null, `Versions (${p.versions.length})`), ...versions),
     h("section", null, h("h2", null, `Evidence: the failures it was discovered from (${p.evidence.length})`), itemList(p.evidence, "none (a seed or user principle)")),
-    h("section", null, h("h2", null, `Revisions written under it (${p.revisedItems.length})`), itemList(p.revisedItems, "none yet"), p.revisedItems.length > 0 ? link(route("items", "", { principle: p.id }), "browse them with filters") : null),
-    h("section", null, h("h2", null, `Accepted by the gate, exported as training examples (${p.acceptedItems.length})`), itemList(p.acceptedItems, "none")),
+    h(
+      "section",
+      null,
+      h("h2", null, `Revisions written under it (${p.revisions})`),
+      itemList(revised.items.map((i) => i.id), "none yet", revised.total),
+      p.revisions > 0 ? link(route("items", "", { principle: p.id, revised: "true" }), "browse them with filters") : null,
+    ),
+    h(
+      "section",
+      null,
+      h("h2", null, `Accepted by the gate, exported as training examples (${p.accepted})`),
+      itemList(accepted.items.map((i) => i.id), "none", accepted.total),
+      p.accepted > 0 ? link(route("items", "", { principle: p.id, revised: "true", stage: "exported" }), "browse them with filters") : null,
+    ),
   );
 }
 
@@ -352,6 +370,7 @@ async function pageItems(el: HTMLElement, v: RunView, params: URLSearchParams): 
     ...(params.get("principle") ? { principle: params.get("principle") as string } : {}),
     ...(params.get("text") ? { text: params.get("text") as string } : {}),
     ...(params.get("errors") ? { errors: params.get("errors") === "true" } : {}),
+    ...(params.get("revised") ? { revised: params.get("revised") === "true" } : {}),
     offset: Number(params.get("offset") ?? 0) || 0,
     limit: 50,
   };
@@ -384,6 +403,7 @@ async function pageItems(el: HTMLElement, v: RunView, params: URLSearchParams): 
     select("verdict", "verdict", [["fail", "fail"], ["pass", "pass"], ["error", "error"], ["none", "not judged"]]),
     select("gate", "gate", page.facets.gates.map((g) => [g, g] as const)),
     select("errors", "errors", [["true", "with errors"], ["false", "without errors"]]),
+    select("revised", "revised", [["true", "revised"], ["false", "not revised"]]),
     select("dataset", "dataset", page.facets.datasets.map((d) => [d, visible(d)] as const)),
     page.facets.categories.length > 0 ? select("category", "category", page.facets.categories.map((c) => [c, visible(c)] as const)) : null,
     select("principle", "principle", v.principles.map((p) => [p.id, visible(`${p.id}: ${(p.title || "").slice(0, 40)}`)] as const)),

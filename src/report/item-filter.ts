@@ -6,7 +6,8 @@ import type { ItemQuery, ItemSummary } from "./types.js";
  */
 export function itemMatcher(q: ItemQuery, evidence: ReadonlyMap<string, ReadonlySet<string>>): (item: ItemSummary) => boolean {
   const text = q.text?.trim().toLowerCase();
-  const evidenced = q.principle !== undefined ? evidence.get(q.principle) : undefined;
+  const evidenced = q.principle !== undefined && q.revised !== true ? evidence.get(q.principle) : undefined;
+  const revised = (e: ItemSummary): boolean => e.stage === "self-correct" || e.stage === "gate" || e.stage === "exported";
   return (e) =>
     (q.iteration === undefined || e.iteration === q.iteration) &&
     (q.stage === undefined || e.stage === q.stage) &&
@@ -15,6 +16,7 @@ export function itemMatcher(q: ItemQuery, evidence: ReadonlyMap<string, Readonly
     (q.dataset === undefined || e.dataset === q.dataset) &&
     (q.category === undefined || e.category === q.category) &&
     (q.errors === undefined || e.hasError === q.errors) &&
+    (q.revised === undefined || revised(e) === q.revised) &&
     (q.principle === undefined || e.principleIds.includes(q.principle) || evidenced?.has(e.id) === true) &&
     (text === undefined || text === "" || e.id.toLowerCase().includes(text) || e.promptStart.toLowerCase().includes(text));
 }

@@ -1,9 +1,9 @@
 import { z } from "zod";
 import { IterAlignError } from "../spec/errors.js";
 import { TrainingExampleSchema, type TrainingExample } from "../spec/records.js";
-import type { RecordRow, RunStore } from "../store/run-store.js";
-import { itemMatcher, MAX_PAGE_SIZE, PAGE_SIZE } from "./item-filter.js";
-import type { ItemFacets, ItemPage, ItemQuery, ItemStage, ItemSummary, ItemTrace, StageError } from "./types.js";
+import type { ItemIndexRow, RecordRow, RunStore } from "../store/run-store.js";
+import { MAX_PAGE_SIZE, PAGE_SIZE } from "./item-filter.js";
+import type { ItemFacets, ItemPage, ItemQuery, ItemSummary, ItemTrace, StageError } from "./types.js";
 
 /** Stages of the loop whose records make up an item, by record kind in their ids. */
 const STAGES = { attempt: "red-team", verdict: "judge", revision: "self-correct", "gate-verdict": "gate", gate: "gate-decision" } as const;
@@ -22,139 +22,72 @@ export function siblingId(itemId: string, kind: Kind): string {
 /** Longest prompt start kept in the index (and shown in listings). */
 export const PROMPT_START_CHARS = 200;
 
-type Entry = ItemSummary;
-
 /**
- * Every red-team attempt of a run with what the later stages made of it, built from the store with one scan per
- * stage that reads a few fields of each record (not the whole payloads), then filtered and paged in memory. About
- * 100 bytes per item plus the prompt's start: a 100,000-item run fits comfortably.
+ * A run's red-team items, for the item browser: filtered and paged by the store's item index (kept as records are
+ * written, so a 100,000-item run pages in milliseconds without reading payloads).
  */
 export class ItemIndex {
-  private constructor(
-    private readonly entries: readonly Entry[],
+  constructor(
+    private readonly store: RunStore,
+    private readonly runId: string,
     /** Item ids each principle is evidence for. */
-    private readonly evidence: ReadonlyMap<string, ReadonlySet<string>>,
-    readonly revision: number,
+    private readonly evidence: ReadonlyMap<string, readonly string[]> = new Map(),
   ) {}
 
-  /** Builds the index of a run; `evidence` maps principle ids to the item ids that motivated them. */
-  static build(store: RunStore, runId: string, evidence: ReadonlyMap<string, readonly string[]> = new Map()): ItemIndex {
-    const revision = store.recordsRevision(runId);
-    const rows = store.recordFields({
-      runId,
-      stages: Object.values(STAGES),
-      fields: {
-        promptId: "$.record.promptId",
-        category: "$.record.category",
-        prompt: { path: "$.record.prompt", maxChars: PROMPT_START_CHARS },
-        pass: "$.record.verdict.pass",
-        accepted: "$.record.accepted",
-        reason: "$.record.reason",
-        principleIds: "$.record.principleIds",
-      },
-    });
-    const attempts = new Map<string, Partial<Entry> & { id: string; iteration: number; promptId: string }>();
-    const byKey = new Map<string, Array<(typeof rows)[number] & { kind: Kind }>>();
-    for (const row of rows) {
-      const m = RECORD_ID.exec(row.id);
-      if (!m) continue;
-      const kind = m[2] as Kind;
-      if (!(kind in STAGES)) continue;
-      const key = `${m[1]}:${m[3]}`;
-      if (kind === "attempt") {
-        const promptId = typeof row.values.promptId === "string" ? row.values.promptId : (m[3] as string);
-        attempts.set(key, {
-          id: row.id,
-          iteration: Number(m[1]),
-          promptId,
-          dataset: promptId.includes(":") ? promptId.slice(0, promptId.indexOf(":")) : promptId,
-          category: typeof row.values.category === "string" ? row.values.category : null,
-          promptStart: typeof row.values.prompt === "string" ? row.values.prompt : "",
-          hasError: row.status === "error",
-        });
-      } else {
-        const list = byKey.get(key) ?? [];
-        list.push({ ...row, kind });
-        byKey.set(key, list);
-      }
-    }
-    const entries: Entry[] = [];
-    for (const [key, a] of attempts) {
-      let verdict: ItemSummary["verdict"] = null;
-      let stage: ItemStage = "red-team";
-      let gate: string | null = null;
-      let hasError = a.hasError ?? false;
-      let principleIds: readonly string[] = [];
-      for (const row of byKey.get(key) ?? []) {
-        if (row.status === "error") hasError = true;
-        if (row.kind === "verdict") {
-          verdict = row.status === "error" ? "error" : row.values.pass === true ? "pass" : "fail";
-          if (stage === "red-team") stage = "judge";
-        } else if (row.kind === "revision") {
-          if (stage === "red-team" || stage === "judge") stage = "self-correct";
-          if (Array.isArray(row.values.principleIds)) principleIds = row.values.principleIds.filter((p): p is string => typeof p === "string");
-        } else if (row.kind === "gate-verdict") {
-          if (row.status === "error") gate = "error";
-        } else if (row.kind === "gate") {
-          const accepted = row.values.accepted === true;
-          stage = accepted ? "exported" : "gate";
-          gate = accepted ? "accepted" : typeof row.values.reason === "string" ? row.values.reason : "rejected";
-        }
-      }
-      if (gate === "error" && stage !== "exported") stage = "gate";
-      entries.push({
-        id: a.id,
-        iteration: a.iteration,
-        promptId: a.promptId,
-        dataset: a.dataset ?? "",
-        category: a.category ?? null,
-        promptStart: a.promptStart ?? "",
-        verdict,
-        stage,
-        gate,
-        hasError,
-        principleIds,
-      });
-    }
-    const evidenceSets = new Map([...evidence].map(([p, ids]) => [p, new Set(ids)] as const));
-    return new ItemIndex(entries, evidenceSets, revision);
-  }
-
+  /** Items in the run. */
   get size(): number {
-    return this.entries.length;
+    return this.store.queryItems(this.runId, {}, { offset: 0, limit: 0 }).total;
   }
 
-  /** Item ids whose revision used a principle, and the subset the gate accepted. */
-  revisionsUsing(principleId: string): { revised: string[]; accepted: string[] } {
-    const revised = this.entries.filter((e) => e.principleIds.includes(principleId));
-    return { revised: revised.map((e) => e.id), accepted: revised.filter((e) => e.gate === "accepted").map((e) => e.id) };
+  /** How many items were revised under a principle, and how many of those the gate accepted. */
+  principleUse(principleId: string): { revised: number; accepted: number } {
+    const principle = { id: principleId, evidence: [] };
+    return {
+      revised: this.store.queryItems(this.runId, { principle, revised: true }, { offset: 0, limit: 0 }).total,
+      accepted: this.store.queryItems(this.runId, { principle, revised: true, stage: "exported" }, { offset: 0, limit: 0 }).total,
+    };
   }
 
   summary(id: string): ItemSummary | undefined {
-    return this.entries.find((x) => x.id === id);
+    const found = this.store.queryItems(this.runId, { id }, { offset: 0, limit: 1 }).rows[0];
+    return found ? toSummary(found) : undefined;
   }
 
-  /** Every item, in run order (the static report embeds them all). */
-  all(): readonly ItemSummary[] {
-    return this.entries;
+  /** Items in run order, `size` at a time from `offset` (the static report embeds them all, page by page). */
+  slice(offset: number, size: number): ItemSummary[] {
+    return this.store.queryItems(this.runId, {}, { offset, limit: size }).rows.map(toSummary);
   }
 
   facets(): ItemFacets {
-    const sorted = (values: Iterable<string>): string[] => [...new Set(values)].sort();
-    return {
-      iterations: [...new Set(this.entries.map((e) => e.iteration))].sort((a, b) => a - b),
-      datasets: sorted(this.entries.map((e) => e.dataset)),
-      categories: sorted(this.entries.flatMap((e) => (e.category === null ? [] : [e.category]))),
-      gates: sorted(this.entries.flatMap((e) => (e.gate === null ? [] : [e.gate]))),
-    };
+    return this.store.itemFacets(this.runId);
   }
 
   query(query: ItemQuery): ItemPage {
     const offset = Math.max(0, Math.floor(query.offset ?? 0));
     const limit = Math.min(MAX_PAGE_SIZE, Math.max(1, Math.floor(query.limit ?? PAGE_SIZE)));
-    const matches = this.entries.filter(itemMatcher(query, this.evidence));
-    return { total: matches.length, offset, limit, items: matches.slice(offset, offset + limit), facets: this.facets() };
+    const { principle, offset: _o, limit: _l, ...rest } = query;
+    // Revised under a principle: its own revisions, not its evidence.
+    const evidence = query.revised === true ? [] : (this.evidence.get(principle ?? "") ?? []);
+    const filter = { ...rest, ...(principle !== undefined ? { principle: { id: principle, evidence } } : {}) };
+    const { total, rows } = this.store.queryItems(this.runId, filter, { offset, limit });
+    return { total, offset, limit, items: rows.map(toSummary), facets: this.facets() };
   }
+}
+
+function toSummary(r: ItemIndexRow): ItemSummary {
+  return {
+    id: r.attemptId,
+    iteration: r.iteration,
+    promptId: r.promptId,
+    dataset: r.dataset,
+    category: r.category,
+    promptStart: r.promptStart,
+    verdict: r.verdict,
+    stage: r.stage,
+    gate: r.gate,
+    hasError: r.errors > 0,
+    principleIds: r.principleIds,
+  };
 }
 
 const ItemQuerySchema = z
@@ -168,6 +101,7 @@ const ItemQuerySchema = z
     principle: z.string().min(1).max(200).optional(),
     text: z.string().max(500).optional(),
     errors: z.enum(["true", "false"]).transform((v) => v === "true").optional(),
+    revised: z.enum(["true", "false"]).transform((v) => v === "true").optional(),
     offset: z.coerce.number().int().nonnegative().optional(),
     limit: z.coerce.number().int().positive().max(MAX_PAGE_SIZE).optional(),
   })

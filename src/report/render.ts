@@ -112,11 +112,13 @@ export function writeReport(file: string, runs: readonly ReportRun[], options: R
   push(`{"version":${REPORT_DATA_VERSION},"generatedAt":${JSON.stringify(new Date().toISOString())},"generator":${JSON.stringify(options.generator ?? "iteralign")},"runs":[`);
   runs.forEach((run, r) => {
     const { loaded } = run;
-    const items = loaded.index.all();
-    push(`${r > 0 ? "," : ""}{"view":${JSON.stringify(loaded.view)},"items":${JSON.stringify(items)},"traces":[`);
-    // Traces in pages: a large run is never held whole in memory as objects.
-    for (let i = 0; i < items.length; i += 500) {
-      const page = loadItemTraces(run.store, loaded.view.runId, items.slice(i, i + 500), { maxChars, principleTitles: loaded.principleTitles, evidenceFor: loaded.evidenceFor });
+    const size = loaded.index.size;
+    // Summaries, then traces, page by page: a large run is never held whole in memory as objects.
+    push(`${r > 0 ? "," : ""}{"view":${JSON.stringify(loaded.view)},"items":[`);
+    for (let i = 0; i < size; i += 2000) push(`${i > 0 ? "," : ""}${loaded.index.slice(i, 2000).map((s) => JSON.stringify(s)).join(",")}`);
+    push(`],"traces":[`);
+    for (let i = 0; i < size; i += 500) {
+      const page = loadItemTraces(run.store, loaded.view.runId, loaded.index.slice(i, 500), { maxChars, principleTitles: loaded.principleTitles, evidenceFor: loaded.evidenceFor });
       push(`${i > 0 ? "," : ""}${page.map((t) => JSON.stringify(t)).join(",")}`);
       done += page.length;
       options.onProgress?.(done, total);

@@ -97,18 +97,35 @@ export function loadRun(location: RunLocation): LoadedRun {
   const stored = StoredConfigSchema.safeParse(JSON.parse(run.configJson) as unknown);
   const config = stored.success ? (stored.data.config as Record<string, unknown>) : {};
 
+  // Stage markers' numbers, read as fields (the iteration markers hold every training example: never decoded here).
   const markers = new Map<string, Record<string, unknown>>();
-  for (const row of store.getRecords({ runId, stage: "marker" })) {
-    const parsed = MarkerSchema.safeParse(row.payload);
-    if (parsed.success) markers.set(row.id, parsed.data.record);
+  for (const row of store.recordFields({
+    runId,
+    stages: ["marker"],
+    fields: {
+      items: "$.record.items",
+      errors: "$.record.errors",
+      seconds: "$.record.seconds",
+      promptTokens: "$.record.promptTokens",
+      completionTokens: "$.record.completionTokens",
+      calls: "$.record.calls",
+      costUsd: "$.record.costUsd",
+    },
+  })) {
+    markers.set(row.id, row.values);
   }
   const marker = (iteration: number, stage: string): Record<string, unknown> | undefined => markers.get(`it${iteration}:done:${stage}`);
+  const valueOf = (id: string): unknown => {
+    const row = store.getRecord(runId, id);
+    const parsed = row ? MarkerSchema.safeParse(row.payload) : undefined;
+    return parsed?.success ? parsed.data.record : undefined;
+  };
 
   // Pool snapshots, iteration by iteration: each principle's versions and the active count.
   const pools: Principle[][] = [];
   for (let i = 0; markers.has(`it${i}:done:pool`) || markers.has(`it${i}:done:red-team`); i++) {
-    const pool = PoolValueSchema.safeParse(marker(i, "pool"));
-    pools.push(pool.success ? pool.data.principles : (pools[i - 1] ?? []));
+    const pool = markers.has(`it${i}:done:pool`) ? PoolValueSchema.safeParse(valueOf(`it${i}:done:pool`)) : undefined;
+    pools.push(pool?.success ? pool.data.principles : (pools[i - 1] ?? []));
   }
 
   const iterations: IterationView[] = [];
@@ -132,7 +149,7 @@ export function loadRun(location: RunLocation): LoadedRun {
         },
       ];
     });
-    const train = TrainValueSchema.safeParse(marker(i, "train"));
+    const train = TrainValueSchema.safeParse(markers.has(`it${i}:done:train`) ? valueOf(`it${i}:done:train`) : undefined);
     const training: TrainingView | undefined = train.success
       ? {
           trainer: train.data.trainer,
@@ -161,10 +178,10 @@ export function loadRun(location: RunLocation): LoadedRun {
   const principles = principleViews(pools);
   const evidenceFor = new Map<string, string[]>();
   for (const p of principles) for (const item of p.evidence) evidenceFor.set(item, [...(evidenceFor.get(item) ?? []), p.id]);
-  const index = ItemIndex.build(store, runId, new Map(principles.map((p) => [p.id, p.evidence])));
+  const index = new ItemIndex(store, runId, new Map(principles.map((p) => [p.id, p.evidence])));
   const withUse = principles.map((p) => {
-    const use = index.revisionsUsing(p.id);
-    return { ...p, revisedItems: use.revised, acceptedItems: use.accepted };
+    const use = index.principleUse(p.id);
+    return { ...p, revisions: use.revised, accepted: use.accepted };
   });
 
   const evalEntries = readEvalEntries(runDir);
@@ -277,7 +294,7 @@ function evalBenchmarks(runDir: string, entries: readonly EvalEntryView[], warni
 }
 
 /** Each principle across the pool snapshots: its latest state and every distinct version. */
-function principleViews(pools: readonly Principle[][]): Array<Omit<PrincipleView, "revisedItems" | "acceptedItems"> & { revisedItems: string[]; acceptedItems: string[] }> {
+function principleViews(pools: readonly Principle[][]): Array<Omit<PrincipleView, "revisions" | "accepted">> {
   const versions = new Map<string, PrincipleVersionView[]>();
   const latest = new Map<string, Principle>();
   pools.forEach((pool, iteration) => {
@@ -304,8 +321,6 @@ function principleViews(pools: readonly Principle[][]): Array<Omit<PrincipleView
     evidence: p.evidence,
     mergedFrom: p.mergedFrom,
     ...(mergedInto.has(p.id) ? { mergedInto: mergedInto.get(p.id) } : {}),
-    revisedItems: [],
-    acceptedItems: [],
   }));
 }
 

@@ -88,10 +88,10 @@ export interface PrincipleView {
   readonly mergedFrom: readonly string[];
   /** The principle this one was merged into, when it was retired by a merge. */
   readonly mergedInto?: string;
-  /** Item ids whose revision was written under this principle. */
-  readonly revisedItems: readonly string[];
+  /** Items whose revision was written under this principle (browse them with the item filter `principle`). */
+  readonly revisions: number;
   /** Of those, the revisions the gate accepted (they became training examples). */
-  readonly acceptedItems: readonly string[];
+  readonly accepted: number;
 }
 
 /** A metric of an evaluation, as `eval/summary.json` holds it. */
@@ -225,6 +225,8 @@ export interface ItemQuery {
   readonly category?: string;
   /** Items whose failure is evidence for, or whose revision used, this principle. */
   readonly principle?: string;
+  /** Only revised items (true) or unrevised ones (false). With `principle`: only those revised under it. */
+  readonly revised?: boolean;
   /** Only items with an error row at some stage (true), or without (false). */
   readonly errors?: boolean;
   /** Case-insensitive search in the prompt's start and the item id. */

@@ -36,6 +36,13 @@ import {
   fieldPath,
   readJsonPath,
   validateFieldPaths,
+  applyToItemIndex,
+  datasetOf,
+  itemStage,
+  type ItemFacetValues,
+  type ItemIndexEntry,
+  type ItemIndexFilter,
+  type ItemIndexRow,
   type RecordFieldsQuery,
   type RecordFieldsRow,
   type StoredBatchJob,
@@ -52,6 +59,9 @@ export class MemoryRunStore implements RunStore {
   private readonly newestCall = new Map<string, StoredCall>();
   /** Insertion-ordered records, keyed by run then id. */
   private readonly records = new Map<string, Map<string, StoredRecord>>();
+  /** Each run's item index (what migration 0005's triggers keep in SQLite), and the insertion counter. */
+  private readonly items = new Map<string, Map<string, ItemIndexEntry>>();
+  private seq = 0;
   /** Writes to each run's records, for {@link recordsRevision}. */
   private readonly revisions = new Map<string, number>();
   private readonly batchJobs = new Map<string, StoredBatchJob>();
@@ -151,7 +161,17 @@ export class MemoryRunStore implements RunStore {
       }
       byId.set(row.id, row);
       this.revisions.set(row.runId, (this.revisions.get(row.runId) ?? 0) + 1);
+      this.indexItem(row, "insert");
     }
+  }
+
+  private indexItem(row: StoredRecord, op: "insert" | "delete"): void {
+    let index = this.items.get(row.runId);
+    if (!index) {
+      index = new Map();
+      this.items.set(row.runId, index);
+    }
+    applyToItemIndex(index, row, op, ++this.seq);
   }
 
   replaceRecords(runId: string, remove: readonly string[], rows: readonly RecordRow[]): void {
@@ -168,8 +188,15 @@ export class MemoryRunStore implements RunStore {
       }
       seen.add(row.id);
     }
-    for (const id of removing) byId.delete(id);
-    for (const row of stored) byId.set(row.id, row);
+    for (const id of removing) {
+      const old = byId.get(id);
+      if (old) this.indexItem(old, "delete");
+      byId.delete(id);
+    }
+    for (const row of stored) {
+      byId.set(row.id, row);
+      this.indexItem(row, "insert");
+    }
     this.records.set(runId, byId);
     this.revisions.set(runId, (this.revisions.get(runId) ?? 0) + 1);
   }
@@ -240,6 +267,58 @@ export class MemoryRunStore implements RunStore {
           ),
         };
       });
+  }
+
+  queryItems(runId: string, filter: ItemIndexFilter, page: { readonly offset: number; readonly limit: number }): { total: number; rows: ItemIndexRow[] } {
+    this.live();
+    const text = filter.text?.trim().toLowerCase();
+    const evidence = new Set(filter.principle?.evidence ?? []);
+    const rows = [...(this.items.get(runId)?.values() ?? [])]
+      .filter((e): e is ItemIndexEntry & { attemptId: string; attemptSeq: number } => e.attemptId !== null && e.attemptSeq !== null)
+      .sort((a, b) => a.attemptSeq - b.attemptSeq)
+      .map(
+        (e): ItemIndexRow => ({
+          attemptId: e.attemptId,
+          iteration: e.iteration,
+          promptId: e.promptId ?? "",
+          dataset: datasetOf(e.promptId ?? ""),
+          category: e.category,
+          promptStart: e.promptStart ?? "",
+          verdict: e.verdict,
+          revised: e.revised,
+          principleIds: e.principleIds ?? [],
+          gate: e.gate,
+          errors: e.errors,
+          stage: itemStage(e),
+        }),
+      )
+      .filter(
+        (r) =>
+          (filter.id === undefined || r.attemptId === filter.id) &&
+          (filter.iteration === undefined || r.iteration === filter.iteration) &&
+          (filter.stage === undefined || r.stage === filter.stage) &&
+          (filter.verdict === undefined || (filter.verdict === "none" ? r.verdict === null : r.verdict === filter.verdict)) &&
+          (filter.gate === undefined || r.gate === filter.gate) &&
+          (filter.dataset === undefined || r.dataset === filter.dataset) &&
+          (filter.category === undefined || r.category === filter.category) &&
+          (filter.errors === undefined || r.errors > 0 === filter.errors) &&
+          (filter.revised === undefined || r.revised === filter.revised) &&
+          (text === undefined || text === "" || r.promptStart.toLowerCase().includes(text) || r.attemptId.toLowerCase().includes(text)) &&
+          (filter.principle === undefined || r.principleIds.includes(filter.principle.id) || evidence.has(r.attemptId)),
+      );
+    return { total: rows.length, rows: rows.slice(Math.max(0, page.offset), Math.max(0, page.offset) + Math.max(0, page.limit)) };
+  }
+
+  itemFacets(runId: string): ItemFacetValues {
+    this.live();
+    const all = this.queryItems(runId, {}, { offset: 0, limit: Number.MAX_SAFE_INTEGER }).rows;
+    const sorted = (values: Iterable<string>): string[] => [...new Set(values)].sort();
+    return {
+      iterations: [...new Set(all.map((r) => r.iteration))].sort((a, b) => a - b),
+      datasets: sorted(all.map((r) => r.dataset)),
+      categories: sorted(all.flatMap((r) => (r.category === null ? [] : [r.category]))),
+      gates: sorted(all.flatMap((r) => (r.gate === null ? [] : [r.gate]))),
+    };
   }
 
   recordsRevision(runId: string): number {

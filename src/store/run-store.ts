@@ -153,8 +153,154 @@ export interface RunStore extends CallLog, BatchJobLog {
   recordFields(query: RecordFieldsQuery): RecordFieldsRow[];
   /** A number that changes whenever the run's records change (to notice a running run's progress cheaply). */
   recordsRevision(runId: string): number;
+  /**
+   * The run's red-team items (one per iteration and prompt) with what each stage made of them, filtered and paged in
+   * attempt order, with the number that match. Kept as records are written, so a large run pages without reading
+   * payloads.
+   */
+  queryItems(runId: string, filter: ItemIndexFilter, page: { readonly offset: number; readonly limit: number }): { total: number; rows: ItemIndexRow[] };
+  /** The distinct values the item filters can take in a run. */
+  itemFacets(runId: string): ItemFacetValues;
   /** Releases the underlying resources; later calls raise USAGE. Closing twice is harmless. */
   close(): void;
+}
+
+/** How far an item went through the loop. */
+export type ItemIndexStage = "red-team" | "judge" | "self-correct" | "gate" | "exported";
+
+/** Filters of {@link RunStore.queryItems}; all given ones must hold. */
+export interface ItemIndexFilter {
+  /** The item whose attempt has this record id. */
+  readonly id?: string;
+  readonly iteration?: number;
+  readonly stage?: ItemIndexStage;
+  /** The judge's verdict; `none`: not judged. */
+  readonly verdict?: "pass" | "fail" | "error" | "none";
+  /** `accepted`, a rejection reason, or `error`. */
+  readonly gate?: string;
+  readonly dataset?: string;
+  readonly category?: string;
+  /** Items with (true) or without (false) an error row at some stage. */
+  readonly errors?: boolean;
+  /** Items that were (or were not) revised. */
+  readonly revised?: boolean;
+  /** Case-insensitive substring of the prompt's start or the attempt id. */
+  readonly text?: string;
+  /** Items revised under this principle, or whose attempt id is in `evidence`. */
+  readonly principle?: { readonly id: string; readonly evidence: readonly string[] };
+}
+
+/** One item of {@link RunStore.queryItems}. */
+export interface ItemIndexRow {
+  /** The red-team attempt's record id (the item's id). */
+  readonly attemptId: string;
+  readonly iteration: number;
+  readonly promptId: string;
+  /** The prompt id's dataset prefix. */
+  readonly dataset: string;
+  readonly category: string | null;
+  /** The prompt's first 200 characters. */
+  readonly promptStart: string;
+  readonly verdict: "pass" | "fail" | "error" | null;
+  readonly revised: boolean;
+  readonly principleIds: readonly string[];
+  readonly gate: string | null;
+  /** Error rows among the item's records. */
+  readonly errors: number;
+  readonly stage: ItemIndexStage;
+}
+
+/** What {@link RunStore.itemFacets} returns. */
+export interface ItemFacetValues {
+  readonly iterations: number[];
+  readonly datasets: string[];
+  readonly categories: string[];
+  readonly gates: string[];
+}
+
+/** The stages whose records make up an item. */
+export const ITEM_STAGES = ["red-team", "judge", "self-correct", "gate", "gate-decision"] as const;
+
+/** @internal The mutable form of an index row, as the in-memory store keeps it (mirrors migration 0005). */
+export interface ItemIndexEntry {
+  iteration: number;
+  attemptId: string | null;
+  attemptSeq: number | null;
+  promptId: string | null;
+  category: string | null;
+  promptStart: string | null;
+  verdict: "pass" | "fail" | "error" | null;
+  revised: boolean;
+  principleIds: string[] | null;
+  gate: string | null;
+  errors: number;
+}
+
+/** @internal `it<n>:<kind>:<prompt id>` → `<n>:<prompt id>`, or undefined for records outside items. */
+export function itemKeyOf(row: { readonly id: string; readonly stage: string; readonly iteration: number | null }): string | undefined {
+  if (row.iteration === null || !(ITEM_STAGES as readonly string[]).includes(row.stage)) return undefined;
+  const rest = row.id.slice(row.id.indexOf(":") + 1);
+  return `${row.iteration}:${rest.slice(rest.indexOf(":") + 1)}`;
+}
+
+/** @internal Applies a written or deleted record to the in-memory item index, as the SQLite triggers do. */
+export function applyToItemIndex(index: Map<string, ItemIndexEntry>, row: StoredRecord, op: "insert" | "delete", seq: number): void {
+  const key = itemKeyOf(row);
+  if (key === undefined || row.iteration === null) return;
+  const payload = JSON.parse(row.payload) as unknown;
+  const field = (p: string): unknown => readJsonPath(payload, p);
+  let e = index.get(key);
+  if (op === "insert") {
+    e ??= { iteration: row.iteration, attemptId: null, attemptSeq: null, promptId: null, category: null, promptStart: null, verdict: null, revised: false, principleIds: null, gate: null, errors: 0 };
+    index.set(key, e);
+    if (row.stage === "red-team") {
+      const promptId = field("$.record.promptId");
+      const category = field("$.record.category");
+      const prompt = field("$.record.prompt");
+      e.attemptId = row.id;
+      e.attemptSeq = seq;
+      e.promptId = typeof promptId === "string" ? promptId : key.slice(key.indexOf(":") + 1);
+      e.category = typeof category === "string" ? category : null;
+      e.promptStart = typeof prompt === "string" ? prompt.slice(0, 200) : null;
+    } else if (row.stage === "judge") {
+      e.verdict = row.status === "error" ? "error" : field("$.record.verdict.pass") === true ? "pass" : "fail";
+    } else if (row.stage === "self-correct") {
+      e.revised = true;
+      const ids = field("$.record.principleIds");
+      if (row.status === "ok") e.principleIds = Array.isArray(ids) ? ids.filter((x): x is string => typeof x === "string") : null;
+    } else if (row.stage === "gate-decision") {
+      const reason = field("$.record.reason");
+      e.gate = field("$.record.accepted") === true ? "accepted" : typeof reason === "string" ? reason : "rejected";
+    }
+    if (row.status === "error") e.errors++;
+    return;
+  }
+  if (!e) return;
+  if (row.stage === "red-team") {
+    e.attemptId = null;
+    e.attemptSeq = null;
+  } else if (row.stage === "judge") e.verdict = null;
+  else if (row.stage === "self-correct") {
+    e.revised = false;
+    e.principleIds = null;
+  } else if (row.stage === "gate-decision") e.gate = null;
+  if (row.status === "error") e.errors--;
+  if (e.attemptId === null && e.verdict === null && !e.revised && e.gate === null && e.errors === 0) index.delete(key);
+}
+
+/** @internal The stage an index entry has reached (the generated column of migration 0005). */
+export function itemStage(e: Pick<ItemIndexEntry, "gate" | "revised" | "verdict">): ItemIndexStage {
+  if (e.gate === "accepted") return "exported";
+  if (e.gate !== null) return "gate";
+  if (e.revised) return "self-correct";
+  if (e.verdict !== null) return "judge";
+  return "red-team";
+}
+
+/** @internal The dataset prefix of a prompt id. */
+export function datasetOf(promptId: string): string {
+  const at = promptId.indexOf(":");
+  return at > 0 ? promptId.slice(0, at) : promptId;
 }
 
 /** What {@link RunStore.recordFields} reads. */

@@ -39,6 +39,10 @@ import {
   encodeBatchJob,
   fieldPath,
   validateFieldPaths,
+  type ItemFacetValues,
+  type ItemIndexFilter,
+  type ItemIndexRow,
+  type ItemIndexStage,
   type RecordFieldSpec,
   type RecordFieldsQuery,
   type RecordFieldsRow,
@@ -318,6 +322,87 @@ export class SqliteRunStore implements RunStore {
         status: r.status === "error" ? "error" : "ok",
         values: Object.fromEntries(names.map((n, i) => [n, typeof r[`f${i}`] === "string" ? (JSON.parse(r[`f${i}`] as string) as unknown) : null])),
       }));
+    });
+  }
+
+  queryItems(runId: string, filter: ItemIndexFilter, page: { readonly offset: number; readonly limit: number }): { total: number; rows: ItemIndexRow[] } {
+    return this.guard(() => {
+      this.live();
+      const where: string[] = ["run_id = @runId", "attempt_id IS NOT NULL"];
+      const params: Record<string, unknown> = { runId };
+      if (filter.id !== undefined) {
+        where.push("attempt_id = @id");
+        params.id = filter.id;
+      }
+      if (filter.iteration !== undefined) {
+        where.push("iteration = @iteration");
+        params.iteration = filter.iteration;
+      }
+      if (filter.stage !== undefined) {
+        where.push("stage = @stage");
+        params.stage = filter.stage;
+      }
+      if (filter.verdict !== undefined) {
+        if (filter.verdict === "none") where.push("verdict IS NULL");
+        else {
+          where.push("verdict = @verdict");
+          params.verdict = filter.verdict;
+        }
+      }
+      for (const key of ["gate", "dataset", "category"] as const) {
+        if (filter[key] !== undefined) {
+          where.push(`${key} = @${key}`);
+          params[key] = filter[key];
+        }
+      }
+      if (filter.errors !== undefined) where.push(filter.errors ? "errors > 0" : "errors = 0");
+      if (filter.revised !== undefined) where.push(`revised = ${filter.revised ? 1 : 0}`);
+      if (filter.text !== undefined && filter.text.trim() !== "") {
+        where.push("(lower(prompt_start) LIKE @text ESCAPE '\\' OR lower(attempt_id) LIKE @text ESCAPE '\\')");
+        params.text = `%${filter.text.trim().toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      }
+      if (filter.principle !== undefined) {
+        where.push("(EXISTS (SELECT 1 FROM json_each(principle_ids) WHERE value = @principle) OR attempt_id IN (SELECT value FROM json_each(@evidence)))");
+        params.principle = filter.principle.id;
+        params.evidence = JSON.stringify(filter.principle.evidence);
+      }
+      const clause = where.join(" AND ");
+      const total = (this.db.prepare<Record<string, unknown>, { n: number }>(`SELECT COUNT(*) AS n FROM item_index WHERE ${clause}`).get(params)?.n ?? 0);
+      const raws = this.db
+        .prepare<Record<string, unknown>, Record<string, unknown>>(
+          `SELECT attempt_id, iteration, prompt_id, dataset, category, prompt_start, verdict, revised, principle_ids, gate, errors, stage
+           FROM item_index WHERE ${clause} ORDER BY attempt_seq LIMIT @limit OFFSET @offset`,
+        )
+        .all({ ...params, limit: Math.max(0, Math.floor(page.limit)), offset: Math.max(0, Math.floor(page.offset)) });
+      return {
+        total,
+        rows: raws.map((r) => ({
+          attemptId: String(r.attempt_id),
+          iteration: Number(r.iteration),
+          promptId: String(r.prompt_id ?? ""),
+          dataset: String(r.dataset ?? ""),
+          category: typeof r.category === "string" ? r.category : null,
+          promptStart: typeof r.prompt_start === "string" ? r.prompt_start : "",
+          verdict: r.verdict === "pass" || r.verdict === "fail" || r.verdict === "error" ? r.verdict : null,
+          revised: r.revised === 1,
+          principleIds: typeof r.principle_ids === "string" ? (JSON.parse(r.principle_ids) as string[]) : [],
+          gate: typeof r.gate === "string" ? r.gate : null,
+          errors: Number(r.errors),
+          stage: r.stage as ItemIndexStage,
+        })),
+      };
+    });
+  }
+
+  itemFacets(runId: string): ItemFacetValues {
+    return this.guard(() => {
+      this.live();
+      const distinct = <T>(column: string): T[] =>
+        this.db
+          .prepare<[string], { v: T }>(`SELECT DISTINCT ${column} AS v FROM item_index WHERE run_id = ? AND attempt_id IS NOT NULL AND ${column} IS NOT NULL ORDER BY v`)
+          .all(runId)
+          .map((r) => r.v);
+      return { iterations: distinct<number>("iteration"), datasets: distinct<string>("dataset"), categories: distinct<string>("category"), gates: distinct<string>("gate") };
     });
   }
 

@@ -25,7 +25,7 @@ async function open(url: string, width: number): Promise<{ page: Page; problems:
   });
   await page.addInitScript({ content: 'document.addEventListener("securitypolicyviolation", (e) => console.error("CSP violation: " + e.violatedDirective + " " + e.blockedURI));' });
   await page.goto(url);
-  await page.waitForSelector("#page");
+  await page.waitForSelector("#page[data-ready]");
   return { page, problems };
 }
 
@@ -114,15 +114,15 @@ describe("the report of a real 2-iteration run, in chromium", () => {
     const itemHash = await page.evaluate<string>("location.hash");
 
     await page.click(".trace-step:has(h2:text-is('Revision')) a");
-    await page.waitForSelector("[data-page=principle]");
+    await page.waitForSelector("[data-page=principle][data-ready]");
     await expect(page.locator("h2:has-text('Versions')").count()).resolves.toBe(1);
     // The principle lists this item among the revisions written under it: the link goes both ways.
     const itemId = decodeURIComponent(itemHash.replace(/^#\/item\//, "").split("?")[0] ?? "");
-    await expect(page.locator(`section:has(h2:has-text('Revisions written under it')) a:text-is("${itemId}")`).count()).resolves.toBe(1);
+    await expect(page.locator(`section:has(h2:has-text('Revisions written under it')) a[href="#/item/${encodeURIComponent(itemId)}"]`).count()).resolves.toBe(1);
     await page.screenshot({ path: path.join(SHOTS, "report-principle-1280.png"), fullPage: true });
     // Evidence links lead to the failures the principle came from.
     await page.click("section:has(h2:has-text('Evidence')) a >> nth=0");
-    await page.waitForSelector("[data-page=item]");
+    await page.waitForSelector("[data-page=item][data-ready]");
     await expect(page.locator(".trace-step:has(h2:text-is('Evidence for')) a").count()).resolves.toBeGreaterThan(0);
     expect(problems).toEqual([]);
   }, 120_000);

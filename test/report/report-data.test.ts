@@ -33,8 +33,8 @@ describe("run loader", () => {
     const p = view.principles[0];
     expect(p?.title).toBe(`Refuse ${PAYLOADS.script}`);
     expect(p?.evidence.length).toBeGreaterThan(0);
-    expect(p?.revisedItems.length).toBeGreaterThan(0);
-    expect(p?.acceptedItems).toEqual(p?.revisedItems);
+    expect(p?.revisions).toBeGreaterThan(0);
+    expect(p?.accepted).toBe(p?.revisions);
     expect(view.eval.entries.map((e) => e.label)).toEqual(["base", "iter-000", "iter-001"]);
     expect(view.eval.benchmarks.every((b) => b.benchmark === "asr" && b.items === 3)).toBe(true);
     expect(view.warnings).toEqual([]);

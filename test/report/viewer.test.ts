@@ -111,7 +111,7 @@ describe("iteralign view in chromium", () => {
     await page.goto(`${viewer.url}/`);
     await page.waitForSelector("table.runs");
     await page.click("table.runs a:text-is('xss')");
-    await page.waitForSelector("[data-page=overview]");
+    await page.waitForSelector("[data-page=overview][data-ready]");
     await page.click("nav.tabs >> text=Items");
     await page.waitForSelector("table.items[data-total='8']");
     await page.selectOption("select[name=iteration]", "0");

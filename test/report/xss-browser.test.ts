@@ -61,7 +61,7 @@ async function visitEverything(w: Watch, base: string, scripts: number): Promise
   let texts = "";
   const go = async (hash: string): Promise<void> => {
     await w.page.goto(`${base}${hash}`);
-    await w.page.waitForSelector("#page");
+    await w.page.waitForSelector("#page[data-ready]");
     await w.page.waitForTimeout(50);
     texts += (await w.page.locator("#page").textContent()) ?? "";
     await assertInert(w, scripts);

@@ -434,6 +434,65 @@ export function runStoreContract(name: string, makeStore: () => RunStore): void 
         expectStoreError(() => store.recordFields({ runId: "r", stages: ["judge"], fields: { bad: "$.a'); DROP TABLE records; --" } }), "USAGE", /not a dotted JSON path/);
       });
 
+      it("indexes red-team items as their records are written, retried and removed, and filters and pages them", () => {
+        const att = (it: number, p: string, extra: Record<string, unknown> = {}, status: "ok" | "error" = "ok"): RecordRow =>
+          record("r", `it${it}:attempt:${p}`, { stage: "red-team", iteration: it, status, payload: status === "ok" ? { status, record: { promptId: p, prompt: `Prompt about ${p} 100%_done`, ...extra } } : { status, error: { code: "X", message: "m" } } });
+        const rec = (it: number, kind: string, stage: string, p: string, body: Record<string, unknown>, status: "ok" | "error" = "ok"): RecordRow =>
+          record("r", `it${it}:${kind}:${p}`, { stage, iteration: it, status, payload: status === "ok" ? { status, record: body } : { status, error: { code: "X", message: "m" } } });
+        store.putRecords([att(0, "ds:a", { category: "weapons" }), att(0, "ds:b"), att(0, "other:c"), att(1, "ds:a"), att(1, "ds:d", {}, "error")]);
+        store.putRecords([
+          rec(0, "verdict", "judge", "ds:a", { verdict: { pass: false } }),
+          rec(0, "verdict", "judge", "ds:b", { verdict: { pass: true } }),
+          rec(0, "verdict", "judge", "other:c", {}, "error"),
+          rec(1, "verdict", "judge", "ds:a", { verdict: { pass: false } }),
+          rec(0, "revision", "self-correct", "ds:a", { principleIds: ["p1", "p2"] }),
+          rec(1, "revision", "self-correct", "ds:a", {}, "error"),
+          rec(0, "gate", "gate-decision", "ds:a", { accepted: true, reason: "pass" }),
+          // Records outside items are not indexed.
+          record("r", "it0:done:judge", { stage: "marker", iteration: 0 }),
+        ]);
+        const all = store.queryItems("r", {}, { offset: 0, limit: 100 });
+        expect(all.total).toBe(5);
+        expect(all.rows.map((x) => [x.attemptId, x.stage, x.verdict, x.gate, x.errors])).toEqual([
+          ["it0:attempt:ds:a", "exported", "fail", "accepted", 0],
+          ["it0:attempt:ds:b", "judge", "pass", null, 0],
+          ["it0:attempt:other:c", "judge", "error", null, 1],
+          ["it1:attempt:ds:a", "self-correct", "fail", null, 1],
+          ["it1:attempt:ds:d", "red-team", null, null, 1],
+        ]);
+        expect(all.rows[0]).toMatchObject({ iteration: 0, promptId: "ds:a", dataset: "ds", category: "weapons", promptStart: "Prompt about ds:a 100%_done", revised: true, principleIds: ["p1", "p2"] });
+        expect(all.rows[4]).toMatchObject({ promptId: "ds:d", dataset: "ds", promptStart: "" });
+        const ids = (filter: Parameters<RunStore["queryItems"]>[1]): string[] => store.queryItems("r", filter, { offset: 0, limit: 100 }).rows.map((x) => x.attemptId);
+        expect(ids({ iteration: 1 })).toEqual(["it1:attempt:ds:a", "it1:attempt:ds:d"]);
+        expect(ids({ verdict: "none" })).toEqual(["it1:attempt:ds:d"]);
+        expect(ids({ verdict: "fail", stage: "self-correct" })).toEqual(["it1:attempt:ds:a"]);
+        expect(ids({ dataset: "other" })).toEqual(["it0:attempt:other:c"]);
+        expect(ids({ category: "weapons" })).toEqual(["it0:attempt:ds:a"]);
+        expect(ids({ errors: true })).toHaveLength(3);
+        expect(ids({ revised: true })).toEqual(["it0:attempt:ds:a", "it1:attempt:ds:a"]);
+        expect(ids({ gate: "accepted" })).toEqual(["it0:attempt:ds:a"]);
+        expect(ids({ principle: { id: "p2", evidence: ["it0:attempt:ds:b"] } })).toEqual(["it0:attempt:ds:a", "it0:attempt:ds:b"]);
+        // LIKE's wildcards in the search text are literal.
+        expect(ids({ text: "100%_D" })).toHaveLength(4);
+        expect(ids({ text: "1%0" })).toEqual([]);
+        expect(ids({ text: "IT1:ATTEMPT" })).toEqual(["it1:attempt:ds:a", "it1:attempt:ds:d"]);
+        expect(ids({ id: "it0:attempt:ds:b" })).toEqual(["it0:attempt:ds:b"]);
+        const page = store.queryItems("r", { iteration: 0 }, { offset: 1, limit: 1 });
+        expect([page.total, page.rows.map((x) => x.attemptId)]).toEqual([3, ["it0:attempt:ds:b"]]);
+        expect(store.itemFacets("r")).toEqual({ iterations: [0, 1], datasets: ["ds", "other"], categories: ["weapons"], gates: ["accepted"] });
+        expect(store.queryItems("s", {}, { offset: 0, limit: 10 }).total).toBe(0);
+
+        // A retried stage: the error row is replaced by its result.
+        store.replaceRecords("r", ["it1:revision:ds:a"], [rec(1, "revision", "self-correct", "ds:a", { principleIds: ["p3"] })]);
+        expect(store.queryItems("r", { iteration: 1, revised: true }, { offset: 0, limit: 10 }).rows[0]).toMatchObject({ errors: 0, principleIds: ["p3"], stage: "self-correct" });
+        // A discarded stage: its records are gone from the items.
+        store.replaceRecords("r", ["it0:gate:ds:a"], []);
+        expect(ids({ gate: "accepted" })).toEqual([]);
+        expect(store.queryItems("r", { id: "it0:attempt:ds:a" }, { offset: 0, limit: 1 }).rows[0]?.stage).toBe("self-correct");
+        store.replaceRecords("r", ["it1:attempt:ds:d"], []);
+        expect(store.queryItems("r", {}, { offset: 0, limit: 100 }).total).toBe(4);
+      });
+
       it("changes the records revision on every write to the run, and only to that run", () => {
         const r0 = store.recordsRevision("r");
         const s0 = store.recordsRevision("s");

@@ -50,6 +50,30 @@ describe("SqliteRunStore specifics", () => {
     expect(migrations.map((m) => m.version)).toEqual(migrations.map((_, i) => i + 1));
   });
 
+  it("indexes the items of records written before the item index existed (migration 5 backfills them)", () => {
+    const path = freshPath();
+    const store = new SqliteRunStore(path);
+    store.createRun(newRun("r"));
+    store.putRecords([
+      record("r", "it0:attempt:ds:a", { stage: "red-team", payload: { status: "ok", record: { promptId: "ds:a", prompt: "old prompt" } } }),
+      record("r", "it0:verdict:ds:a", { stage: "judge", payload: { status: "ok", record: { verdict: { pass: false } } } }),
+      record("r", "other", { stage: "marker" }),
+    ]);
+    store.close();
+    // Back to schema 4, as a store from before this version: no index, no triggers.
+    const db = new Database(path);
+    db.exec("DROP TRIGGER item_index_insert; DROP TRIGGER item_index_delete; DROP TABLE item_index; DELETE FROM schema_migrations WHERE version = 5");
+    db.close();
+    const reopened = new SqliteRunStore(path);
+    try {
+      expect(reopened.queryItems("r", {}, { offset: 0, limit: 10 }).rows.map((x) => [x.attemptId, x.promptStart, x.verdict, x.stage])).toEqual([["it0:attempt:ds:a", "old prompt", "fail", "judge"]]);
+      // The records themselves are unchanged, in their order.
+      expect(reopened.getRecords({ runId: "r" }).map((x) => x.id)).toEqual(["it0:attempt:ds:a", "it0:verdict:ds:a", "other"]);
+    } finally {
+      reopened.close();
+    }
+  });
+
   it("keeps runs, calls and records across close and reopen", () => {
     const path = freshPath();
     const a = new SqliteRunStore(path);
