@@ -379,8 +379,8 @@ export class SqliteRunStore implements RunStore {
         rows: raws.map((r) => ({
           attemptId: String(r.attempt_id),
           iteration: Number(r.iteration),
-          promptId: String(r.prompt_id ?? ""),
-          dataset: String(r.dataset ?? ""),
+          promptId: typeof r.prompt_id === "string" ? r.prompt_id : "",
+          dataset: typeof r.dataset === "string" ? r.dataset : "",
           category: typeof r.category === "string" ? r.category : null,
           promptStart: typeof r.prompt_start === "string" ? r.prompt_start : "",
           verdict: r.verdict === "pass" || r.verdict === "fail" || r.verdict === "error" ? r.verdict : null,
