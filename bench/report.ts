@@ -4,17 +4,18 @@
  * Builds a store and run directory shaped like a long run (20 iterations of 5,000 red-team prompts: attempts,
  * verdicts, revisions of the failures under principles, gate verdicts and decisions, training examples, pool
  * snapshots, metrics files, evaluations), then measures:
- * - `iteralign view`: time until the first page of items is on screen in chromium, from a cold server (a new viewer,
- *   so the item index is built for the request), median of 5; and the JSON API's first page, cold and warm;
+ * - `iteralign view` (its own process, as a user runs it): time until the first page of items is on screen in
+ *   chromium, each time from a freshly started server (nothing cached), median of 5; and the JSON API's first page
+ *   of a fresh server, and a filtered page deep in the run from a warm one;
  * - `iteralign report`: generation time and file size of the static report of the whole run.
  * Goal (issue 16): the viewer's first page in under 1 s.
  */
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { loadRun } from "../src/report/run-view.js";
 import { writeReport } from "../src/report/render.js";
-import { startViewer } from "../src/report/server.js";
 import type { RecordRow } from "../src/store/run-store.js";
 import { SqliteRunStore } from "../src/store/sqlite-run-store.js";
 import { launchChromium } from "../test/helpers/browser.js";
@@ -99,6 +100,32 @@ function build(dir: string): { store: SqliteRunStore; runId: string; runDir: str
   return { store, runId, runDir };
 }
 
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
+
+/** `iteralign view` on the store, in its own process; resolves with its URL once it listens. */
+function startView(storePath: string): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, ["--import", "tsx", path.join(root, "test/helpers/cli-process.ts"), "view", "--store", storePath, "--port", "0"], {
+    cwd: root,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  return new Promise((resolve, reject) => {
+    let out = "";
+    child.stdout?.on("data", (b: Buffer) => {
+      out += b.toString("utf8");
+      const m = /iteralign view: (http:\/\/\S+)/.exec(out);
+      if (m) resolve({ url: m[1] as string, child });
+    });
+    child.once("exit", (code) => reject(new Error(`iteralign view exited (${code}) before listening: ${out}`)));
+  });
+}
+
+async function stopView(child: ChildProcess): Promise<void> {
+  await new Promise<void>((resolve) => {
+    child.once("exit", () => resolve());
+    child.kill("SIGINT");
+  });
+}
+
 const dir = mkdtempSync(path.join(tmpdir(), "iteralign-bench-report-"));
 try {
   process.stdout.write(`building a ${ITERATIONS * PER_ITERATION}-item run in ${dir}...\n`);
@@ -110,8 +137,10 @@ try {
   // The viewer's API: first page of items, cold (new viewer: the index is built) and warm.
   const apiCold: number[] = [];
   const apiWarm: number[] = [];
+  const storePath = path.join(dir, "store.db");
   for (let i = 0; i < 5; i++) {
-    const viewer = await startViewer({ store, port: 0 });
+    const { url, child } = await startView(storePath);
+    const viewer = { url };
     t = performance.now();
     const r = await fetch(`${viewer.url}/api/runs/${runId}/items?limit=50`);
     const page = (await r.json()) as { total: number };
@@ -120,21 +149,21 @@ try {
     t = performance.now();
     await (await fetch(`${viewer.url}/api/runs/${runId}/items?limit=50&offset=60000&verdict=fail`)).json();
     apiWarm.push((performance.now() - t) / 1000);
-    await viewer.close();
+    await stopView(child);
   }
 
   // The same in chromium: a cold viewer, the items page opened until its table is on screen.
   const browser = await launchChromium();
   const pageLoads: number[] = [];
   for (let i = 0; i < 5; i++) {
-    const viewer = await startViewer({ store, port: 0 });
+    const { url, child } = await startView(storePath);
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     t = performance.now();
-    await page.goto(`${viewer.url}/runs/${runId}#/items`);
+    await page.goto(`${url}/runs/${runId}#/items`);
     await page.waitForSelector("table.items tbody tr");
     pageLoads.push((performance.now() - t) / 1000);
     await page.close();
-    await viewer.close();
+    await stopView(child);
   }
   await browser.close();
 
@@ -155,8 +184,8 @@ try {
       { name: "items", value: stats.items, unit: "items" },
       { name: "build the synthetic store", value: buildSeconds, unit: "s" },
       { name: "store size", value: dbBytes / 1e6, unit: "MB" },
-      { name: "viewer API first page, cold (median of 5)", value: median(apiCold), unit: "s" },
-      { name: "viewer API filtered page at offset 60,000, warm (median of 5)", value: median(apiWarm), unit: "s" },
+      { name: "viewer API first page, fresh server (median of 5)", value: median(apiCold), unit: "s" },
+      { name: "viewer API failures page at offset 60,000, warm (median of 5)", value: median(apiWarm), unit: "s" },
       { name: "viewer page in chromium until the items table shows (median of 5)", value: firstPage, unit: "s" },
       { name: "report: load the run (index, principles, metrics)", value: loadSeconds, unit: "s" },
       { name: "report: write the HTML", value: reportSeconds, unit: "s" },

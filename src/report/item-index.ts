@@ -39,13 +39,9 @@ export class ItemIndex {
     return this.store.queryItems(this.runId, {}, { offset: 0, limit: 0 }).total;
   }
 
-  /** How many items were revised under a principle, and how many of those the gate accepted. */
-  principleUse(principleId: string): { revised: number; accepted: number } {
-    const principle = { id: principleId, evidence: [] };
-    return {
-      revised: this.store.queryItems(this.runId, { principle, revised: true }, { offset: 0, limit: 0 }).total,
-      accepted: this.store.queryItems(this.runId, { principle, revised: true, stage: "exported" }, { offset: 0, limit: 0 }).total,
-    };
+  /** For every principle, how many items were revised under it and how many of those the gate accepted. */
+  principleUse(): Map<string, { revised: number; accepted: number }> {
+    return new Map(this.store.principleUse(this.runId).map((u) => [u.principleId, { revised: u.revised, accepted: u.accepted }]));
   }
 
   summary(id: string): ItemSummary | undefined {
@@ -58,8 +54,13 @@ export class ItemIndex {
     return this.store.queryItems(this.runId, {}, { offset, limit: size }).rows.map(toSummary);
   }
 
+  private cachedFacets: { revision: number; facets: ItemFacets } | undefined;
+
+  /** The values the filters can take; recomputed only when the run's records changed. */
   facets(): ItemFacets {
-    return this.store.itemFacets(this.runId);
+    const revision = this.store.recordsRevision(this.runId);
+    if (this.cachedFacets?.revision !== revision) this.cachedFacets = { revision, facets: this.store.itemFacets(this.runId) };
+    return this.cachedFacets.facets;
   }
 
   query(query: ItemQuery): ItemPage {

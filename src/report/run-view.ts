@@ -97,23 +97,7 @@ export function loadRun(location: RunLocation): LoadedRun {
   const stored = StoredConfigSchema.safeParse(JSON.parse(run.configJson) as unknown);
   const config = stored.success ? (stored.data.config as Record<string, unknown>) : {};
 
-  // Stage markers' numbers, read as fields (the iteration markers hold every training example: never decoded here).
-  const markers = new Map<string, Record<string, unknown>>();
-  for (const row of store.recordFields({
-    runId,
-    stages: ["marker"],
-    fields: {
-      items: "$.record.items",
-      errors: "$.record.errors",
-      seconds: "$.record.seconds",
-      promptTokens: "$.record.promptTokens",
-      completionTokens: "$.record.completionTokens",
-      calls: "$.record.calls",
-      costUsd: "$.record.costUsd",
-    },
-  })) {
-    markers.set(row.id, row.values);
-  }
+  const markers = stageMarkers(store, runId);
   const marker = (iteration: number, stage: string): Record<string, unknown> | undefined => markers.get(`it${iteration}:done:${stage}`);
   const valueOf = (id: string): unknown => {
     const row = store.getRecord(runId, id);
@@ -179,10 +163,8 @@ export function loadRun(location: RunLocation): LoadedRun {
   const evidenceFor = new Map<string, string[]>();
   for (const p of principles) for (const item of p.evidence) evidenceFor.set(item, [...(evidenceFor.get(item) ?? []), p.id]);
   const index = new ItemIndex(store, runId, new Map(principles.map((p) => [p.id, p.evidence])));
-  const withUse = principles.map((p) => {
-    const use = index.principleUse(p.id);
-    return { ...p, revisions: use.revised, accepted: use.accepted };
-  });
+  const use = index.principleUse();
+  const withUse = principles.map((p) => ({ ...p, revisions: use.get(p.id)?.revised ?? 0, accepted: use.get(p.id)?.accepted ?? 0 }));
 
   const evalEntries = readEvalEntries(runDir);
   const stageTotals = sumStages(iterations);
@@ -234,18 +216,33 @@ export function runProgress(store: RunStore, runId: string): RunProgress {
   if (!run) throw new IterAlignError("STORE_NOT_FOUND", `run '${runId}' is not in the store`);
   const stages: Array<RunProgress["stages"][number]> = [];
   let iterations = 0;
-  for (const row of store.getRecords({ runId, stage: "marker" })) {
-    const m = /^it(\d+):done:(.+)$/.exec(row.id);
-    const parsed = MarkerSchema.safeParse(row.payload);
-    if (!m || !parsed.success) continue;
+  for (const [id, r] of stageMarkers(store, runId)) {
+    const m = /^it(\d+):done:(.+)$/.exec(id);
+    if (!m) continue;
     const stage = m[2] as string;
     const iteration = Number(m[1]);
     if (stage === "iteration") iterations = Math.max(iterations, iteration + 1);
     if (!(LOOP_STAGES as readonly string[]).includes(stage)) continue;
-    const r = parsed.data.record;
     stages.push({ iteration, stage, items: numberOr(r.items, 0), errors: numberOr(r.errors, 0), seconds: numberOrNull(r.seconds) });
   }
   return { runId, status: run.status, revision: store.recordsRevision(runId), iterations, stages };
+}
+
+/** Markers whose payloads are values (pools, iterations with every example, evaluations): listed, never decoded here. */
+const VALUE_MARKER = /:done:(pool|iteration|train|eval:.*|train:.*)$/;
+
+/**
+ * Every marker of a run by id: a stage marker's numbers (time, tokens, items); an empty record for the value
+ * markers, which are large (an iteration's marker holds all its training examples) and read only when needed.
+ */
+function stageMarkers(store: RunStore, runId: string): Map<string, Record<string, unknown>> {
+  const ids = store.recordFields({ runId, stages: ["marker"], fields: {} }).map((r) => r.id);
+  const markers = new Map<string, Record<string, unknown>>(ids.map((id) => [id, {}]));
+  for (const row of store.getRecordsByIds(runId, ids.filter((id) => !VALUE_MARKER.test(id)))) {
+    const parsed = MarkerSchema.safeParse(row.payload);
+    if (parsed.success) markers.set(row.id, parsed.data.record);
+  }
+  return markers;
 }
 
 /** Reads and validates a run artifact; an unknown version or a damaged file is DATA_INVALID naming the file. */

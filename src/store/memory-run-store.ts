@@ -321,6 +321,20 @@ export class MemoryRunStore implements RunStore {
     };
   }
 
+  principleUse(runId: string): Array<{ principleId: string; revised: number; accepted: number }> {
+    this.live();
+    const use = new Map<string, { revised: number; accepted: number }>();
+    for (const row of this.queryItems(runId, { revised: true }, { offset: 0, limit: Number.MAX_SAFE_INTEGER }).rows) {
+      for (const id of row.principleIds) {
+        const u = use.get(id) ?? { revised: 0, accepted: 0 };
+        u.revised++;
+        if (row.gate === "accepted") u.accepted++;
+        use.set(id, u);
+      }
+    }
+    return [...use].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([principleId, u]) => ({ principleId, ...u }));
+  }
+
   recordsRevision(runId: string): number {
     this.live();
     return this.revisions.get(runId) ?? 0;

@@ -161,6 +161,8 @@ export interface RunStore extends CallLog, BatchJobLog {
   queryItems(runId: string, filter: ItemIndexFilter, page: { readonly offset: number; readonly limit: number }): { total: number; rows: ItemIndexRow[] };
   /** The distinct values the item filters can take in a run. */
   itemFacets(runId: string): ItemFacetValues;
+  /** Per principle: the items revised under it, and how many of those the gate accepted. */
+  principleUse(runId: string): Array<{ principleId: string; revised: number; accepted: number }>;
   /** Releases the underlying resources; later calls raise USAGE. Closing twice is harmless. */
   close(): void;
 }

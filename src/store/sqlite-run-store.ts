@@ -406,6 +406,20 @@ export class SqliteRunStore implements RunStore {
     });
   }
 
+  principleUse(runId: string): Array<{ principleId: string; revised: number; accepted: number }> {
+    return this.guard(() => {
+      this.live();
+      return this.db
+        .prepare<[string], { principleId: string; revised: number; accepted: number }>(
+          `SELECT j.value AS principleId, COUNT(*) AS revised, SUM(i.gate = 'accepted') AS accepted
+           FROM item_index AS i, json_each(i.principle_ids) AS j
+           WHERE i.run_id = ? AND i.revised = 1 AND i.attempt_id IS NOT NULL AND i.principle_ids IS NOT NULL
+           GROUP BY j.value ORDER BY j.value`,
+        )
+        .all(runId);
+    });
+  }
+
   recordsRevision(runId: string): number {
     return this.guard(() => {
       this.live();

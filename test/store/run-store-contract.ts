@@ -480,6 +480,10 @@ export function runStoreContract(name: string, makeStore: () => RunStore): void 
         const page = store.queryItems("r", { iteration: 0 }, { offset: 1, limit: 1 });
         expect([page.total, page.rows.map((x) => x.attemptId)]).toEqual([3, ["it0:attempt:ds:b"]]);
         expect(store.itemFacets("r")).toEqual({ iterations: [0, 1], datasets: ["ds", "other"], categories: ["weapons"], gates: ["accepted"] });
+        expect(store.principleUse("r")).toEqual([
+          { principleId: "p1", revised: 1, accepted: 1 },
+          { principleId: "p2", revised: 1, accepted: 1 },
+        ]);
         expect(store.queryItems("s", {}, { offset: 0, limit: 10 }).total).toBe(0);
 
         // A retried stage: the error row is replaced by its result.
