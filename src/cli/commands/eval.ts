@@ -10,6 +10,7 @@ import { ModelSet, modelNameForRole } from "../../providers/registry.js";
 import { IterAlignError } from "../../spec/errors.js";
 import type { BosConvention } from "../../spec/benchmark.js";
 import { ROLES, type Role } from "../../spec/language-model.js";
+import { onInterrupt } from "../interrupt.js";
 import type { CommandIo } from "../io.js";
 import { configOrModel } from "../config-or-model.js";
 import type { Progress } from "../progress.js";
@@ -117,12 +118,10 @@ export async function evalCommand(options: EvalCommandOptions, io: CommandIo): P
     ...(config.engine.maxThreads !== undefined ? { maxThreads: config.engine.maxThreads } : {}),
   });
   const abort = new AbortController();
-  const onSigint = (): void => {
-    io.err("\nstopping after the calls in flight...\n");
+  const interrupt = onInterrupt(() => {
+    io.err("\nstopping after the calls in flight (Ctrl-C again to force)...\n");
     abort.abort(new IterAlignError("ABORTED", "interrupted by the user"));
-    process.off("SIGINT", onSigint);
-  };
-  process.on("SIGINT", onSigint);
+  });
   const reporter = new Reporter(io, options);
   let bar: Progress | undefined;
   let barIndex = -1;
@@ -172,7 +171,7 @@ export async function evalCommand(options: EvalCommandOptions, io: CommandIo): P
     }
     throw err;
   } finally {
-    process.off("SIGINT", onSigint);
+    interrupt.dispose();
     await models.close();
   }
 }

@@ -4,6 +4,7 @@ import { newRunId, runLoop } from "../../pipeline/run-loop.js";
 import type { LoopEvent } from "../../pipeline/run-context.js";
 import { createMeter } from "../../providers/middleware/accounting.js";
 import { IterAlignError } from "../../spec/errors.js";
+import { onInterrupt } from "../interrupt.js";
 import type { CommandIo } from "../io.js";
 import type { Progress } from "../progress.js";
 import { Reporter, type ReporterOptions } from "../reporter.js";
@@ -19,12 +20,10 @@ export async function runCommand(
   const loaded = loadConfig(options.config);
   const storePath = path.resolve(loaded.baseDir, loaded.config.store.path);
   const abort = new AbortController();
-  const onSigint = (): void => {
+  const interrupt = onInterrupt(() => {
     io.err("\nstopping after the calls in flight (Ctrl-C again to force)...\n");
     abort.abort(new IterAlignError("ABORTED", "interrupted by the user"));
-    process.off("SIGINT", onSigint);
-  };
-  process.on("SIGINT", onSigint);
+  });
   const meter = createMeter();
   const report = new Reporter(io, options);
   let bar: Progress | undefined;
@@ -120,7 +119,7 @@ export async function runCommand(
     }
     throw err;
   } finally {
-    process.off("SIGINT", onSigint);
+    interrupt.dispose();
   }
 }
 

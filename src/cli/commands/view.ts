@@ -4,6 +4,7 @@ import { loadConfig } from "../../config/load-config.js";
 import { startViewer } from "../../report/server.js";
 import { IterAlignError } from "../../spec/errors.js";
 import { SqliteRunStore } from "../../store/sqlite-run-store.js";
+import { onInterrupt } from "../interrupt.js";
 import type { CommandIo } from "../io.js";
 
 export interface ViewCommandOptions {
@@ -32,20 +33,16 @@ export async function viewCommand(options: ViewCommandOptions, io: CommandIo): P
     if (!["127.0.0.1", "localhost", "::1"].includes(host)) io.err(`warning: listening on ${host}: anyone who can reach it can read these runs' prompts and answers\n`);
     io.out(`iteralign view: ${viewer.url} (Ctrl-C to stop)\n`);
     options.onListening?.(viewer.url);
+    let interrupt: { dispose(): void } | undefined;
     await new Promise<void>((resolve) => {
-      const stop = (): void => {
-        process.off("SIGINT", stop);
-        process.off("SIGTERM", stop);
-        resolve();
-      };
       if (options.signal) {
-        if (options.signal.aborted) stop();
-        else options.signal.addEventListener("abort", stop, { once: true });
+        if (options.signal.aborted) resolve();
+        else options.signal.addEventListener("abort", () => resolve(), { once: true });
       }
-      process.on("SIGINT", stop);
-      process.on("SIGTERM", stop);
+      interrupt = onInterrupt(() => resolve(), ["SIGINT", "SIGTERM"]);
     });
     await viewer.close();
+    interrupt?.dispose();
     return 0;
   } finally {
     store.close();
