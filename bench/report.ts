@@ -104,7 +104,8 @@ const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..")
 
 /** `iteralign view` on the store, in its own process; resolves with its URL once it listens. */
 function startView(storePath: string): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(root, "test/helpers/cli-process.ts"), "view", "--store", storePath, "--port", "0"], {
+  // The built CLI, as a user runs it (`npm run bench:report` builds it first).
+  const child = spawn(process.execPath, [path.join(root, "bin/iteralign.js"), "view", "--store", storePath, "--port", "0"], {
     cwd: root,
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -155,9 +156,16 @@ try {
   // The same in chromium: a cold viewer, the items page opened until its table is on screen.
   const browser = await launchChromium();
   const pageLoads: number[] = [];
+  /** Per request of the page: path -> durations (s), to see where the time goes. */
+  const requestTimes = new Map<string, number[]>();
   for (let i = 0; i < 5; i++) {
     const { url, child } = await startView(storePath);
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    page.on("requestfinished", (req) => {
+      const timing = req.timing();
+      const key = new URL(req.url()).pathname.replace(`/${runId}/`, "/<run>/");
+      requestTimes.set(key, [...(requestTimes.get(key) ?? []), (timing.responseEnd - timing.requestStart) / 1000]);
+    });
     t = performance.now();
     await page.goto(`${url}/runs/${runId}#/items`);
     await page.waitForSelector("table.items tbody tr");
@@ -187,13 +195,14 @@ try {
       { name: "viewer API first page, fresh server (median of 5)", value: median(apiCold), unit: "s" },
       { name: "viewer API failures page at offset 60,000, warm (median of 5)", value: median(apiWarm), unit: "s" },
       { name: "viewer page in chromium until the items table shows (median of 5)", value: firstPage, unit: "s" },
+      ...[...requestTimes].map(([key, times]) => ({ name: `  page request ${key} (median)`, value: median(times), unit: "s" })),
       { name: "report: load the run (index, principles, metrics)", value: loadSeconds, unit: "s" },
       { name: "report: write the HTML", value: reportSeconds, unit: "s" },
       { name: "report: file size", value: stats.bytes / 1e6, unit: "MB" },
       { name: "report: embedded JSON before gzip", value: stats.jsonBytes / 1e6, unit: "MB" },
     ],
     goals,
-    { apiCold, apiWarm, pageLoads, reportBytes: stats.bytes, jsonBytes: stats.jsonBytes },
+    { apiCold, apiWarm, pageLoads, requestTimes: Object.fromEntries(requestTimes), reportBytes: stats.bytes, jsonBytes: stats.jsonBytes },
   );
 } finally {
   if (!process.env.BENCH_KEEP) rmSync(dir, { recursive: true, force: true });

@@ -411,9 +411,14 @@ export class SqliteRunStore implements RunStore {
       this.live();
       return this.db
         .prepare<[string], { principleId: string; revised: number; accepted: number }>(
-          `SELECT j.value AS principleId, COUNT(*) AS revised, SUM(i.gate = 'accepted') AS accepted
-           FROM item_index AS i, json_each(i.principle_ids) AS j
-           WHERE i.run_id = ? AND i.revised = 1 AND i.attempt_id IS NOT NULL AND i.principle_ids IS NOT NULL
+          // Items are first grouped by their list of principles (few distinct lists, read from a partial index),
+          // then each list is expanded: the same counts as expanding every item's list, several times faster.
+          `WITH lists AS (
+             SELECT principle_ids, COUNT(*) AS revised, SUM(gate = 'accepted') AS accepted FROM item_index
+             WHERE run_id = ? AND revised = 1 AND attempt_id IS NOT NULL AND principle_ids IS NOT NULL
+             GROUP BY principle_ids)
+           SELECT j.value AS principleId, SUM(l.revised) AS revised, SUM(l.accepted) AS accepted
+           FROM lists AS l, json_each(l.principle_ids) AS j
            GROUP BY j.value ORDER BY j.value`,
         )
         .all(runId);

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Browser, Page } from "playwright-core";
@@ -13,6 +13,7 @@ export const SHOTS = path.join(root, "test", ".artifacts", "screenshots");
 
 let browser: Browser;
 let reportUrl: string;
+let compareUrl: string;
 let dir: string;
 
 /** A page that fails the test on any script error, console error or CSP violation. */
@@ -49,6 +50,14 @@ engine: { maxThreads: 2 }
   const report = await runCli(["report", "two", "--config", config, "--quiet"]);
   if (report.code !== 0) throw new Error(report.err);
   reportUrl = `file://${path.join(dir, "runs", "two", "report.html")}`;
+  // A second run of one iteration (its calls answered from the cache) to compare with.
+  const oneConfig = path.join(dir, "one.yaml");
+  writeFileSync(oneConfig, readFileSync(config, "utf8").replace("maxIterations: 2", "maxIterations: 1"));
+  const one = await runCli(["run", "--config", oneConfig, "--run-id", "one", "--quiet"]);
+  if (one.code !== 0) throw new Error(one.err);
+  const compare = await runCli(["report", "two", "one", "--config", config, "--quiet"]);
+  if (compare.code !== 0) throw new Error(compare.err);
+  compareUrl = `file://${path.join(dir, "runs", "two", "compare-one.html")}`;
   browser = await launchChromium();
   mkdirSync(SHOTS, { recursive: true });
 }, 600_000);
@@ -124,6 +133,24 @@ describe("the report of a real 2-iteration run, in chromium", () => {
     await page.click("section:has(h2:has-text('Evidence')) a >> nth=0");
     await page.waitForSelector("[data-page=item][data-ready]");
     await expect(page.locator(".trace-step:has(h2:text-is('Evidence for')) a").count()).resolves.toBeGreaterThan(0);
+    expect(problems).toEqual([]);
+  }, 120_000);
+
+  it("compares two runs (iteralign report A B): both runs' figures side by side, the config keys that differ, each run's pages", async () => {
+    const { page, problems } = await open(`${compareUrl}#/compare`, 1280);
+    await page.waitForSelector("[data-page=compare][data-ready]");
+    const header = await page.locator("table.compare thead th").allTextContents();
+    expect(header).toEqual(["", "two", "one"]);
+    const iterations = page.locator("table.compare tbody tr:has(td:text-is('iterations')) td");
+    await expect(iterations.allTextContents()).resolves.toEqual(["iterations", "2", "1"]);
+    const fig = page.locator('figure[data-chart="compare-failure-rate"]');
+    expect(Number(await fig.getAttribute("data-points"))).toBe(3);
+    await expect(page.locator("body").textContent()).resolves.toContain("loop.maxIterations");
+    await page.screenshot({ path: path.join(SHOTS, "report-compare-1280.png"), fullPage: true });
+    // The second run's own pages are in the same file.
+    await page.click(".run-switch a:text-is('one')");
+    await page.waitForSelector("[data-page=overview][data-ready]");
+    await expect(page.locator("h1 .run-id").textContent()).resolves.toBe("one");
     expect(problems).toEqual([]);
   }, 120_000);
 

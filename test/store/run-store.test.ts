@@ -62,7 +62,7 @@ describe("SqliteRunStore specifics", () => {
     store.close();
     // Back to schema 4, as a store from before this version: no index, no triggers.
     const db = new Database(path);
-    db.exec("DROP TRIGGER item_index_insert; DROP TRIGGER item_index_delete; DROP TABLE item_index; DELETE FROM schema_migrations WHERE version = 5");
+    db.exec("DROP TRIGGER item_index_insert; DROP TRIGGER item_index_delete; DROP TABLE item_index; DELETE FROM schema_migrations WHERE version >= 5");
     db.close();
     const reopened = new SqliteRunStore(path);
     try {
@@ -71,6 +71,24 @@ describe("SqliteRunStore specifics", () => {
       expect(reopened.getRecords({ runId: "r" }).map((x) => x.id)).toEqual(["it0:attempt:ds:a", "it0:verdict:ds:a", "other"]);
     } finally {
       reopened.close();
+    }
+  });
+
+  it("answers the facets and the principle counts from partial indexes, not by scanning the item rows", () => {
+    const path = freshPath();
+    new SqliteRunStore(path).close();
+    const db = new Database(path, { readonly: true });
+    try {
+      const plan = (sql: string): string => (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all("r") as Array<{ detail: string }>).map((r) => r.detail).join("; ");
+      for (const [column, index] of [["iteration", "item_index_iterations"], ["dataset", "item_index_datasets"], ["category", "item_index_categories"], ["gate", "item_index_gates"]]) {
+        expect(plan(`SELECT DISTINCT ${column} AS v FROM item_index WHERE run_id = ? AND attempt_id IS NOT NULL AND ${column} IS NOT NULL ORDER BY v`)).toMatch(new RegExp(`USING (COVERING )?INDEX ${index}\\b`));
+      }
+      expect(plan("SELECT principle_ids, COUNT(*), SUM(gate = 'accepted') FROM item_index WHERE run_id = ? AND revised = 1 AND attempt_id IS NOT NULL AND principle_ids IS NOT NULL GROUP BY principle_ids")).toMatch(/USING (COVERING )?INDEX item_index_principles\b/);
+      expect(plan("SELECT attempt_id FROM item_index WHERE run_id = ? AND attempt_id IS NOT NULL AND verdict = 'fail' ORDER BY attempt_seq LIMIT 50 OFFSET 100")).toMatch(
+        /USING (COVERING )?INDEX item_index_verdicts \(run_id=\? AND verdict=\?\)/,
+      );
+    } finally {
+      db.close();
     }
   });
 
