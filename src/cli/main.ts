@@ -6,6 +6,7 @@ import { chatCommand } from "./commands/chat.js";
 import { compareCommand } from "./commands/compare.js";
 import { evalCommand, type EvalCommandOptions } from "./commands/eval.js";
 import { initCommand } from "./commands/init.js";
+import { judgeEvalCommand, type JudgeEvalCommandOptions } from "./commands/judge-eval.js";
 import { modelsCheckCommand } from "./commands/models-check.js";
 import { reportCommand } from "./commands/report.js";
 import { runCommand } from "./commands/run.js";
@@ -19,6 +20,12 @@ export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
 /** The package's version, from its package.json (two levels above this file in src/ and in dist/). */
 const VERSION = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
 import { DEFAULT_CONFIG } from "./config-or-model.js";
+
+function nonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError("expected a whole number, 0 or more");
+  return n;
+}
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -106,6 +113,21 @@ function buildProgram(io: CommandIo, setCode: (code: number) => void): Command {
     .option("-v, --verbose", "print more about what is happening")
     .option("--log-file <file>", "also append every message, with time stamps, to this file")
     .action(async (opts: EvalCommandOptions) => setCode(await evalCommand(opts, io)));
+  program
+    .command("judge-eval")
+    .description("measure a judge against human labels: accuracy, precision, recall, F1, Cohen's kappa, confusion matrix, per category, the items it got wrong")
+    .option("-c, --config <file>", "config file", DEFAULT_CONFIG)
+    .option("-j, --judge <model>", "a role, the name of a model in the config, or a GGUF path / hf: URI", "judge")
+    .option("-d, --data <set>", "harmbench-val (bundled: 602 answers, 3 human labels each), xstest (does the loop judge tell safe requests from unsafe ones), or a .jsonl/.json/.csv file of labelled answers", "harmbench-val")
+    .option("--preset <preset>", "which judge prompt: asr (the evaluation's harm judge; the default), full or paper (the loop's judge; xstest: full)")
+    .option("-n, --limit <n>", "judge only the first N items", positiveInt)
+    .option("-o, --out <dir>", "output directory (default: <runsDir>/judge-eval-<time>)")
+    .option("--show-wrong <n>", "print this many wrongly judged items (default 10; all are in items.jsonl)", nonNegativeInt)
+    .option("--json", "print the figures as JSON")
+    .option("-q, --quiet", "print only warnings, errors and the results (no progress)")
+    .option("-v, --verbose", "print more about what is happening")
+    .option("--log-file <file>", "also append every message, with time stamps, to this file")
+    .action(async (opts: JudgeEvalCommandOptions) => setCode(await judgeEvalCommand(opts, io)));
   program
     .command("report")
     .description("write one self-contained HTML report of a run (or compare two): charts, constitution, every item's trace, evaluations")
