@@ -123,6 +123,31 @@ export const EvalConfigSchema = z
   })
   .strict();
 
+/** `export`: what happens to an iteration's training examples before they are written. */
+export const ExportConfigSchema = z
+  .object({
+    decontaminate: z
+      .boolean()
+      .default(false)
+      .describe(
+        "Drop training examples whose prompt matches an evaluation set in use (the held-out split, the `eval.benchmarks` and `export.checkAgainst` sets): same normalized text, a shared run of `ngram` words, or a near duplicate. The check itself always runs and writes `iterations/NNN/contamination.json`.",
+      ),
+    checkAgainst: z
+      .string()
+      .default("")
+      .describe(
+        "More evaluation sets to check the training prompts against, in `eval.benchmarks` syntax (e.g. `truthfulqa,xstest,mc:my.jsonl`), for benchmarks you run after the loop with `iteralign eval`.",
+      ),
+    ngram: z.number().int().min(3).max(50).default(13).describe("Words in a shared run that counts as overlap (lm-evaluation-harness's decontamination uses 13)."),
+    nearDuplicateThreshold: z
+      .number()
+      .min(0.5)
+      .max(1)
+      .default(0.8)
+      .describe("Estimated Jaccard similarity (MinHash of character 5-grams) at or above which two prompts are near duplicates."),
+  })
+  .strict();
+
 /** `pricing`: where model prices come from. */
 export const PricingConfigSchema = z
   .object({
@@ -164,6 +189,7 @@ export const ConfigSchema = z
     loop: LoopConfigSchema.default(LoopConfigSchema.parse({})).describe("The IterAlign loop."),
     train: TrainConfigSchema.default({ trainer: "none" }).describe("What happens with each iteration's training data."),
     eval: EvalConfigSchema.default(EvalConfigSchema.parse({})).describe("Benchmarks run on the target during `iteralign run`."),
+    export: ExportConfigSchema.default(ExportConfigSchema.parse({})).describe("Checks on the training examples before they are written."),
     runsDir: z.string().min(1).default("runs").describe("Where run outputs go, relative to the config file."),
     pricing: PricingConfigSchema.optional().describe("Where model prices come from (a model's own `pricing` wins)."),
     store: z

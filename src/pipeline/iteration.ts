@@ -1,3 +1,4 @@
+import { checkContamination } from "../datasets/contamination.js";
 import { z } from "zod";
 import { ConstitutionPool, type PoolChanges } from "../constitutions/pool.js";
 import { lexicalSimilarity, embeddingSimilarity, oracleConfirm, DEFAULT_EMBEDDING_THRESHOLD, DEFAULT_LEXICAL_THRESHOLD } from "../constitutions/similarity.js";
@@ -177,7 +178,21 @@ export async function runIteration(
   checkStops();
   const stats = gateStats(decisions);
 
-  const examples = toTrainingExamples({ decisions, revisions, attempts, principles: pool.principles(), iteration });
+  const built = toTrainingExamples({ decisions, revisions, attempts, principles: pool.principles(), iteration });
+  // Contamination check before export: the training prompts against every evaluation set the run uses.
+  let examples = built;
+  let contamination: { contaminated: number; decontaminated: number } | undefined;
+  if (ctx.evalTexts && built.length > 0) {
+    const report = checkContamination(
+      built.map((e) => ({ id: e.id, text: e.messages.map((m) => m.content).join("\n") })),
+      await ctx.evalTexts(),
+      { ngram: config.export.ngram, nearDuplicateThreshold: config.export.nearDuplicateThreshold },
+    );
+    const flagged = new Set(report.matches.map((m) => m.trainId));
+    if (config.export.decontaminate) examples = built.filter((e) => !flagged.has(e.id));
+    write("contamination.json", jsonFile({ ...report, dropped: built.length - examples.length }));
+    contamination = { contaminated: flagged.size, decontaminated: built.length - examples.length };
+  }
   for (const [format, exporter] of Object.entries(EXPORTERS) as Array<[ExportFormat, (e: typeof examples) => string]>) {
     write(EXPORT_FILES[format], exporter(examples));
   }
@@ -195,6 +210,7 @@ export async function runIteration(
     trainingExamples: examples.length,
     preferencePairsDropped: examples.length - preferenceExamples(examples).length,
     skipped: false,
+    ...(contamination ?? {}),
   };
   write("metrics.json", jsonFile({ version: METRICS_VERSION, ...metrics }));
   return { metrics, pool, examples };

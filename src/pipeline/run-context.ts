@@ -1,3 +1,4 @@
+import type { EvalTextSet } from "../datasets/contamination.js";
 import type { IterAlignConfig } from "../config/config-schema.js";
 import type { Meter } from "../providers/middleware/accounting.js";
 import type { LanguageModel } from "../spec/language-model.js";
@@ -64,6 +65,8 @@ export interface RunContext {
   readonly meter?: Meter;
   /** `loop.costBudget`: throws BUDGET_EXCEEDED before a stage that would pass it. */
   readonly budget?: StageBudget;
+  /** The evaluation sets the run uses (held-out split, benchmarks), loaded once: the contamination check's reference. */
+  readonly evalTexts?: () => Promise<readonly EvalTextSet[]>;
 }
 
 /** Checked before each stage is dispatched. */

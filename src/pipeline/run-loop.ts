@@ -1,3 +1,5 @@
+import type { EvalTextSet } from "../datasets/contamination.js";
+import { evalTextSets } from "../eval/eval-texts.js";
 import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
@@ -256,6 +258,15 @@ async function loop(input: Prepared & {
     pool = pool.addSeeds(seeds, { iteration: 0 }).pool;
   }
   const checkpoint = new StageCheckpoint(store, runId, clock);
+  let evalSets: Promise<EvalTextSet[]> | undefined;
+  const evalTexts = (): Promise<EvalTextSet[]> =>
+    (evalSets ??= evalTextSets({
+      benchmarks: [config.eval.benchmarks, config.export.checkAgainst].filter((b) => b.trim() !== "").join(","),
+      heldout: prompts.heldout,
+      baseDir,
+      ...(config.eval.hhhFile !== undefined ? { hhhFile: config.eval.hhhFile } : {}),
+      ...(config.eval.bigbenchDir !== undefined ? { bigbenchDir: config.eval.bigbenchDir } : {}),
+    }));
   const trainer = createTrainer(config, baseDir);
   const base: ModelRef | undefined = trainer ? await baseModelRef(config, baseDir) : undefined;
   let current = base;
@@ -330,6 +341,7 @@ async function loop(input: Prepared & {
         onEvent,
         meter: input.models.meter,
         ...(budget ? { budget } : {}),
+        evalTexts,
       };
       const result = await runIteration(ctx, { iteration, batch, pool });
       metrics = result.metrics;

@@ -39,6 +39,10 @@ export const IterationMetricsSchema = z.object({
   /** Preference pairs left out of the preference exports because the original answer was empty. */
   preferencePairsDropped: z.number().int().nonnegative(),
   skipped: z.boolean(),
+  /** Training examples whose prompt matched an evaluation set (`contamination.json` lists them). */
+  contaminated: z.number().int().nonnegative().optional(),
+  /** Of those, dropped from the exports (`export.decontaminate`). */
+  decontaminated: z.number().int().nonnegative().optional(),
 });
 export type IterationMetrics = z.infer<typeof IterationMetricsSchema>;
 
