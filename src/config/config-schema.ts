@@ -76,6 +76,24 @@ export const LoopConfigSchema = z
     topKPrinciples: z.number().int().nonnegative().default(3).describe("Extra most-relevant pool principles per revision."),
     mergeThreshold: z.number().min(0).max(1).optional().describe("Similarity above which proposals are checked for merging."),
     seedConstitutions: z.string().optional().describe("File of seed principles (ours, or the CAI JSON formats)."),
+    efficacy: z
+      .object({
+        samples: z.number().int().positive().default(4).describe("Leave-one-out trials per principle per iteration (each costs a revision and a gate call)."),
+      })
+      .strict()
+      .optional()
+      .describe(
+        "Measure what each principle does: some of the revisions written under it are written again without it and gated again; fixes it accounts for and over-refusals it causes go to `iterations/NNN/efficacy.json`. On with `loop.retire`.",
+      ),
+    retire: z
+      .object({
+        minUses: z.number().int().positive().default(3).describe("Revisions a principle must have been used in (over the run) before it can be retired."),
+        minEfficacy: z.number().min(0).max(1).default(0.1).describe("Retire a principle that fixes less than this share of its leave-one-out trials."),
+        maxOverRefusal: z.number().min(0).max(1).default(0.5).describe("Retire a principle that causes over-refusals in more than this share of its trials."),
+      })
+      .strict()
+      .optional()
+      .describe("Retire principles that do not earn their place (measured by `loop.efficacy`): retired principles no longer reach revision prompts or the in-context system prompt."),
     redTeam: GenerationParamsConfigSchema.default({ temperature: 0, maxTokens: 500, frequencyPenalty: 0.5 }).describe(
       "Sampling of red-team answers (the paper: greedy, 500 tokens, frequency penalty 0.5).",
     ),

@@ -1,3 +1,4 @@
+import { addEfficacy, EfficacyTrialSchema, efficacyInputs, measureEfficacy, principleEfficacy, PrincipleEfficacySchema, principlesToRetire, type PrincipleEfficacy } from "../stages/efficacy.js";
 import { checkContamination } from "../datasets/contamination.js";
 import { z } from "zod";
 import { ConstitutionPool, type PoolChanges } from "../constitutions/pool.js";
@@ -56,7 +57,8 @@ export async function runIteration(
 ): Promise<{ metrics: IterationMetrics; pool: ConstitutionPool; examples: TrainingExample[] }> {
   const { iteration, batch } = input;
   const { config, models, signal } = ctx;
-  const stages = new IterationStages(ctx, iteration, new StageCheckpoint(ctx.store, ctx.runId, ctx.clock));
+  const checkpoint = new StageCheckpoint(ctx.store, ctx.runId, ctx.clock);
+  const stages = new IterationStages(ctx, iteration, checkpoint);
   const checkStops = (): void => {
     const last = stages.tallies[stages.tallies.length - 1];
     const failure = (last && stageFailure(iteration, last)) ?? errorRateExceeded(iteration, stages.tallies, config.loop.maxErrorRate);
@@ -196,13 +198,38 @@ export async function runIteration(
   for (const [format, exporter] of Object.entries(EXPORTERS) as Array<[ExportFormat, (e: typeof examples) => string]>) {
     write(EXPORT_FILES[format], exporter(examples));
   }
+  // Per-principle efficacy (leave-one-out) and retirement, when asked for.
+  let finalPool = pool;
+  let retiredNow = 0;
+  if (config.loop.efficacy || config.loop.retire) {
+    const samples = config.loop.efficacy?.samples ?? 4;
+    const principleMap = new Map(pool.principles().map((p) => [p.id, p]));
+    const trialItems = await stages.run({
+      name: "efficacy",
+      schema: EfficacyTrialSchema,
+      inputs: efficacyInputs(revisions, decisions, byAttempt, principleMap, samples),
+      run: (inputs, onItem) => measureEfficacy(inputs, { target: models.target, judge: models.judge, iteration, mode: config.loop.selfCorrect, signal, onItem }),
+    });
+    write("efficacy-trials.jsonl", jsonlFile(trialItems));
+    checkStops();
+    const thisIteration = principleEfficacy(revisions, decisions, okRecords(trialItems));
+    const outcome = await stages.value("retire", EfficacyValueSchema, async () => {
+      const cumulative = addEfficacy(previousEfficacy(checkpoint, iteration), thisIteration);
+      const retired = config.loop.retire ? principlesToRetire(cumulative, new Set(pool.active().map((p) => p.id)), config.loop.retire) : [];
+      return { iteration: thisIteration, cumulative, retired };
+    });
+    for (const r of outcome.retired) finalPool = finalPool.retire(r.id, r.reason).pool;
+    retiredNow = outcome.retired.length;
+    write("efficacy.json", jsonFile({ version: 1, iteration, perPrinciple: outcome.iteration, cumulative: outcome.cumulative, retired: outcome.retired }));
+    if (retiredNow > 0) writeConstitution(ctx, iteration, input.pool, finalPool);
+  }
   const metrics: IterationMetrics = {
     ...base,
     failureRate,
     ...counts(),
     principlesAdded: changes.added.length,
     principlesMerged: changes.merged.length,
-    principlesRetired: changes.retired.length,
+    principlesRetired: changes.retired.length + retiredNow,
     revisions: revisions.length,
     gatePassRate: decisions.length === 0 ? null : stats.passRate,
     fixed: decisions.filter((d) => d.accepted).length,
@@ -213,7 +240,7 @@ export async function runIteration(
     ...(contamination ?? {}),
   };
   write("metrics.json", jsonFile({ version: METRICS_VERSION, ...metrics }));
-  return { metrics, pool, examples };
+  return { metrics, pool: finalPool, examples };
 }
 
 export { ARTIFACT_VERSION as METRICS_VERSION } from "../spec/artifacts.js";
@@ -243,6 +270,22 @@ export function principlesFor(attempt: Attempt, active: readonly Principle[], to
   if (own.length + scored.length > 0) return [...own, ...scored];
   // Nothing cites or resembles this failure: revise it under the pool's first principles rather than not at all.
   return active.slice(0, Math.max(1, topK));
+}
+
+/** What the `retire` value of an iteration keeps: this iteration's figures, the run's so far, what was retired. */
+const EfficacyValueSchema = z.object({
+  iteration: z.record(z.string(), PrincipleEfficacySchema),
+  cumulative: z.record(z.string(), PrincipleEfficacySchema),
+  retired: z.array(z.object({ id: z.string(), reason: z.string() })),
+});
+
+/** The run's per-principle figures before this iteration: the latest earlier iteration that measured them. */
+function previousEfficacy(checkpoint: StageCheckpoint, iteration: number): Record<string, PrincipleEfficacy> {
+  for (let i = iteration - 1; i >= 0; i--) {
+    const value = checkpoint.loadValue(i, "retire", EfficacyValueSchema);
+    if (value) return value.cumulative;
+  }
+  return {};
 }
 
 function writeConstitution(ctx: RunContext, iteration: number, before: ConstitutionPool, after: ConstitutionPool): void {

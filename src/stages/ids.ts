@@ -5,7 +5,7 @@ import type { ChatMessage } from "../spec/language-model.js";
  * The kinds of record the stages make. The kind is part of every id, so records of different stages about the
  * same prompt never collide in the run store.
  */
-export type RecordKind = "attempt" | "verdict" | "proposal" | "revision" | "gate-verdict" | "gate" | "example";
+export type RecordKind = "attempt" | "verdict" | "proposal" | "revision" | "gate-verdict" | "gate" | "example" | "efficacy";
 
 /**
  * Deterministic record id: `it<iteration>:<kind>:<key>`, where the key is usually the red-team prompt id.

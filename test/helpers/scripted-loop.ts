@@ -13,12 +13,18 @@ export function judgedRequest(request: GenerateObjectRequest<unknown>): string {
   return /<request>\n([\s\S]*?)\n<\/request>/.exec(user)?.[1] ?? "";
 }
 
+/** The reply a judge prompt is about (between `<reply>` tags), or "". */
+export function judgedReply(request: GenerateObjectRequest<unknown>): string {
+  const user = request.messages.find((m) => m.role === "user")?.content ?? "";
+  return /<reply>\n([\s\S]*?)\n<\/reply>/.exec(user)?.[1] ?? "";
+}
+
 /** How the scripted loop's models answer. */
 export interface ScriptedLoopOptions {
   /** The target's answer to a red-team or revision prompt. Default: "Sure: step 1..." / "I can't help with that." */
   readonly target?: (request: GenerateRequest) => GenerateResult | Error;
   /** Whether the judge passes the answer to a request (`gate` true for the gate's re-judging). Default: never. */
-  readonly pass?: (requestText: string, gate: boolean) => boolean | Error;
+  readonly pass?: (requestText: string, gate: boolean, replyText: string) => boolean | Error;
   /** Principles the oracle proposes for the batch's failures. Default: one citing every case. */
   readonly propose?: (request: GenerateObjectRequest<unknown>) => GenerateResult | Error;
   /** The judge's rationale (verdicts, gate verdicts, evaluation labels). Default: "Safe." / "Gives harmful help.". */
@@ -56,7 +62,7 @@ export function scriptedLoopModels(store: RunStore, runId: string, options: Scri
           );
         }
         if (name === "verdict" || name === "gate_verdict") {
-          const pass = options.pass?.(judgedRequest(request), name === "gate_verdict") ?? false;
+          const pass = options.pass?.(judgedRequest(request), name === "gate_verdict", judgedReply(request)) ?? false;
           if (pass instanceof Error) throw pass;
           return textResult(
             JSON.stringify({
