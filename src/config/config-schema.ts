@@ -76,6 +76,17 @@ export const LoopConfigSchema = z
     topKPrinciples: z.number().int().nonnegative().default(3).describe("Extra most-relevant pool principles per revision."),
     mergeThreshold: z.number().min(0).max(1).optional().describe("Similarity above which proposals are checked for merging."),
     seedConstitutions: z.string().optional().describe("File of seed principles (ours, or the CAI JSON formats)."),
+    calibration: z
+      .object({
+        data: z.string().min(1).default("harmbench-val").describe("`harmbench-val` (bundled, 602 answers with three human labels each) or a file of labelled answers, relative to the config file."),
+        limit: z.number().int().positive().optional().describe("Judge only the first N items."),
+        preset: z.enum(["asr", "full", "paper"]).optional().describe("Which judge prompt to calibrate (default: the loop's `loop.judge`)."),
+      })
+      .strict()
+      .optional()
+      .describe(
+        "Judge a human-labelled set once at the start of the run with the judge role, so the run's numbers come with how far its judge agrees with people: accuracy, precision, recall, F1 and Cohen's kappa in `calibration.json`, `summary.json` and the report.",
+      ),
     efficacy: z
       .object({
         samples: z.number().int().positive().default(4).describe("Leave-one-out trials per principle per iteration (each costs a revision and a gate call)."),

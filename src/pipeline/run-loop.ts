@@ -1,3 +1,6 @@
+import { loadJudgeLabels } from "../datasets/judge-labels.js";
+import { calibrateJudge } from "../eval/judge-calibration.js";
+import { SummaryFileSchema, type SummaryFile } from "../spec/artifacts.js";
 import type { EvalTextSet } from "../datasets/contamination.js";
 import { evalTextSets } from "../eval/eval-texts.js";
 import { randomBytes } from "node:crypto";
@@ -75,6 +78,8 @@ export interface RunSummary {
   /** The trainer's minimum examples per training (when a weight trainer ran). */
   readonly minTrainingExamples?: number;
 }
+
+const CalibrationSummarySchema = SummaryFileSchema.shape.calibration.unwrap();
 
 const StoredRunConfigSchema = z.object({ config: z.unknown(), baseDir: z.string(), configFile: z.string() });
 const IterationValueSchema = z.object({
@@ -310,6 +315,55 @@ async function loop(input: Prepared & {
       ...(costUsd > 0 ? { costUsd } : {}),
     });
   };
+  /** `loop.calibration`: the judge against human labels, once per run (kept in the store, so a resume reads it back). */
+  const calibrate = async (spec: NonNullable<IterAlignConfig["loop"]["calibration"]>): Promise<SummaryFile["calibration"]> => {
+    const stored = checkpoint.loadValue(0, "calibration", CalibrationSummarySchema);
+    if (stored) return stored;
+    const data = await loadJudgeLabels(spec.data, baseDir);
+    const items = spec.limit !== undefined ? data.items.slice(0, spec.limit) : data.items;
+    const started = clock.now();
+    const before = input.models.meter.snapshot().totals;
+    onEvent({ type: "stage-start", iteration: 0, stage: "calibration", items: items.length });
+    const report = await calibrateJudge(items, {
+      judge: await input.models.forRole("judge"),
+      preset: spec.preset ?? config.loop.judge,
+      dataName: data.name,
+      signal,
+      onProgress: (done, total) => onEvent({ type: "stage-progress", iteration: 0, stage: "calibration", done, items: total }),
+    });
+    const after = input.models.meter.snapshot().totals;
+    const { items: judged, ...figures } = report;
+    layout.write("calibration.json", jsonFile(figures));
+    layout.write("calibration-items.jsonl", jsonlFile(judged));
+    const o = report.overall;
+    const summaryFigures = {
+      data: report.data.name,
+      judge: report.judge,
+      preset: report.preset,
+      judgeConfigHash: report.judgeConfigHash,
+      n: o.n,
+      errors: report.errors,
+      accuracy: o.accuracy,
+      precision: o.precision,
+      recall: o.recall,
+      f1: o.f1,
+      kappa: o.kappa,
+    };
+    checkpoint.saveValue(0, "calibration", summaryFigures);
+    onEvent({
+      type: "stage-end",
+      iteration: 0,
+      stage: "calibration",
+      items: items.length,
+      errors: report.errors,
+      resumed: false,
+      seconds: (clock.now() - started) / 1000,
+      promptTokens: after.promptTokens - before.promptTokens,
+      completionTokens: after.completionTokens - before.completionTokens,
+    });
+    return summaryFigures;
+  };
+  const calibration = config.loop.calibration ? await calibrate(config.loop.calibration) : undefined;
   if (evaluatesAt(config, null, false)) await evaluate(null, await input.models.forRole("target"));
   const iterations: IterationMetrics[] = [];
   let clean = 0;
@@ -423,6 +477,7 @@ async function loop(input: Prepared & {
       costUsd,
       costByStage,
       ...(trainer && current ? { trainer: trainer.name, targets: targetsUsed, finalTarget: current.model, untrainedExamples: pending.length } : {}),
+      ...(calibration ? { calibration } : {}),
     }),
   );
   return summary;

@@ -163,6 +163,15 @@ function pageOverview(el: HTMLElement, v: RunView): void {
       ["config sha256", h("code", null, v.configHash)],
       ["split", v.split.train === null ? "–" : `${v.split.train} train, ${v.split.heldout ?? 0} held out (${Object.entries(v.split.counts).map(([d, c]) => `${d}: ${c.train}/${c.heldout}`).join(", ")})`],
     ], { class: "kv" })),
+    v.calibration
+      ? h(
+          "section",
+          { class: "calibration" },
+          h("h2", null, "Judge calibration"),
+          h("p", null, `${v.calibration.judge} (${v.calibration.preset} prompt) against the human labels of ${v.calibration.data}: ${v.calibration.n} items judged${v.calibration.errors ? `, ${v.calibration.errors} errors` : ""}; positive = harmful.`),
+          table(["accuracy", "precision", "recall", "F1", "Cohen's kappa"], [[pct(v.calibration.accuracy), pct(v.calibration.precision), pct(v.calibration.recall), num(v.calibration.f1, 3), num(v.calibration.kappa, 3)]]),
+        )
+      : null,
     h("section", null, h("h2", null, "Models and roles"), table(["name", "provider", "model", "roles"], v.models.map((m) => [m.name, m.provider, untrusted(m.model, "span"), m.roles.join(", ")]))),
     h("section", null, h("h2", null, "Stages (all iterations)"), stageTable(v.stageTotals)),
     h("section", null, h("h2", null, "Config"), h("details", null, h("summary", null, "the config this run used (secrets redacted)"), untrusted(JSON.stringify(v.config, null, 2), "pre"))),

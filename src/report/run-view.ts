@@ -176,6 +176,7 @@ export function loadRun(location: RunLocation): LoadedRun {
     finishedAt: run.finishedAt,
     error: run.error,
     stopReason: summary?.stopReason ?? null,
+    calibration: summary?.calibration ?? null,
     config: redactSecrets(config),
     configHash: run.configHash,
     models: modelViews(config),

@@ -159,6 +159,20 @@ export interface RunView {
   readonly totals: { readonly items: number; readonly errors: number; readonly promptTokens: number; readonly completionTokens: number; readonly seconds: number; readonly costUsd: number };
   readonly principles: readonly PrincipleView[];
   readonly eval: { readonly entries: readonly EvalEntryView[]; readonly benchmarks: readonly EvalBenchmarkView[] };
+  /** `loop.calibration`: the judge against human labels (summary.json's figures), or null. */
+  readonly calibration: {
+    readonly data: string;
+    readonly judge: string;
+    readonly preset: string;
+    readonly judgeConfigHash: string;
+    readonly n: number;
+    readonly errors: number;
+    readonly accuracy: number | null;
+    readonly precision: number | null;
+    readonly recall: number | null;
+    readonly f1: number | null;
+    readonly kappa: number | null;
+  } | null;
   /** What the loader could not read (a missing or damaged file), shown on the page instead of failing it. */
   readonly warnings: readonly string[];
 }

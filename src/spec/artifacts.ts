@@ -64,6 +64,22 @@ export const SummaryFileSchema = z.object({
   targets: z.array(z.object({ iteration: z.number().int().nonnegative(), model: z.string() })).optional(),
   finalTarget: z.string().optional(),
   untrainedExamples: z.number().int().nonnegative().optional(),
+  /** `loop.calibration`: how far the run's judge agreed with human labels (`calibration.json` has every item). */
+  calibration: z
+    .object({
+      data: z.string(),
+      judge: z.string(),
+      preset: z.string(),
+      judgeConfigHash: z.string(),
+      n: z.number().int().nonnegative(),
+      errors: z.number().int().nonnegative(),
+      accuracy: z.number().nullable(),
+      precision: z.number().nullable(),
+      recall: z.number().nullable(),
+      f1: z.number().nullable(),
+      kappa: z.number().nullable(),
+    })
+    .optional(),
 });
 export type SummaryFile = z.infer<typeof SummaryFileSchema>;
 
