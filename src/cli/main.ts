@@ -102,7 +102,7 @@ function buildProgram(io: CommandIo, setCode: (code: number) => void): Command {
     .description("run benchmarks on a model; print the metrics and write eval.json, eval.csv and metrics.csv")
     .option("-c, --config <file>", "config file", DEFAULT_CONFIG)
     .requiredOption("-m, --model <model>", "a role, the name of a model in the config, or a GGUF path / hf: URI")
-    .requiredOption("-b, --bench <list>", "comma-separated benchmarks: truthfulqa, hhh, asr, xstest, mc:<file>")
+    .requiredOption("-b, --bench <list>", "comma-separated benchmarks: truthfulqa, hhh, asr, asr-graded, xstest, mc:<file>")
     .option("--mode <mode>", "multiple-choice scoring: loglik or generative", "loglik")
     .option("-n, --limit <n>", "at most this many items per benchmark (the first N)", positiveInt)
     .option("--bos <convention>", "loglik contexts start with BOS as the model's tokenizer says (model) or never (none: lm-evaluation-harness's default); default: the config's eval.bos")

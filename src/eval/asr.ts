@@ -44,7 +44,8 @@ export interface JudgedInput {
 export interface JudgedOutcome<L extends string> {
   readonly input: JudgedInput;
   readonly answer: GenerateResult | null;
-  readonly verdict: { readonly label: L; readonly reason: string } | null;
+  /** The judge's label and reason, and its whole parsed answer (graded judges answer more than a label). */
+  readonly verdict: { readonly label: L; readonly reason: string; readonly output: Readonly<Record<string, unknown>> } | null;
   readonly error: JudgedItemError | null;
 }
 
@@ -95,7 +96,7 @@ export async function answerAndJudge<L extends string>(
       const judged = await settle(signal, step, async () => {
         const messages = options.judgeMessages({ prompt: input.prompt, response: answer.value.text });
         const { object } = await judge.generateObject({ ...options.judgeParams, messages, signal, schema: options.schema, schemaName: options.schemaName });
-        return { label: object.label, reason: object.reason };
+        return { label: object.label, reason: object.reason, output: object };
       });
       return judged.ok
         ? { input, answer: answer.value, verdict: judged.value, error: null }

@@ -7,6 +7,7 @@ import { asrBenchmark } from "./asr.js";
 import type { Benchmark } from "../spec/benchmark.js";
 import { multipleChoiceJsonlBenchmark } from "./custom-mc.js";
 import { hhhBenchmark } from "./hhh.js";
+import { gradedAsrBenchmark } from "./graded-asr.js";
 import { truthfulqaBenchmark } from "./truthfulqa.js";
 import { xstestBenchmark } from "./xstest.js";
 
@@ -15,7 +16,7 @@ import { xstestBenchmark } from "./xstest.js";
  */
 
 /** The benchmarks known by name; `mc:<file>` adds a bring-your-own multiple-choice JSONL. */
-export const BENCHMARK_NAMES = ["truthfulqa", "hhh", "asr", "xstest"] as const;
+export const BENCHMARK_NAMES = ["truthfulqa", "hhh", "asr", "asr-graded", "xstest"] as const;
 export type BenchmarkName = (typeof BENCHMARK_NAMES)[number];
 
 /** One entry of a benchmark list. */
@@ -115,6 +116,15 @@ export async function createBenchmarks(list: string | readonly BenchSpec[], sour
             ...(sources.bigbenchDir !== undefined ? { bigbenchFiles: bigbenchHhhFiles(resolve(sources.bigbenchDir)) } : {}),
           }),
         );
+        break;
+      }
+      case "asr-graded": {
+        if (!sources.heldoutPrompts) throw new IterAlignError("USAGE", "benchmark 'asr-graded' needs the held-out red-team prompts (the config's data section)");
+        const prompts = await sources.heldoutPrompts();
+        if (prompts.length === 0) {
+          throw new IterAlignError("USAGE", "benchmark 'asr-graded' has no held-out prompts: data.heldoutFraction is 0 or the red-team sets are empty");
+        }
+        benchmarks.push(gradedAsrBenchmark({ prompts, ...judged }));
         break;
       }
       case "asr": {

@@ -62,7 +62,7 @@ describe("benchmark lists", () => {
       { name: "xstest" },
       { name: "mc", file: "./my set.jsonl" },
     ]);
-    expect(() => parseBenchList("truthfulqa,mmlu")).toThrow("unknown benchmark 'mmlu'; valid: truthfulqa, hhh, asr, xstest, mc:<file>");
+    expect(() => parseBenchList("truthfulqa,mmlu")).toThrow("unknown benchmark 'mmlu'; valid: truthfulqa, hhh, asr, asr-graded, xstest, mc:<file>");
     expect(() => parseBenchList(" , ")).toThrow("no benchmark given");
     expect(() => parseBenchList("mc:")).toThrow("give the JSONL file after 'mc:'");
   });
@@ -239,7 +239,7 @@ describe("iteralign eval", () => {
     const config = writeConfig(dir);
     const unknown = await runCli(["eval", "--config", config, "--model", "target", "--bench", "xstest,mmlu"]);
     expect(unknown.code).toBe(2);
-    expect(unknown.err).toContain("unknown benchmark 'mmlu'; valid: truthfulqa, hhh, asr, xstest, mc:<file>");
+    expect(unknown.err).toContain("unknown benchmark 'mmlu'; valid: truthfulqa, hhh, asr, asr-graded, xstest, mc:<file>");
     const mode = await runCli(["eval", "--config", config, "--model", "target", "--bench", "xstest", "--mode", "vibes"]);
     expect(mode.code).toBe(2);
     expect(mode.err).toContain("--mode must be one of loglik, generative");
