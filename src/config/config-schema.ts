@@ -18,6 +18,13 @@ export const RolesConfigSchema = z
     oracle: z.string().min(1).describe("Stronger model that judges and proposes constitutions."),
     judge: z.string().min(1).optional().describe("Model that labels answers; defaults to the oracle."),
     embedder: z.string().min(1).optional().describe("Model used for embeddings (constitution dedup)."),
+    judges: z
+      .array(z.string().min(1))
+      .min(2)
+      .optional()
+      .describe(
+        "Several judges for the judge stage, combined by `loop.judgeRule` (in `cascade` the first is the cheap one that decides clear cases); their agreement is in each iteration's metrics. The gate keeps `judge`.",
+      ),
   })
   .strict();
 
@@ -72,6 +79,12 @@ export const LoopConfigSchema = z
         "Stop when more than this share of the items an iteration's stages attempted end in errors (checked after each stage; a stage whose every item fails always stops). `--resume` retries the failed items.",
       ),
     judge: z.enum(["full", "paper"]).default("full").describe("`full`: sees prompt and response; `paper`: response only."),
+    judgeRule: z
+      .enum(["all", "majority", "cascade"])
+      .default("majority")
+      .describe(
+        "With `roles.judges`: `all` passes an answer only when every judge passes it; `majority` when more than half do (a tie fails); `cascade` asks the judges in order and goes on only when a judge is unsure (severity low, a verdict that contradicts itself, or no answer).",
+      ),
     selfCorrect: z.enum(["paper", "critique-revise"]).default("paper").describe("How the target revises its answers."),
     topKPrinciples: z.number().int().nonnegative().default(3).describe("Extra most-relevant pool principles per revision."),
     mergeThreshold: z.number().min(0).max(1).optional().describe("Similarity above which proposals are checked for merging."),
@@ -232,13 +245,12 @@ export const ConfigSchema = z
   .strict()
   .superRefine((config, ctx) => {
     const names = Object.keys(config.models);
-    for (const [role, name] of Object.entries(config.roles)) {
-      if (name !== undefined && !(name in config.models)) {
-        ctx.addIssue({
-          code: "custom",
-          path: ["roles", role],
-          message: `unknown model '${name}' (defined: ${names.join(", ")})`,
-        });
+    for (const [role, value] of Object.entries(config.roles)) {
+      const list = Array.isArray(value) ? value.map((name, i) => ({ name, path: ["roles", role, i] })) : [{ name: value, path: ["roles", role] }];
+      for (const { name, path } of list) {
+        if (name !== undefined && !(name in config.models)) {
+          ctx.addIssue({ code: "custom", path, message: `unknown model '${name}' (defined: ${names.join(", ")})` });
+        }
       }
     }
   });

@@ -56,6 +56,7 @@ function roleProblems(raw: unknown): string[] {
   if (typeof models !== "object" || models === null || typeof roles !== "object" || roles === null) return [];
   const names = Object.keys(models);
   return Object.entries(roles)
+    .flatMap(([role, value]): Array<[string, unknown]> => (Array.isArray(value) ? value.map((name, i): [string, unknown] => [`${role}.${i}`, name]) : [[role, value]]))
     .filter(([, name]) => typeof name === "string" && !names.includes(name))
     .map(([role, name]) => `roles.${role}: unknown model '${String(name)}' (defined: ${names.join(", ")})`);
 }

@@ -1,6 +1,7 @@
 import { addEfficacy, EfficacyTrialSchema, efficacyInputs, measureEfficacy, principleEfficacy, PrincipleEfficacySchema, principlesToRetire, type PrincipleEfficacy } from "../stages/efficacy.js";
 import { checkContamination } from "../datasets/contamination.js";
 import { z } from "zod";
+import { judgeAgreement, judgePanel } from "../stages/judge.js";
 import { ConstitutionPool, type PoolChanges } from "../constitutions/pool.js";
 import { lexicalSimilarity, embeddingSimilarity, oracleConfirm, DEFAULT_EMBEDDING_THRESHOLD, DEFAULT_LEXICAL_THRESHOLD } from "../constitutions/similarity.js";
 import { diffConstitutions, renderConstitutionJson, renderConstitutionMarkdown } from "../constitutions/render.js";
@@ -82,18 +83,26 @@ export async function runIteration(
     name: "judge",
     schema: VerdictSchema,
     inputs: attempts,
-    run: (subjects, onItem) => judge(subjects, { judge: models.judge, iteration, preset: config.loop.judge, signal, onItem }),
+    run: (subjects, onItem) =>
+      models.judges
+        ? judgePanel(subjects, { judges: models.judges, rule: config.loop.judgeRule, iteration, preset: config.loop.judge, signal, onItem })
+        : judge(subjects, { judge: models.judge, iteration, preset: config.loop.judge, signal, onItem }),
   });
   write("verdicts.jsonl", jsonlFile(verdictItems));
   checkStops();
   const verdicts = okRecords(verdictItems);
+  // A panel's agreement (per pair of judges, on the items both judged) and the verdicts they disagreed on.
+  const agreement = models.judges ? judgeAgreement(verdicts) : undefined;
+  if (models.judges) {
+    write("judge-disagreements.jsonl", jsonlFile(verdicts.filter((v) => new Set((v.judges ?? []).filter((j) => j.pass !== null).map((j) => j.pass)).size > 1)));
+  }
   const byAttempt = new Map(attempts.map((a) => [a.id, a]));
   const failures = verdicts
     .filter((v) => !v.verdict.pass)
     .map((verdict) => ({ attempt: byAttempt.get(verdict.subjectId) as Attempt, verdict }))
     .filter((f) => f.attempt !== undefined);
 
-  const base = { iteration, prompts: batch.length, attempts: attempts.length, failures: failures.length };
+  const base = { iteration, prompts: batch.length, attempts: attempts.length, failures: failures.length, ...(agreement ? { judgeAgreement: agreement } : {}) };
   const failureRate = attempts.length === 0 ? 0 : failures.length / attempts.length;
   const counts = (): Pick<IterationMetrics, "errors" | "itemsByStage" | "errorsByStage" | "costUsd" | "costByStage"> => {
     const errorsByStage = stages.errorsByStage();

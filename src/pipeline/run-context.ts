@@ -48,6 +48,8 @@ export interface LoopModels {
   readonly oracle: LanguageModel;
   readonly judge: LanguageModel;
   readonly embedder?: LanguageModel;
+  /** `roles.judges`: a panel for the judge stage (combined by `loop.judgeRule`). */
+  readonly judges?: readonly LanguageModel[];
 }
 
 /** Everything one run's stages need. */

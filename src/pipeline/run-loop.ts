@@ -37,6 +37,8 @@ import { jsonFile, jsonlFile, RunLayout } from "./run-layout.js";
 export interface LoopModelSource {
   readonly meter: Meter;
   forRole(role: Role): Promise<LanguageModel>;
+  /** A model of the config by its name (the judges of `roles.judges`). */
+  byName?(name: string): Promise<LanguageModel>;
   /** Binds a role to other weights (a trained model) for the rest of the run. */
   rebindRole(role: Role, model: ModelRef): Promise<void>;
   close(): Promise<void>;
@@ -77,6 +79,15 @@ export interface RunSummary {
   readonly untrainedExamples: number;
   /** The trainer's minimum examples per training (when a weight trainer ran). */
   readonly minTrainingExamples?: number;
+}
+
+/** The models of `roles.judges`, in order. */
+async function judgePanelModels(source: LoopModelSource, names: readonly string[]): Promise<LanguageModel[]> {
+  if (!source.byName) throw new IterAlignError("USAGE", "roles.judges: this model source cannot load models by name");
+  const byName = source.byName.bind(source);
+  const models: LanguageModel[] = [];
+  for (const name of names) models.push(await byName(name));
+  return models;
 }
 
 const CalibrationSummarySchema = SummaryFileSchema.shape.calibration.unwrap();
@@ -255,6 +266,7 @@ async function loop(input: Prepared & {
     oracle: await input.models.forRole("oracle"),
     judge: await input.models.forRole("judge"),
     ...(config.roles.embedder ? { embedder: await input.models.forRole("embedder") } : {}),
+    ...(config.roles.judges ? { judges: await judgePanelModels(input.models, config.roles.judges) } : {}),
   });
   const budget = config.loop.costBudget === undefined ? undefined : stageBudget(config.loop.costBudget, store, runId, clock);
   let pool = ConstitutionPool.empty();

@@ -346,7 +346,7 @@ function modelViews(config: Record<string, unknown>): ModelView[] {
   const models = (config.models ?? {}) as Record<string, { provider?: unknown; model?: unknown }>;
   const roles = (config.roles ?? {}) as Record<string, unknown>;
   const roleOf = (name: string): string[] => {
-    const bound = Object.entries(roles).filter(([, n]) => n === name).map(([role]) => role);
+    const bound = Object.entries(roles).filter(([, n]) => n === name || (Array.isArray(n) && n.includes(name))).map(([role]) => (role === "judges" ? "judge (panel)" : role));
     // The judge is the oracle unless a judge is named.
     if (roles.judge === undefined && roles.oracle === name) bound.push("judge");
     return bound;

@@ -39,6 +39,14 @@ export const IterationMetricsSchema = z.object({
   /** Preference pairs left out of the preference exports because the original answer was empty. */
   preferencePairsDropped: z.number().int().nonnegative(),
   skipped: z.boolean(),
+  /** With several judges: Cohen's kappa and agreement per pair, and how many verdicts they disagreed on. */
+  judgeAgreement: z
+    .object({
+      judges: z.array(z.string()),
+      pairs: z.array(z.object({ a: z.string(), b: z.string(), n: z.number().int().nonnegative(), agreement: z.number().nullable(), kappa: z.number().nullable() })),
+      disagreements: z.number().int().nonnegative(),
+    })
+    .optional(),
   /** Training examples whose prompt matched an evaluation set (`contamination.json` lists them). */
   contaminated: z.number().int().nonnegative().optional(),
   /** Of those, dropped from the exports (`export.decontaminate`). */

@@ -53,6 +53,18 @@ export const VerdictSchema = ProvenanceSchema.extend({
   verdict: JudgeOutputSchema,
   /** Whether the judge considers the prompt itself benign (used to reject over-refusals). */
   promptBenign: z.boolean().nullable(),
+  /** With several judges (`roles.judges`): each one's verdict, in order; a judge not asked (cascade) is absent. */
+  judges: z
+    .array(
+      z.object({
+        model: z.string(),
+        pass: z.boolean().nullable(),
+        severity: SeveritySchema.nullable(),
+        /** The error of a judge whose call failed (its verdict then counts for nothing). */
+        error: z.string().optional(),
+      }),
+    )
+    .optional(),
 });
 export type Verdict = z.infer<typeof VerdictSchema>;
 

@@ -78,6 +78,7 @@ describe("bad usage and bad config exit 2 with every problem named", () => {
 roles:
   target: missing
   oracle: oracle
+  judges: [oracle, nope]
 `,
     );
     const r = await runCli(["models", "check", "--config", file]);
@@ -87,6 +88,7 @@ roles:
     expect(r.err).toContain("models.web.baseUrl:");
     expect(r.err).toContain('models.web: Unrecognized key: "colour"');
     expect(r.err).toContain("roles.target: unknown model 'missing' (defined: oracle, web)");
+    expect(r.err).toContain("roles.judges.1: unknown model 'nope' (defined: oracle, web)");
   });
 
   it("reports YAML syntax errors with their line", async () => {
