@@ -6,6 +6,9 @@ import { JudgeWithPromptSchema, PaperJudgeSchema } from "../stages/judge.js";
 import { IterAlignError, OutputInvalidError } from "../spec/errors.js";
 import type { ChatMessage, GenerationParams, LanguageModel } from "../spec/language-model.js";
 import { canonicalJson, sha256Hex } from "../util/canonical-json.js";
+import { judgeConfigHash } from "../stages/ids.js";
+import { DEFAULT_JUDGE_PARAMS } from "../stages/judge.js";
+import { DEFAULT_EVAL_JUDGE_PARAMS } from "./asr.js";
 import { wilsonInterval } from "./stats.js";
 import type { XstestPrompt } from "./xstest.js";
 
@@ -98,11 +101,12 @@ export interface CalibrationReport {
   readonly judge: string;
   readonly preset: CalibrationPreset;
   /**
-   * Hash of what decides the judge's labels: the model identity, the prompt template (the messages built for
-   * placeholder texts), the output schema, the parse rule and the decoding settings. Two reports with the same
-   * hash judged with the same judge.
+   * Hash of what decides the judge's answers: the model identity, the prompt template (the messages built for
+   * placeholder texts), the output schema and the decoding settings; the loop records the same hash on its verdicts.
    */
   readonly judgeConfigHash: string;
+  /** How the judge's answer became "harmful" (e.g. `label == harmful`, `violated contains harmless`). */
+  readonly parseRule: string;
   readonly data: { readonly name: string; readonly items: number; readonly sha256: string };
   readonly overall: BinaryMetrics;
   readonly perCategory: Readonly<Record<string, BinaryMetrics>>;
@@ -126,7 +130,6 @@ export interface CalibrateOptions {
   readonly onProgress?: (done: number, total: number) => void;
 }
 
-const DEFAULT_PARAMS: Readonly<GenerationParams> = Object.freeze({ temperature: 0, maxTokens: 768 });
 
 /** How each preset asks and how its answer becomes "harmful". */
 interface PresetRule {
@@ -182,9 +185,18 @@ const REQUEST_RULE: PresetRule = {
   reason: (o) => (typeof o.rationale === "string" ? o.rationale : null),
 };
 
-function configHash(judge: LanguageModel, rule: PresetRule, preset: CalibrationPreset, params: GenerationParams): string {
-  const template = rule.messages({ prompt: "{request}", response: "{response}" });
-  return sha256Hex(canonicalJson({ model: judge.modelId, preset, template, schema: rule.schemaName, rule: rule.rule, params }));
+/**
+ * The judge configuration hash (stages/ids.ts: model, template, schema, decoding), the same one the loop records
+ * on its verdicts: calibrating the loop's judge (full or paper preset, the loop's decoding) gives the hash its
+ * verdicts carry. The parse rule is reported beside it.
+ */
+function configHash(judge: LanguageModel, rule: PresetRule, params: GenerationParams): string {
+  return judgeConfigHash({ model: judge.modelId, template: rule.messages({ prompt: "{request}", response: "{response}" }), schemaName: rule.schemaName, params });
+}
+
+/** Decoding per preset: the loop judge's for its presets (so the hashes match the run's verdicts), the evaluation judge's for asr. */
+function defaultParams(preset: CalibrationPreset): GenerationParams {
+  return preset === "asr" ? DEFAULT_EVAL_JUDGE_PARAMS : DEFAULT_JUDGE_PARAMS;
 }
 
 async function judgeAll(
@@ -192,7 +204,7 @@ async function judgeAll(
   rule: PresetRule,
   options: CalibrateOptions,
 ): Promise<CalibrationItem[]> {
-  const params = options.params ?? DEFAULT_PARAMS;
+  const params = options.params ?? defaultParams(options.preset);
   let done = 0;
   options.onProgress?.(0, inputs.length);
   return Promise.all(
@@ -259,7 +271,8 @@ export async function calibrateJudge(data: readonly LabelledResponse[], options:
     task: "answer-harm",
     judge: options.judge.modelId,
     preset: options.preset,
-    judgeConfigHash: configHash(options.judge, rule, options.preset, options.params ?? DEFAULT_PARAMS),
+    judgeConfigHash: configHash(options.judge, rule, options.params ?? defaultParams(options.preset)),
+    parseRule: rule.rule,
     data: { name: options.dataName, items: data.length, sha256: dataHash(data.map((d) => [d.id, d.prompt, d.response, d.harmful])) },
     ...summarizeCalibration(items),
     reference,
@@ -280,7 +293,8 @@ export async function calibrateRequestJudge(prompts: readonly XstestPrompt[], op
     task: "request-harm",
     judge: options.judge.modelId,
     preset: "full",
-    judgeConfigHash: configHash(options.judge, REQUEST_RULE, "full", options.params ?? DEFAULT_PARAMS),
+    judgeConfigHash: configHash(options.judge, REQUEST_RULE, options.params ?? defaultParams("full")),
+    parseRule: REQUEST_RULE.rule,
     data: { name: options.dataName, items: prompts.length, sha256: dataHash(prompts.map((p) => [p.id, p.prompt, p.label])) },
     ...summarizeCalibration(items),
     reference: {},

@@ -53,6 +53,8 @@ export const VerdictSchema = ProvenanceSchema.extend({
   verdict: JudgeOutputSchema,
   /** Whether the judge considers the prompt itself benign (used to reject over-refusals). */
   promptBenign: z.boolean().nullable(),
+  /** Hash of the judge's configuration (model, prompt template, schema, decoding): see `judgeConfigHash`. */
+  judgeConfigHash: z.string().optional(),
   /** With several judges (`roles.judges`): each one's verdict, in order; a judge not asked (cascade) is absent. */
   judges: z
     .array(

@@ -3,7 +3,7 @@ import { judgeMessages } from "../prompts/judge.js";
 import { IterAlignError } from "../spec/errors.js";
 import type { ChatMessage, GenerationParams, LanguageModel } from "../spec/language-model.js";
 import { JudgeOutputSchema, VerdictSchema, type Attempt, type GateDecision, type Revision } from "../spec/records.js";
-import { promptHash, recordId } from "./ids.js";
+import { judgeConfigHash, promptHash, recordId } from "./ids.js";
 import { DEFAULT_JUDGE_PARAMS } from "./judge.js";
 import { settleItem, type StageItem } from "./stage-item.js";
 
@@ -71,6 +71,12 @@ export async function gate(items: readonly GateItem[], options: GateOptions): Pr
   const { judge, iteration, signal } = options;
   const params = options.params ?? DEFAULT_JUDGE_PARAMS;
   checkPairs(items);
+  const configHash = judgeConfigHash({
+    model: judge.modelId,
+    template: judgeMessages({ prompt: "{request}", response: "{response}" }, { askRefusal: true }),
+    schemaName: "gate_verdict",
+    params,
+  });
   return Promise.all(
     items.map(({ revision, attempt }) => {
       const id = recordId(iteration, "gate-verdict", attempt.promptId);
@@ -90,6 +96,7 @@ export async function gate(items: readonly GateItem[], options: GateOptions): Pr
           verdict,
           promptBenign,
           refusal,
+          judgeConfigHash: configHash,
         };
       });
     }),

@@ -19,3 +19,12 @@ export function recordId(iteration: number, kind: RecordKind, key: string): stri
 export function promptHash(messages: readonly ChatMessage[]): string {
   return sha256Hex(canonicalJson(messages));
 }
+
+/**
+ * What decides a judge's answers, as one hash: the model identity, the prompt template (the messages built for
+ * placeholder texts), the output schema's name and the decoding settings. Recorded on every verdict, and by
+ * `iteralign judge-eval`: a calibration and a run's verdicts with the same hash come from the same judge.
+ */
+export function judgeConfigHash(input: { readonly model: string; readonly template: readonly ChatMessage[]; readonly schemaName: string; readonly params: object }): string {
+  return sha256Hex(canonicalJson({ model: input.model, template: input.template, schema: input.schemaName, params: input.params }));
+}

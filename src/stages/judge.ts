@@ -1,9 +1,10 @@
 import { z } from "zod";
 import { judgeMessages, paperJudgeMessages } from "../prompts/judge.js";
 import { IterAlignError } from "../spec/errors.js";
+import { canonicalJson, sha256Hex } from "../util/canonical-json.js";
 import type { GenerationParams, LanguageModel } from "../spec/language-model.js";
 import { JudgeOutputSchema, type Attempt, type JudgeOutput, type Verdict } from "../spec/records.js";
-import { promptHash, recordId } from "./ids.js";
+import { judgeConfigHash, promptHash, recordId } from "./ids.js";
 import { settleItem, type StageItem } from "./stage-item.js";
 
 /** The full preset's structured answer: the verdict plus whether the prompt itself is benign. */
@@ -49,15 +50,23 @@ export function paperLabelToVerdict(label: PaperJudgeOutput["label"]): JudgeOutp
  * parent. `promptBenign` is the judge's answer with the full preset and null with the paper preset, whose
  * judge never sees the prompt.
  */
+/** The judge configuration hash of a loop judge (its preset's template, schema and decoding). */
+export function loopJudgeConfigHash(model: LanguageModel, preset: JudgePreset, params: GenerationParams = DEFAULT_JUDGE_PARAMS): string {
+  return preset === "paper"
+    ? judgeConfigHash({ model: model.modelId, template: paperJudgeMessages("{response}"), schemaName: "paper_label", params })
+    : judgeConfigHash({ model: model.modelId, template: judgeMessages({ prompt: "{request}", response: "{response}" }, { askRefusal: false }), schemaName: "verdict", params });
+}
+
 export async function judge(attempts: readonly Attempt[], options: JudgeOptions): Promise<StageItem<Verdict>[]> {
   const { judge: model, iteration, preset, signal } = options;
   const params = options.params ?? DEFAULT_JUDGE_PARAMS;
+  const configHash = loopJudgeConfigHash(model, preset, params);
   return Promise.all(
     attempts.map((attempt) => {
       const id = recordId(iteration, "verdict", attempt.promptId);
       const parentIds = [attempt.id];
       return settleItem({ id, parentIds, signal, ...(options.onItem ? { onSettled: options.onItem } : {}) }, async (): Promise<Verdict> => {
-        const base = { id, iteration, parentIds, model: model.modelId, subjectId: attempt.id, preset };
+        const base = { id, iteration, parentIds, model: model.modelId, subjectId: attempt.id, preset, judgeConfigHash: configHash };
         if (preset === "paper") {
           const messages = paperJudgeMessages(attempt.response);
           const { object } = await model.generateObject({ ...params, messages, signal, schema: PaperJudgeSchema, schemaName: "paper_label" });
@@ -114,6 +123,7 @@ export interface JudgePanelOptions extends Omit<JudgeOptions, "judge"> {
 export async function judgePanel(attempts: readonly Attempt[], options: JudgePanelOptions): Promise<StageItem<Verdict>[]> {
   const { judges, rule, iteration, preset, signal } = options;
   const params = options.params ?? DEFAULT_JUDGE_PARAMS;
+  const panelHash = sha256Hex(canonicalJson({ rule, judges: judges.map((j) => loopJudgeConfigHash(j, preset, params)) }));
   const ask = async (model: LanguageModel, attempt: Attempt): Promise<PanelAnswer> => {
     const messages = preset === "paper" ? paperJudgeMessages(attempt.response) : judgeMessages({ prompt: attempt.prompt, response: attempt.response }, { askRefusal: false });
     try {
@@ -169,6 +179,7 @@ export async function judgePanel(attempts: readonly Attempt[], options: JudgePan
           preset,
           verdict: { pass, violated, severity, rationale },
           promptBenign,
+          judgeConfigHash: panelHash,
           judges: answers.map((a) => ({ model: a.model, pass: a.output?.pass ?? null, severity: a.output?.severity ?? null, ...(a.error !== undefined ? { error: a.error } : {}) })),
         };
       });

@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { loadHarmbenchVal, loadLabelledFile, type LabelledResponse } from "../../src/datasets/judge-labels.js";
 import { binaryMetrics, calibrateJudge, calibrateRequestJudge, REQUEST_CHECK_REPLY } from "../../src/eval/judge-calibration.js";
 import { asrJudgeMessages } from "../../src/prompts/eval-judge.js";
+import { judge as judge_, loopJudgeConfigHash } from "../../src/stages/judge.js";
 import { IterAlignError } from "../../src/spec/errors.js";
 import type { GenerateObjectRequest } from "../../src/spec/language-model.js";
 import { ScriptedModel, textResult } from "../../src/testing/scripted-model.js";
@@ -122,6 +123,15 @@ describe("calibrating a judge with the scripted double (known errors)", () => {
     expect(await hash("asr", "b")).not.toBe(base);
     expect(await hash("asr", "a", 100)).not.toBe(base);
     expect(await hash("paper")).not.toBe(base);
+  });
+
+  it("gives the loop judge's calibration (full preset, the loop's decoding) the hash the run's verdicts carry", async () => {
+    const judge = new ScriptedModel({ modelId: "the-judge", generateObject: [textResult(JSON.stringify({ pass: true, violated: [], severity: "none", rationale: "ok", promptBenign: false }))] });
+    const report = await calibrateJudge(items().slice(0, 1), { judge, preset: "full", dataName: "one" });
+    expect(report.judgeConfigHash).toBe(loopJudgeConfigHash(judge, "full"));
+    expect(report.parseRule).toBe("violated contains harmless");
+    const [verdict] = await judge_([{ id: "a", iteration: 0, parentIds: [], model: null, promptHash: null, promptId: "p", prompt: "q", response: "r", finishReason: "stop" } as never], { judge, iteration: 0, preset: "full" });
+    expect(verdict?.status === "ok" && verdict.record.judgeConfigHash).toBe(report.judgeConfigHash);
   });
 
   it("checks the request judgement on XSTest-style prompts: each paired with a plain refusal, promptBenign false = harmful request", async () => {

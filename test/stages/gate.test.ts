@@ -87,6 +87,7 @@ describe("gate", () => {
         verdict: { pass: true, violated: [], severity: "none", rationale: "Declines a harmful request." },
         promptBenign: false,
         refusal: true,
+        judgeConfigHash: expect.stringMatching(/^[0-9a-f]{64}$/),
       },
     });
     expect(verdictItems[3]).toEqual({

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { judgeSystemPrompt, PAPER_JUDGE_EXAMPLES, PAPER_JUDGE_SYSTEM_PROMPT } from "../../src/prompts/judge.js";
+import { judgeMessages, judgeSystemPrompt, PAPER_JUDGE_EXAMPLES, PAPER_JUDGE_SYSTEM_PROMPT } from "../../src/prompts/judge.js";
 import { canonicalJson, sha256Hex } from "../../src/util/canonical-json.js";
 import { judge, JudgeWithPromptSchema, PaperJudgeSchema, paperLabelToVerdict } from "../../src/stages/judge.js";
 import { ScriptedModel, textResult } from "../../src/testing/scripted-model.js";
@@ -41,6 +41,15 @@ describe("judge, full preset", () => {
         preset: "full",
         verdict: { pass: false, violated: ["harmless"], severity: "high", rationale: "Helps break into a network." },
         promptBenign: false,
+        // Model, template (placeholders), schema and decoding.
+        judgeConfigHash: sha256Hex(
+          canonicalJson({
+            model: "oracle",
+            template: judgeMessages({ prompt: "{request}", response: "{response}" }, { askRefusal: false }),
+            schema: "verdict",
+            params: { temperature: 0, maxTokens: 512 },
+          }),
+        ),
       },
     });
     expect(items[1]).toMatchObject({ status: "ok", record: { id: "it1:verdict:test:cake", verdict: { pass: true }, promptBenign: true } });
