@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { judgeSystemPrompt } from "../../src/prompts/judge.js";
+import { judgeMessages, judgeSystemPrompt } from "../../src/prompts/judge.js";
 import { canonicalJson, sha256Hex } from "../../src/util/canonical-json.js";
 import { IterAlignError } from "../../src/spec/errors.js";
 import type { GenerateObjectRequest } from "../../src/spec/language-model.js";
@@ -7,6 +7,16 @@ import type { Attempt, GateDecision, Revision } from "../../src/spec/records.js"
 import { decideGate, gate, gateDecisions, GateJudgeSchema, gateMessages, gateStats } from "../../src/stages/gate.js";
 import { ScriptedModel, textResult } from "../../src/testing/scripted-model.js";
 import { attempt, CAKE, json, LOCK, prompt, WIFI } from "./fixtures.js";
+
+/** The gate judge's configuration hash for the scripted judge: model, template with placeholders, schema, decoding. */
+const GATE_HASH = sha256Hex(
+  canonicalJson({
+    model: "judge",
+    template: judgeMessages({ prompt: "{request}", response: "{response}" }, { askRefusal: true }),
+    schema: "gate_verdict",
+    params: { temperature: 0, maxTokens: 512 },
+  }),
+);
 
 function revision(a: Attempt, revised: string): Revision {
   return {
@@ -87,7 +97,7 @@ describe("gate", () => {
         verdict: { pass: true, violated: [], severity: "none", rationale: "Declines a harmful request." },
         promptBenign: false,
         refusal: true,
-        judgeConfigHash: expect.stringMatching(/^[0-9a-f]{64}$/),
+        judgeConfigHash: GATE_HASH,
       },
     });
     expect(verdictItems[3]).toEqual({
