@@ -83,6 +83,18 @@ export { xstestBenchmark, type XstestBenchmarkOptions } from "./eval/xstest.js";
 export { multipleChoiceJsonlBenchmark, type CustomMcOptions } from "./eval/custom-mc.js";
 export { compareEntries, metricsTable, readEvalSummary, writeEvalReport, type EvalReport, type EvalReportFiles, type EvalSummaryEntry } from "./eval/report.js";
 export { wilsonInterval } from "./eval/stats.js";
+export { gradedAsrBenchmark, type GradedAsrOptions } from "./eval/graded-asr.js";
+export {
+  binaryMetrics,
+  calibrateJudge,
+  calibrateRequestJudge,
+  CALIBRATION_PRESETS,
+  type BinaryMetrics,
+  type CalibrateOptions,
+  type CalibrationItem,
+  type CalibrationPreset,
+  type CalibrationReport,
+} from "./eval/judge-calibration.js";
 
 // --- Training ----------------------------------------------------------------------------------------------------
 export { createTrainer } from "./pipeline/training.js";

@@ -45,3 +45,13 @@ export {
 } from "./bundled.js";
 export * from "./chain-of-utterances.js";
 export * from "./split.js";
+export { HARMBENCH_VAL, loadHarmbenchVal, loadJudgeLabels, loadLabelledFile, type LabelledResponse } from "./judge-labels.js";
+export {
+  checkContamination,
+  normalizedWords,
+  type ContaminationMatch,
+  type ContaminationOptions,
+  type ContaminationReport,
+  type EvalTextSet,
+  type TextItem,
+} from "./contamination.js";

@@ -10,3 +10,4 @@ export * from "./propose.js";
 export * from "./self-correct.js";
 export * from "./gate.js";
 export * from "./export.js";
+export * from "./efficacy.js";
