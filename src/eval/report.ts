@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { writeFileAtomic } from "../util/atomic-write.js";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { renderTable } from "../util/table.js";
@@ -159,12 +160,9 @@ function printable(text: string): string {
   return text.replace(/[\u0000-\u001f\u007f]+/g, " ");
 }
 
-/** Writes a file atomically: a temporary file next to it, then a rename. */
+/** Writes a file atomically (see writeFileAtomic: stale temporary files of a killed process are removed). */
 function writeAtomic(file: string, content: string): void {
-  mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, content);
-  renameSync(tmp, file);
+  writeFileAtomic(file, content);
 }
 
 /** Writes `eval.json` (the whole report, per-item results included), `eval.csv` and `metrics.csv` under `outDir`. */

@@ -1,5 +1,5 @@
-import { mkdirSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { writeFileAtomic } from "../util/atomic-write.js";
 import { stableJson } from "../util/canonical-json.js";
 
 /**
@@ -18,13 +18,14 @@ export class RunLayout {
     return path.join(this.dir, "iterations", String(iteration).padStart(3, "0"));
   }
 
-  /** Writes a file under the run directory atomically. */
+  /**
+   * Writes a file under the run directory atomically. A temporary file of the same target left by a process that
+   * was killed between writing and renaming is removed, so a resumed run leaves exactly the files an uninterrupted
+   * run leaves.
+   */
   write(relativePath: string, content: string): string {
     const file = path.join(this.dir, relativePath);
-    mkdirSync(path.dirname(file), { recursive: true });
-    const tmp = `${file}.tmp-${process.pid}`;
-    writeFileSync(tmp, content);
-    renameSync(tmp, file);
+    writeFileAtomic(file, content);
     return file;
   }
 
