@@ -243,11 +243,20 @@ function iterationCharts(its: readonly IterationView[]): HTMLElement[] {
   ];
 }
 
+/** A panel's agreement in one cell: the lowest pairwise kappa, and how many verdicts the judges disagreed on. */
+function agreementCell(a: RunView["iterations"][number]["metrics"]["judgeAgreement"]): string {
+  if (!a) return "–";
+  const kappas = a.pairs.map((p) => p.kappa).filter((k): k is number => k !== null);
+  return `${kappas.length > 0 ? num(Math.min(...kappas), 2) : "–"}, ${a.disagreements} disagreements`;
+}
+
 function pageIterations(el: HTMLElement, v: RunView): void {
   if (v.iterations.length === 0) {
     append(el, h("p", { class: "empty" }, "No iteration has finished yet."));
     return;
   }
+  const contaminationShown = v.iterations.some((it) => it.metrics.contaminated !== undefined);
+  const agreementShown = v.iterations.some((it) => it.metrics.judgeAgreement !== undefined);
   append(
     el,
     h("section", { class: "charts" }, ...iterationCharts(v.iterations)),
@@ -256,7 +265,7 @@ function pageIterations(el: HTMLElement, v: RunView): void {
       null,
       h("h2", null, "Per iteration"),
       table(
-        ["iteration", "prompts", "failures", "failure rate", "revisions", "gate pass", "fixed", "examples", "principles (+/merged/retired)", "errors", "cost", "training"],
+        ["iteration", "prompts", "failures", "failure rate", "revisions", "gate pass", "fixed", "examples", "principles (+/merged/retired)", "errors", "cost", "training", ...(contaminationShown ? ["contaminated (dropped)"] : []), ...(agreementShown ? ["judge agreement (min κ)"] : [])],
         v.iterations.map((it) => [
           link(route("items", "", { iteration: it.iteration }), String(it.iteration)),
           num(it.metrics.prompts),
@@ -270,6 +279,8 @@ function pageIterations(el: HTMLElement, v: RunView): void {
           it.metrics.errors > 0 ? h("span", { class: "bad" }, num(it.metrics.errors)) : "0",
           usd(it.metrics.costUsd),
           it.training ? `${it.training.trainer}: ${it.training.examples} examples${it.training.finalLoss !== undefined ? `, loss ${it.training.finalLoss.toFixed(3)}` : ""}` : "–",
+          ...(contaminationShown ? [it.metrics.contaminated !== undefined ? `${it.metrics.contaminated} (${it.metrics.decontaminated ?? 0})` : "–"] : []),
+          ...(agreementShown ? [agreementCell(it.metrics.judgeAgreement)] : []),
         ]),
         { class: "iterations" },
       ),
@@ -284,20 +295,22 @@ function pageIterations(el: HTMLElement, v: RunView): void {
 
 function pageConstitution(el: HTMLElement, v: RunView): void {
   const active = v.principles.filter((p) => p.status === "active").length;
+  const withEfficacy = v.principles.some((p) => p.efficacy !== undefined);
   append(
     el,
     h("p", null, `${v.principles.length} principles, ${active} active. Each links to its versions, the failures that motivated it, and the revisions written under it.`),
     table(
-      ["principle", "status", "source", "since", "versions", "evidence", "revisions", "accepted"],
+      ["principle", "status", "source", "since", "versions", "evidence", "revisions", "accepted", ...(withEfficacy ? ["fixes / trials", "over-refusals"] : [])],
       v.principles.map((p) => [
         link(route("principle", p.id), untrusted(p.title || p.id, "span")),
-        h("span", { class: `status status-${p.status}` }, p.status),
+        h("span", { class: `status status-${p.status}`, ...(p.retiredReason ? { title: p.retiredReason } : {}) }, p.status),
         p.source,
         `iteration ${p.firstIteration}`,
         String(p.versions.length),
         String(p.evidence.length),
         String(p.revisions),
         String(p.accepted),
+        ...(withEfficacy ? [p.efficacy ? `${p.efficacy.fixes} / ${p.efficacy.trials}` : "–", p.efficacy ? String(p.efficacy.overRefusals) : "–"] : []),
       ]),
       { class: "principles" },
     ),
@@ -321,6 +334,11 @@ async function pagePrinciple(el: HTMLElement, v: RunView, id: string): Promise<v
     append(el, h("p", { class: "error" }, "No such principle."));
     return;
   }
+  const efficacyNote = p.efficacy
+    ? h("p", { class: "efficacy" }, `Leave-one-out: ${p.efficacy.fixes} fixes and ${p.efficacy.overRefusals} over-refusals in ${p.efficacy.trials} trials (${p.efficacy.uses} uses over the run).`)
+    : null;
+  const retiredNote = p.retiredReason ? h("p", { class: "bad" }, "Retired: ", untrusted(p.retiredReason, "span")) : null;
+  append(el, efficacyNote, retiredNote);
   const [revised, accepted] = await Promise.all([
     source.items(currentRun, { principle: p.id, revised: true, limit: 100 }),
     source.items(currentRun, { principle: p.id, revised: true, stage: "exported", limit: 100 }),

@@ -27,6 +27,8 @@ export const LOOP_STAGES = ["red-team", "judge", "propose", "pool", "self-correc
 const StoredConfigSchema = z.object({ config: z.unknown(), baseDir: z.string().optional(), configFile: z.string().optional() });
 const MarkerSchema = z.object({ status: z.literal("ok"), record: z.record(z.string(), z.unknown()) });
 const PoolValueSchema = z.object({ principles: z.array(PrincipleSchema) });
+const EfficacyFiguresSchema = z.object({ uses: z.number(), trials: z.number(), fixes: z.number(), overRefusals: z.number() });
+const RetireValueSchema = z.object({ cumulative: z.record(z.string(), EfficacyFiguresSchema), retired: z.array(z.object({ id: z.string(), reason: z.string() })) });
 const TrainValueSchema = z.object({
   model: z.object({ model: z.string() }),
   trainer: z.string(),
@@ -107,9 +109,20 @@ export function loadRun(location: RunLocation): LoadedRun {
 
   // Pool snapshots, iteration by iteration: each principle's versions and the active count.
   const pools: Principle[][] = [];
+  // loop.efficacy / loop.retire: the run's figures per principle (latest), and what was retired, after the pool stage.
+  let efficacy: Record<string, { uses: number; trials: number; fixes: number; overRefusals: number }> = {};
+  const retiredReason = new Map<string, string>();
   for (let i = 0; markers.has(`it${i}:done:pool`) || markers.has(`it${i}:done:red-team`); i++) {
     const pool = markers.has(`it${i}:done:pool`) ? PoolValueSchema.safeParse(valueOf(`it${i}:done:pool`)) : undefined;
-    pools.push(pool?.success ? pool.data.principles : (pools[i - 1] ?? []));
+    let principles = pool?.success ? pool.data.principles : (pools[i - 1] ?? []);
+    const retire = markers.has(`it${i}:done:retire`) ? RetireValueSchema.safeParse(valueOf(`it${i}:done:retire`)) : undefined;
+    if (retire?.success) {
+      efficacy = retire.data.cumulative;
+      const retired = new Set(retire.data.retired.map((r) => r.id));
+      for (const r of retire.data.retired) retiredReason.set(r.id, r.reason);
+      principles = principles.map((p) => (retired.has(p.id) ? { ...p, status: "retired" as const } : p));
+    }
+    pools.push(principles);
   }
 
   const iterations: IterationView[] = [];
@@ -164,7 +177,17 @@ export function loadRun(location: RunLocation): LoadedRun {
   for (const p of principles) for (const item of p.evidence) evidenceFor.set(item, [...(evidenceFor.get(item) ?? []), p.id]);
   const index = new ItemIndex(store, runId, new Map(principles.map((p) => [p.id, p.evidence])));
   const use = index.principleUse();
-  const withUse = principles.map((p) => ({ ...p, revisions: use.get(p.id)?.revised ?? 0, accepted: use.get(p.id)?.accepted ?? 0 }));
+  const withUse = principles.map((p) => {
+    const e = efficacy[p.id];
+    const reason = retiredReason.get(p.id);
+    return {
+      ...p,
+      revisions: use.get(p.id)?.revised ?? 0,
+      accepted: use.get(p.id)?.accepted ?? 0,
+      ...(e ? { efficacy: { uses: e.uses, trials: e.trials, fixes: e.fixes, overRefusals: e.overRefusals } } : {}),
+      ...(reason !== undefined ? { retiredReason: reason } : {}),
+    };
+  });
 
   const evalEntries = readEvalEntries(runDir);
   const stageTotals = sumStages(iterations);

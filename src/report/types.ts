@@ -42,6 +42,15 @@ export interface IterationMetricsView {
   readonly trainingExamples: number;
   readonly preferencePairsDropped: number;
   readonly skipped: boolean;
+  /** Training examples that matched an evaluation set, and of those dropped (export.decontaminate). */
+  readonly contaminated?: number;
+  readonly decontaminated?: number;
+  /** With several judges: kappa per pair and the verdicts they disagreed on. */
+  readonly judgeAgreement?: {
+    readonly judges: readonly string[];
+    readonly pairs: ReadonlyArray<{ readonly a: string; readonly b: string; readonly n: number; readonly agreement: number | null; readonly kappa: number | null }>;
+    readonly disagreements: number;
+  };
 }
 
 export interface TrainingView {
@@ -92,6 +101,10 @@ export interface PrincipleView {
   readonly revisions: number;
   /** Of those, the revisions the gate accepted (they became training examples). */
   readonly accepted: number;
+  /** `loop.efficacy`: leave-one-out figures summed over the run so far (trials, fixes, over-refusals). */
+  readonly efficacy?: { readonly uses: number; readonly trials: number; readonly fixes: number; readonly overRefusals: number };
+  /** Why `loop.retire` retired it. */
+  readonly retiredReason?: string;
 }
 
 /** A metric of an evaluation, as `eval/summary.json` holds it. */

@@ -3,7 +3,9 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { runLoop } from "../../src/pipeline/run-loop.js";
+import { writeReport } from "../../src/report/render.js";
 import { loadRun } from "../../src/report/run-view.js";
+import { launchChromium } from "../helpers/browser.js";
 import { MemoryRunStore } from "../../src/store/memory-run-store.js";
 import { textResult } from "../../src/testing/scripted-model.js";
 import { scriptedLoopConfig, scriptedLoopModels } from "../helpers/scripted-loop.js";
@@ -70,5 +72,34 @@ describe("per-principle efficacy and retirement (loop.retire) with the scripted 
     const view = loadRun({ store, runId: "r", runDir: path.join(dir, "runs", "r") }).view;
     expect(view.principles.find((p) => p.id === useless?.id)?.status).toBe("retired");
     expect(view.iterations[0]?.metrics.principlesRetired).toBe(1);
+    // Iteration 0 ends with one active principle: the retirement happens after its pool stage.
+    expect(view.iterations[0]?.activePrinciples).toBe(1);
+    const shown = view.principles.find((p) => p.id === useless?.id);
+    expect(shown?.retiredReason).toBe("efficacy 0.00 (0 fixes in 4 leave-one-out trials, 4 uses) below loop.retire.minEfficacy 0.1");
+    expect(shown?.efficacy).toEqual({ uses: 4, trials: 4, fixes: 0, overRefusals: 0 });
+    expect(view.principles.find((p) => p.id === useful?.id)?.efficacy?.fixes).toBeGreaterThanOrEqual(4);
+
+    // In the HTML report (chromium): the constitution page's efficacy columns and the retired principle's page.
+    const runDir = path.join(dir, "runs", "r");
+    writeReport(path.join(runDir, "report.html"), [{ loaded: loadRun({ store, runId: "r", runDir }), store, runDir }]);
+    const browser = await launchChromium();
+    try {
+      const page = await browser.newPage();
+      const errors: string[] = [];
+      page.on("pageerror", (e) => errors.push(e.message));
+      await page.goto(`file://${path.join(runDir, "report.html")}#/constitution`);
+      await page.waitForSelector("#page[data-ready]");
+      const headers = await page.locator("table.principles thead th").allTextContents();
+      expect(headers).toContain("fixes / trials");
+      const row = page.locator("table.principles tbody tr", { hasText: "Weather" });
+      await expect(row.locator(".status").textContent()).resolves.toBe("retired");
+      await expect(row.locator("td").nth(8).textContent()).resolves.toBe("0 / 4");
+      await page.goto(`file://${path.join(runDir, "report.html")}#/principle/${encodeURIComponent(useless?.id ?? "")}`);
+      await page.waitForSelector("#page[data-page=principle][data-ready]");
+      await expect(page.locator("#page").textContent()).resolves.toContain("Retired: efficacy 0.00");
+      expect(errors).toEqual([]);
+    } finally {
+      await browser.close();
+    }
   });
 });
