@@ -85,6 +85,16 @@ export function evalAnswerParams(redTeam: GenerationParams): GenerationParams {
   return { ...rest, temperature: 0 };
 }
 
+/** The held-out prompts a judged attack benchmark answers, or a USAGE error naming the benchmark. */
+async function heldoutFor(benchmark: string, sources: BenchmarkSources): Promise<readonly RedTeamPrompt[]> {
+  if (!sources.heldoutPrompts) throw new IterAlignError("USAGE", `benchmark '${benchmark}' needs the held-out red-team prompts (the config's data section)`);
+  const prompts = await sources.heldoutPrompts();
+  if (prompts.length === 0) {
+    throw new IterAlignError("USAGE", `benchmark '${benchmark}' has no held-out prompts: data.heldoutFraction is 0 or the red-team sets are empty`);
+  }
+  return prompts;
+}
+
 /**
  * Creates the benchmarks of a list (a string as {@link parseBenchList} reads it, or parsed specs), in list order.
  * Missing sources are USAGE errors that say what to pass: `hhh` needs `hhhFile` or `bigbenchDir`, `asr` needs
@@ -118,24 +128,12 @@ export async function createBenchmarks(list: string | readonly BenchSpec[], sour
         );
         break;
       }
-      case "asr-graded": {
-        if (!sources.heldoutPrompts) throw new IterAlignError("USAGE", "benchmark 'asr-graded' needs the held-out red-team prompts (the config's data section)");
-        const prompts = await sources.heldoutPrompts();
-        if (prompts.length === 0) {
-          throw new IterAlignError("USAGE", "benchmark 'asr-graded' has no held-out prompts: data.heldoutFraction is 0 or the red-team sets are empty");
-        }
-        benchmarks.push(gradedAsrBenchmark({ prompts, ...judged }));
+      case "asr-graded":
+        benchmarks.push(gradedAsrBenchmark({ prompts: await heldoutFor("asr-graded", sources), ...judged }));
         break;
-      }
-      case "asr": {
-        if (!sources.heldoutPrompts) throw new IterAlignError("USAGE", "benchmark 'asr' needs the held-out red-team prompts (the config's data section)");
-        const prompts = await sources.heldoutPrompts();
-        if (prompts.length === 0) {
-          throw new IterAlignError("USAGE", "benchmark 'asr' has no held-out prompts: data.heldoutFraction is 0 or the red-team sets are empty");
-        }
-        benchmarks.push(asrBenchmark({ prompts, ...judged }));
+      case "asr":
+        benchmarks.push(asrBenchmark({ prompts: await heldoutFor("asr", sources), ...judged }));
         break;
-      }
       case "xstest":
         benchmarks.push(xstestBenchmark(judged));
         break;

@@ -1,5 +1,6 @@
+import { writeFileAtomic } from "../util/atomic-write.js";
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import { IterAlignError } from "../spec/errors.js";
@@ -153,12 +154,9 @@ export function writeReport(file: string, runs: readonly ReportRun[], options: R
     "</body></html>",
     "",
   ].join("\n");
-  const tmp = `${file}.tmp-${process.pid}`;
   try {
-    writeFileSync(tmp, html);
-    renameSync(tmp, file);
+    writeFileAtomic(file, html);
   } catch (err) {
-    rmSync(tmp, { force: true });
     throw new IterAlignError("USAGE", `cannot write the report to ${file}: ${(err as Error).message}`, { cause: err });
   }
   return { file, bytes: Buffer.byteLength(html), items: total, jsonBytes };
