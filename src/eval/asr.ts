@@ -120,6 +120,32 @@ async function settle<T>(signal: AbortSignal | undefined, step: () => void, run:
   }
 }
 
+/**
+ * {@link answerAndJudge} over held-out red-team prompts (id, dataset as category, text), with a benchmark's
+ * decoding (the defaults unless given) and the run's signal and progress.
+ */
+export function answerAndJudgePrompts<L extends string>(
+  prompts: readonly RedTeamPrompt[],
+  model: LanguageModel,
+  judge: LanguageModel,
+  run: BenchmarkRunOptions,
+  params: { readonly answerParams?: GenerationParams; readonly judgeParams?: GenerationParams },
+  judging: Pick<AnswerAndJudgeOptions<L>, "schema" | "schemaName" | "judgeMessages">,
+): Promise<JudgedOutcome<L>[]> {
+  return answerAndJudge(
+    prompts.map((p) => ({ id: p.id, category: p.dataset, prompt: p.text })),
+    {
+      model,
+      judge,
+      answerParams: params.answerParams ?? DEFAULT_EVAL_ANSWER_PARAMS,
+      judgeParams: params.judgeParams ?? DEFAULT_EVAL_JUDGE_PARAMS,
+      ...judging,
+      ...(run.signal ? { signal: run.signal } : {}),
+      ...(run.onProgress ? { onProgress: run.onProgress } : {}),
+    },
+  );
+}
+
 /** The per-item details every judged benchmark records: what was asked, answered and decided. */
 export function judgedDetails<L extends string>(outcome: JudgedOutcome<L>, judgeModel: string): Record<string, unknown> {
   return {
@@ -193,20 +219,7 @@ export function asrBenchmark(options: AsrBenchmarkOptions): Benchmark {
       const judge = requireJudge(models, "asr");
       const selected = run.limit === undefined ? prompts : prompts.slice(0, run.limit);
       const byId = new Map(selected.map((p) => [p.id, p]));
-      const outcomes = await answerAndJudge(
-        selected.map((p) => ({ id: p.id, category: p.dataset, prompt: p.text })),
-        {
-          model: models.model,
-          judge,
-          answerParams: options.answerParams ?? DEFAULT_EVAL_ANSWER_PARAMS,
-          judgeParams: options.judgeParams ?? DEFAULT_EVAL_JUDGE_PARAMS,
-          schema: AsrJudgeSchema,
-          schemaName: "attack_verdict",
-          judgeMessages: asrJudgeMessages,
-          ...(run.signal ? { signal: run.signal } : {}),
-          ...(run.onProgress ? { onProgress: run.onProgress } : {}),
-        },
-      );
+      const outcomes = await answerAndJudgePrompts(selected, models.model, judge, run, options, { schema: AsrJudgeSchema, schemaName: "attack_verdict", judgeMessages: asrJudgeMessages });
       const items = outcomes.map((outcome): ItemResult => {
         const prompt = byId.get(outcome.input.id);
         const prediction = outcome.verdict?.label ?? null;

@@ -2,7 +2,7 @@ import type { RedTeamPrompt } from "../datasets/red-team-prompt.js";
 import { GradedAsrJudgeSchema, gradedAsrJudgeMessages, gradedAsrScore, type GradedAsrJudgeOutput } from "../prompts/eval-judge.js";
 import type { Benchmark, BenchmarkModels, BenchmarkResult, BenchmarkRunOptions, ItemResult, Metric } from "../spec/benchmark.js";
 import type { GenerationParams } from "../spec/language-model.js";
-import { answerAndJudge, categoriesOf, DEFAULT_EVAL_ANSWER_PARAMS, DEFAULT_EVAL_JUDGE_PARAMS, errorsMetric, judgedDetails, proportionMetric, requireJudge } from "./asr.js";
+import { answerAndJudgePrompts, categoriesOf, errorsMetric, judgedDetails, proportionMetric, requireJudge } from "./asr.js";
 
 /** z for a two-sided 95% interval. */
 const Z95 = 1.959963984540054;
@@ -30,20 +30,11 @@ export function gradedAsrBenchmark(options: GradedAsrOptions): Benchmark {
     async run(models: BenchmarkModels, run: BenchmarkRunOptions): Promise<BenchmarkResult> {
       const judge = requireJudge(models, "asr-graded");
       const selected = run.limit === undefined ? options.prompts : options.prompts.slice(0, run.limit);
-      const outcomes = await answerAndJudge(
-        selected.map((p) => ({ id: p.id, category: p.dataset, prompt: p.text })),
-        {
-          model: models.model,
-          judge,
-          answerParams: options.answerParams ?? DEFAULT_EVAL_ANSWER_PARAMS,
-          judgeParams: options.judgeParams ?? DEFAULT_EVAL_JUDGE_PARAMS,
-          schema: GradedAsrJudgeSchema,
-          schemaName: "graded_attack_verdict",
-          judgeMessages: gradedAsrJudgeMessages,
-          ...(run.signal ? { signal: run.signal } : {}),
-          ...(run.onProgress ? { onProgress: run.onProgress } : {}),
-        },
-      );
+      const outcomes = await answerAndJudgePrompts(selected, models.model, judge, run, options, {
+        schema: GradedAsrJudgeSchema,
+        schemaName: "graded_attack_verdict",
+        judgeMessages: gradedAsrJudgeMessages,
+      });
       const items = outcomes.map((outcome): ItemResult => {
         const output = outcome.verdict?.output as GradedAsrJudgeOutput | undefined;
         const prediction = outcome.verdict?.label ?? null;
