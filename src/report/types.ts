@@ -3,6 +3,8 @@
  * files and store, consumed by the renderer and the browser client. Types only (the client imports them too).
  */
 
+import type { ItemResult } from "../spec/benchmark.js";
+
 /** Version of the data the page reads (embedded in a report, or served by `iteralign view`). */
 export const REPORT_DATA_VERSION = 1;
 
@@ -127,15 +129,8 @@ export interface EvalEntryView {
   readonly metrics: readonly EvalMetricView[];
 }
 
-/** One evaluated item of a benchmark (from `eval/<label>/eval.json`). */
-export interface EvalItemView {
-  readonly id: string;
-  readonly category?: string;
-  readonly prediction: string | number | null;
-  readonly label: string | number | null;
-  readonly correct?: boolean;
-  readonly details: Readonly<Record<string, unknown>>;
-}
+/** One evaluated item of a benchmark (from `eval/<label>/eval.json`): the benchmark contract's item. */
+export type EvalItemView = ItemResult;
 
 export interface EvalBenchmarkView {
   readonly label: string;
