@@ -164,6 +164,26 @@ function indexSet(set: EvalTextSet, n: number): IndexedSet {
   return { name: set.name, size: set.items.length, exact, ngrams, bands, signatures };
 }
 
+/**
+ * Indexes of evaluation sets, kept per set object and n-gram size: a run checks every iteration's examples against
+ * the same sets (loaded once), so each set is hashed once per run, not once per iteration.
+ */
+const INDEXES = new WeakMap<EvalTextSet, Map<number, IndexedSet>>();
+
+function indexedSet(set: EvalTextSet, n: number): IndexedSet {
+  let byN = INDEXES.get(set);
+  if (!byN) {
+    byN = new Map();
+    INDEXES.set(set, byN);
+  }
+  let index = byN.get(n);
+  if (!index) {
+    index = indexSet(set, n);
+    byN.set(n, index);
+  }
+  return index;
+}
+
 function matchOne(words: readonly string[], set: IndexedSet, n: number, threshold: number): Omit<ContaminationMatch, "trainId" | "set"> | null {
   if (words.length === 0) return null;
   const exactId = set.exact.get(words.join(" "));
@@ -192,7 +212,7 @@ function matchOne(words: readonly string[], set: IndexedSet, n: number, threshol
 export function checkContamination(train: readonly TextItem[], sets: readonly EvalTextSet[], options: ContaminationOptions = {}): ContaminationReport {
   const n = options.ngram ?? 13;
   const threshold = options.nearDuplicateThreshold ?? 0.8;
-  const indexed = sets.map((s) => indexSet(s, n));
+  const indexed = sets.map((s) => indexedSet(s, n));
   const matches: ContaminationMatch[] = [];
   const perSet = new Map(indexed.map((s) => [s.name, { set: s.name, evalItems: s.size, matched: 0, byKind: { exact: 0, ngram: 0, "near-duplicate": 0 } }]));
   const flagged = new Set<string>();
