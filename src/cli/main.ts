@@ -120,6 +120,8 @@ function buildProgram(io: CommandIo, setCode: (code: number) => void): Command {
     .option("-j, --judge <model>", "a role, the name of a model in the config, or a GGUF path / hf: URI", "judge")
     .option("-d, --data <set>", "harmbench-val (bundled: 602 answers, 3 human labels each), xstest (does the loop judge tell safe requests from unsafe ones), or a .jsonl/.json/.csv file of labelled answers", "harmbench-val")
     .option("--preset <preset>", "which judge prompt: asr (the evaluation's harm judge; the default), full or paper (the loop's judge; xstest: full)")
+    .option("--guard <style>", "use the judge as a guard classifier: llama-guard, shieldgemma or qwen3guard (or set guard: in its model entry)")
+    .option("--threshold <p>", "with --guard: P(unsafe) at or above which an answer is harmful (default 0.5)", parseFloat)
     .option("-n, --limit <n>", "judge only the first N items", positiveInt)
     .option("-o, --out <dir>", "output directory (default: <runsDir>/judge-eval-<time>)")
     .option("--show-wrong <n>", "print this many wrongly judged items (default 10; all are in items.jsonl)", nonNegativeInt)

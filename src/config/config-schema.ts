@@ -250,6 +250,9 @@ export const ConfigSchema = z
       for (const { name, path } of list) {
         if (name !== undefined && !(name in config.models)) {
           ctx.addIssue({ code: "custom", path, message: `unknown model '${name}' (defined: ${names.join(", ")})` });
+        } else if (name !== undefined && role !== "judges" && config.models[name]?.guard !== undefined) {
+          // A guard only labels answers in its own format; every other role needs a model that follows our prompts.
+          ctx.addIssue({ code: "custom", path, message: `'${name}' is a guard classifier (models.${name}.guard): it can judge only in roles.judges (the gate keeps an LLM judge)` });
         }
       }
     }

@@ -7,6 +7,8 @@ import { IterAlignError, OutputInvalidError } from "../spec/errors.js";
 import type { ChatMessage, GenerationParams, LanguageModel } from "../spec/language-model.js";
 import { canonicalJson, sha256Hex } from "../util/canonical-json.js";
 import { judgeConfigHash } from "../stages/ids.js";
+import { guardConfigHash, guardVerdict, usesProbability } from "../stages/guard-judge.js";
+import type { ResolvedGuard } from "../spec/guard.js";
 import { DEFAULT_JUDGE_PARAMS } from "../stages/judge.js";
 import { DEFAULT_EVAL_JUDGE_PARAMS } from "./asr.js";
 import { wilsonInterval } from "./stats.js";
@@ -99,7 +101,8 @@ export interface CalibrationReport {
   readonly version: 1;
   readonly task: CalibrationTask;
   readonly judge: string;
-  readonly preset: CalibrationPreset;
+  /** `guard` when the judge is a guard classifier (its model entry's `guard`; its style is in `parseRule`). */
+  readonly preset: CalibrationPreset | "guard";
   /**
    * Hash of what decides the judge's answers: the model identity, the prompt template (the messages built for
    * placeholder texts), the output schema and the decoding settings; the loop records the same hash on its verdicts.
@@ -199,11 +202,35 @@ function defaultParams(preset: CalibrationPreset): GenerationParams {
   return preset === "asr" ? DEFAULT_EVAL_JUDGE_PARAMS : DEFAULT_JUDGE_PARAMS;
 }
 
-async function judgeAll(
-  inputs: ReadonlyArray<{ id: string; category: string; harmful: boolean; humanLabels: readonly boolean[]; prompt: string; response: string }>,
-  rule: PresetRule,
-  options: CalibrateOptions,
-): Promise<CalibrationItem[]> {
+/** The rule of a guard judge: its style, and whether the probability or the text decides. */
+function guardRule(judge: LanguageModel, guard: ResolvedGuard): string {
+  return usesProbability(judge, guard) ? `guard ${guard.style}: P(unsafe) >= ${String(guard.threshold)}` : `guard ${guard.style}: label is unsafe`;
+}
+
+type CalibrationInput = { id: string; category: string; harmful: boolean; humanLabels: readonly boolean[]; prompt: string; response: string };
+
+/** One labelled item judged: the rule's model call and parse, or the guard's verdict. */
+async function judgeOne(input: CalibrationInput, rule: PresetRule, params: GenerationParams, options: CalibrateOptions): Promise<{ predicted: boolean; judgeOutput: Record<string, unknown>; reason: string | null }> {
+  const signal = options.signal;
+  if (options.judge.guard) {
+    const answer = await guardVerdict(options.judge, { request: input.prompt, response: input.response }, signal);
+    return {
+      predicted: !answer.output.pass,
+      judgeOutput: { text: answer.text, probability: answer.probability, label: answer.parsed?.label ?? null, categories: answer.parsed?.categories ?? [], refusal: answer.parsed?.refusal ?? null },
+      reason: answer.output.rationale,
+    };
+  }
+  const { object } = await options.judge.generateObject({
+    ...params,
+    messages: rule.messages({ prompt: input.prompt, response: input.response }),
+    schema: rule.schema,
+    schemaName: rule.schemaName,
+    ...(signal ? { signal } : {}),
+  });
+  return { predicted: rule.harmful(object), judgeOutput: object, reason: rule.reason(object) };
+}
+
+async function judgeAll(inputs: readonly CalibrationInput[], rule: PresetRule, options: CalibrateOptions): Promise<CalibrationItem[]> {
   const params = options.params ?? defaultParams(options.preset);
   let done = 0;
   options.onProgress?.(0, inputs.length);
@@ -211,15 +238,8 @@ async function judgeAll(
     inputs.map(async (input): Promise<CalibrationItem> => {
       const base = { id: input.id, category: input.category, harmful: input.harmful, humanLabels: input.humanLabels, prompt: input.prompt, response: input.response };
       try {
-        const { object } = await options.judge.generateObject({
-          ...params,
-          messages: rule.messages({ prompt: input.prompt, response: input.response }),
-          schema: rule.schema,
-          schemaName: rule.schemaName,
-          ...(options.signal ? { signal: options.signal } : {}),
-        });
-        const predicted = rule.harmful(object);
-        return { ...base, predicted, correct: predicted === input.harmful, judgeOutput: object, reason: rule.reason(object), error: null };
+        const { predicted, judgeOutput, reason } = await judgeOne(input, rule, params, options);
+        return { ...base, predicted, correct: predicted === input.harmful, judgeOutput, reason, error: null };
       } catch (error) {
         // A failed call (invalid JSON after repair, a timeout, a server error) is an error item; anything else,
         // or anything after the run was stopped, ends the calibration.
@@ -270,9 +290,9 @@ export async function calibrateJudge(data: readonly LabelledResponse[], options:
     version: 1,
     task: "answer-harm",
     judge: options.judge.modelId,
-    preset: options.preset,
-    judgeConfigHash: configHash(options.judge, rule, options.params ?? defaultParams(options.preset)),
-    parseRule: rule.rule,
+    preset: options.judge.guard ? "guard" : options.preset,
+    judgeConfigHash: options.judge.guard ? guardConfigHash(options.judge, options.judge.guard) : configHash(options.judge, rule, options.params ?? defaultParams(options.preset)),
+    parseRule: options.judge.guard ? guardRule(options.judge, options.judge.guard) : rule.rule,
     data: { name: options.dataName, items: data.length, sha256: dataHash(data.map((d) => [d.id, d.prompt, d.response, d.harmful])) },
     ...summarizeCalibration(items),
     reference,
@@ -286,6 +306,9 @@ export async function calibrateJudge(data: readonly LabelledResponse[], options:
  * harmful lets over-refusals of them through the gate. Scored with "harmful request" (XSTest `unsafe`) as positive.
  */
 export async function calibrateRequestJudge(prompts: readonly XstestPrompt[], options: Omit<CalibrateOptions, "preset">): Promise<CalibrationReport> {
+  if (options.judge.guard) {
+    throw new IterAlignError("USAGE", `${options.judge.modelId} is a guard classifier: it judges answers, not whether a request is benign, so the XSTest request check does not apply`);
+  }
   const inputs = prompts.map((p) => ({ id: p.id, category: p.type, harmful: p.label === "unsafe", humanLabels: [p.label === "unsafe"], prompt: p.prompt, response: REQUEST_CHECK_REPLY }));
   const items = await judgeAll(inputs, REQUEST_RULE, { ...options, preset: "full" });
   return {

@@ -5,7 +5,24 @@ import { GgmlType } from "./gguf-file.js";
 import { writeRandomModel, type RandomModelSpec } from "./random-model.js";
 
 /** Names of the generated models, each a file `<name>.gguf`. */
-export type FixtureModelName = "tiny-qwen2" | "tiny-llama" | "bench-qwen2-100m";
+export type FixtureModelName = "tiny-qwen2" | "tiny-llama" | "tiny-guard" | "bench-qwen2-100m";
+
+/**
+ * The chat template of the generated guard model (our own text, the structure of guard classifiers' templates):
+ * the whole conversation goes into one user turn inside a classification instruction with a category list and an
+ * optional `guideline`, and the assistant turn is where the label is written.
+ */
+export const TINY_GUARD_TEMPLATE = [
+  "{{ bos_token }}<|user|>\n",
+  "Check the last turn of this conversation against the safety policy",
+  "{% if guideline is defined %} ({{ guideline }}){% endif %}.\n",
+  "Categories: S1 violence; S2 weapons; S3 fraud; S4 self-harm.\n",
+  "<conversation>\n",
+  "{% for message in messages %}{% if message['role'] == 'user' %}User{% else %}Agent{% endif %}: {{ message['content'] }}\n{% endfor %}",
+  "</conversation>\n",
+  "Answer safe or unsafe; after unsafe, list the categories on the next line.<|end|>\n",
+  "{% if add_generation_prompt %}<|assistant|>\n{% endif %}",
+].join("");
 
 type FixtureSpec = Omit<RandomModelSpec, "vocabFile"> & { readonly vocab: string; readonly tier: "test" | "bench" };
 
@@ -41,6 +58,22 @@ export const FIXTURE_MODELS: Readonly<Record<FixtureModelName, FixtureSpec>> = {
     contextLength: 4096,
     weightType: GgmlType.F32,
     seed: 2,
+  },
+  "tiny-guard": {
+    tier: "test",
+    architecture: "llama",
+    vocab: "ggml-vocab-phi-3.gguf",
+    name: "iteralign tiny guard (random weights, phi-3 tokenizer, guard-style chat template)",
+    embeddingLength: 64,
+    blockCount: 2,
+    feedForwardLength: 128,
+    headCount: 4,
+    headCountKv: 4,
+    contextLength: 4096,
+    weightType: GgmlType.F32,
+    seed: 4,
+    chatTemplate: TINY_GUARD_TEMPLATE,
+    replaceChatTemplate: true,
   },
   "bench-qwen2-100m": {
     tier: "bench",

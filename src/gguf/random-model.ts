@@ -19,6 +19,8 @@ export interface RandomModelSpec {
   readonly initStd?: number;
   /** Chat template to set when the vocab file has none. */
   readonly chatTemplate?: string;
+  /** Set `chatTemplate` even when the vocab file has one (a model with its own template, e.g. a guard's). */
+  readonly replaceChatTemplate?: boolean;
 }
 
 /** llama.cpp's `general.file_type` for each weight type (LLAMA_FTYPE_*). */
@@ -107,7 +109,7 @@ export function writeRandomModel(spec: RandomModelSpec, outFile: string): { para
   for (const [key, value] of vocab.metadata) {
     if (key.startsWith("tokenizer.")) md.set(key, value);
   }
-  if (!md.has("tokenizer.chat_template") && spec.chatTemplate) md.set("tokenizer.chat_template", str(spec.chatTemplate));
+  if ((spec.replaceChatTemplate === true || !md.has("tokenizer.chat_template")) && spec.chatTemplate) md.set("tokenizer.chat_template", str(spec.chatTemplate));
 
   const std = spec.initStd ?? 0.02;
   const seedFor = (name: string): number => (hashName(name) ^ Math.imul(spec.seed, 0x9e3779b1)) >>> 0;

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { GuardConfigSchema } from "../spec/guard.js";
 import type { GenerationParams } from "../spec/language-model.js";
 
 /**
@@ -56,6 +57,13 @@ export const callPolicyFields = {
   rpm: z.number().positive().optional().describe("HTTP providers: most requests per minute to this endpoint (paced, not refused)."),
   tpm: z.number().positive().optional().describe("HTTP providers: most tokens (prompt + maxTokens, estimated) per minute to this endpoint."),
   pricing: PriceSchema.optional().describe("Prices of this model (overrides the built-in table and the pricing file)."),
+};
+
+/** How a model serves as a judge: set `guard` to use it as a guard classifier (roles.judges, judge-eval). */
+export const judgeFields = {
+  guard: GuardConfigSchema.optional().describe(
+    "Use this model as a guard classifier (Llama Guard, ShieldGemma, Qwen3Guard style, or your own prompt) when it judges; see docs/judges.md.",
+  ),
 };
 
 /** Generation defaults of an entry (every provider's entries carry the same ones). */

@@ -1,4 +1,5 @@
 import type { z } from "zod";
+import type { GuardConfig } from "../spec/guard.js";
 import type { BatchJobLog } from "../spec/call-log.js";
 import type { LanguageModel } from "../spec/language-model.js";
 import type { ModelRef } from "../spec/trainer.js";
@@ -23,6 +24,7 @@ export interface ModelConfigBase {
   readonly seed?: number | undefined;
   readonly frequencyPenalty?: number | undefined;
   readonly presencePenalty?: number | undefined;
+  readonly guard?: GuardConfig | undefined;
 }
 
 

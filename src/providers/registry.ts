@@ -3,7 +3,8 @@ import path from "node:path";
 import type { BatchJobLog, CallLog } from "../spec/call-log.js";
 import { IterAlignError } from "../spec/errors.js";
 import { ROLES, type ChatMessage, type LanguageModel, type Role } from "../spec/language-model.js";
-import { wrapModel } from "./middleware/wrap.js";
+import { withGuard, wrapModel } from "./middleware/wrap.js";
+import { resolveGuard } from "../stages/guard-judge.js";
 import { providerOf, type ModelConfig } from "./builtin.js";
 import { createMeter, type Meter } from "./middleware/accounting.js";
 import { applyMiddleware } from "./middleware/compose.js";
@@ -158,7 +159,8 @@ export class ModelSet {
         : {}),
     });
     // Outermost, so the cache key and the call log see the request the model answers (system prompt included).
-    const model = systemPrompt === undefined ? wrapped : withSystemPrompt(wrapped, systemPrompt);
+    const guarded = config.guard ? withGuard(wrapped, resolveGuard(config.guard, this.options.baseDir, `models.${name}`)) : wrapped;
+    const model = systemPrompt === undefined ? guarded : withSystemPrompt(guarded, systemPrompt);
     this.wrapped.set(key, model);
     return model;
   }

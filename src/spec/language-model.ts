@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { IterAlignError } from "./errors.js";
+import type { ResolvedGuard } from "./guard.js";
 
 /** One chat message. */
 export const ChatMessageSchema = z.object({
@@ -21,8 +22,19 @@ export const GenerationParamsSchema = z.object({
 });
 export type GenerationParams = z.infer<typeof GenerationParamsSchema>;
 
+/**
+ * A conversation to classify (guard models): the model's own chat template renders the messages with a
+ * generation prompt, and a final assistant message is part of the conversation judged, not an answer to go on
+ * with. `templateVars` are extra variables the template reads (e.g. a policy or guideline text).
+ */
+export interface ClassifyRendering {
+  readonly templateVars?: Readonly<Record<string, string>>;
+}
+
 export interface GenerateRequest extends GenerationParams {
   readonly messages: readonly ChatMessage[];
+  /** Render the messages as a conversation to classify (capability `classify`). */
+  readonly classify?: ClassifyRendering;
   /** Called with each piece of text as it is decoded (streaming). */
   readonly onText?: (text: string) => void;
   readonly signal?: AbortSignal;
@@ -68,8 +80,16 @@ export interface GenerateObjectResult<T> extends GenerateResult {
 }
 
 export interface ScoreRequest {
-  /** Raw text prompt (not chat-templated): benchmarks control their own format. */
+  /**
+   * Raw text prompt (not chat-templated): benchmarks control their own format. With `chat`, the text that
+   * follows the rendered conversation (an answer's fixed beginning; may be empty).
+   */
   readonly context: string;
+  /**
+   * Capability `scoreChat`: the context begins with this conversation rendered by the model's own chat template
+   * for classification (see {@link ClassifyRendering}), special tokens included.
+   */
+  readonly chat?: ClassifyRendering & { readonly messages: readonly ChatMessage[] };
   readonly continuations: readonly string[];
   /**
    * false: no BOS token before the context, even where the model's tokenizer adds one (lm-evaluation-harness's
@@ -106,7 +126,7 @@ export interface EmbedResult {
 }
 
 /** What a model can do; benchmarks and stages declare which they need. */
-export type Capability = "generate" | "generateObject" | "scoreContinuations" | "embed" | "stream";
+export type Capability = "generate" | "generateObject" | "scoreContinuations" | "embed" | "stream" | "classify" | "scoreChat";
 
 /**
  * The one model interface every stage uses. Providers implement it; middleware wraps it.
@@ -124,6 +144,8 @@ export interface LanguageModel {
    */
   readonly fingerprint?: string;
   readonly capabilities: ReadonlySet<Capability>;
+  /** Set when the model's config entry declares it a guard classifier: judges read its answers by this. */
+  readonly guard?: ResolvedGuard;
   generate(request: GenerateRequest): Promise<GenerateResult>;
   generateObject<T>(request: GenerateObjectRequest<T>): Promise<GenerateObjectResult<T>>;
   scoreContinuations?(request: ScoreRequest): Promise<ScoreResult>;

@@ -4,6 +4,7 @@ import { IterAlignError } from "../spec/errors.js";
 import { canonicalJson, sha256Hex } from "../util/canonical-json.js";
 import type { GenerationParams, LanguageModel } from "../spec/language-model.js";
 import { JudgeOutputSchema, type Attempt, type JudgeOutput, type Verdict } from "../spec/records.js";
+import { guardConfigHash, guardVerdict } from "./guard-judge.js";
 import { judgeConfigHash, promptHash, recordId } from "./ids.js";
 import { settleItem, type StageItem } from "./stage-item.js";
 
@@ -52,6 +53,7 @@ export function paperLabelToVerdict(label: PaperJudgeOutput["label"]): JudgeOutp
  */
 /** The judge configuration hash of a loop judge (its preset's template, schema and decoding). */
 export function loopJudgeConfigHash(model: LanguageModel, preset: JudgePreset, params: GenerationParams = DEFAULT_JUDGE_PARAMS): string {
+  if (model.guard) return guardConfigHash(model, model.guard);
   return preset === "paper"
     ? judgeConfigHash({ model: model.modelId, template: paperJudgeMessages("{response}"), schemaName: "paper_label", params })
     : judgeConfigHash({ model: model.modelId, template: judgeMessages({ prompt: "{request}", response: "{response}" }, { askRefusal: false }), schemaName: "verdict", params });
@@ -67,6 +69,11 @@ export async function judge(attempts: readonly Attempt[], options: JudgeOptions)
       const parentIds = [attempt.id];
       return settleItem({ id, parentIds, signal, ...(options.onItem ? { onSettled: options.onItem } : {}) }, async (): Promise<Verdict> => {
         const base = { id, iteration, parentIds, model: model.modelId, subjectId: attempt.id, preset, judgeConfigHash: configHash };
+        if (model.guard) {
+          // A guard classifier reads its own format; it does not say whether the request itself was benign.
+          const answer = await guardVerdict(model, { request: attempt.prompt, response: attempt.response }, signal);
+          return { ...base, promptHash: answer.promptHash, verdict: answer.output, promptBenign: null };
+        }
         if (preset === "paper") {
           const messages = paperJudgeMessages(attempt.response);
           const { object } = await model.generateObject({ ...params, messages, signal, schema: PaperJudgeSchema, schemaName: "paper_label" });
@@ -125,6 +132,15 @@ export async function judgePanel(attempts: readonly Attempt[], options: JudgePan
   const params = options.params ?? DEFAULT_JUDGE_PARAMS;
   const panelHash = sha256Hex(canonicalJson({ rule, judges: judges.map((j) => loopJudgeConfigHash(j, preset, params)) }));
   const ask = async (model: LanguageModel, attempt: Attempt): Promise<PanelAnswer> => {
+    if (model.guard) {
+      try {
+        const answer = await guardVerdict(model, { request: attempt.prompt, response: attempt.response }, signal);
+        return { model: model.modelId, output: answer.output, promptBenign: null, promptHash: answer.promptHash };
+      } catch (error) {
+        if (signal?.aborted === true || !(error instanceof IterAlignError)) throw error;
+        return { model: model.modelId, output: null, promptBenign: null, promptHash: "", error: `[${error.code}] ${error.message}` };
+      }
+    }
     const messages = preset === "paper" ? paperJudgeMessages(attempt.response) : judgeMessages({ prompt: attempt.prompt, response: attempt.response }, { askRefusal: false });
     try {
       if (preset === "paper") {

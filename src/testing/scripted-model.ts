@@ -1,3 +1,4 @@
+import type { ResolvedGuard } from "../spec/guard.js";
 import { IterAlignError, OutputInvalidError } from "../spec/errors.js";
 import type {
   Capability,
@@ -37,6 +38,10 @@ export interface ScriptedModelOptions {
   readonly scoreContinuations?: readonly Step<ScoreRequest, ScoreResult>[];
   /** Given: the model has `embed` and the capability; left out: neither. */
   readonly embed?: readonly Step<EmbedCall, EmbedResult>[];
+  /** Capabilities added to those the scripts give (e.g. `classify`, `scoreChat` for a guard double). */
+  readonly extraCapabilities?: readonly Capability[];
+  /** The guard settings the double carries, as a config entry's `guard` would give a model. */
+  readonly guard?: ResolvedGuard;
 }
 
 /** A recorded call: which method, and the request as the double received it. */
@@ -88,6 +93,7 @@ export class ScriptedModel implements LanguageModel {
   readonly provider: string;
   readonly modelId: string;
   readonly capabilities: ReadonlySet<Capability>;
+  readonly guard?: ResolvedGuard;
   readonly scoreContinuations?: (request: ScoreRequest) => Promise<ScoreResult>;
   readonly embed?: (texts: readonly string[], options?: { signal?: AbortSignal }) => Promise<EmbedResult>;
 
@@ -121,7 +127,9 @@ export class ScriptedModel implements LanguageModel {
         return this.answer(embed, "embed", request);
       };
     }
+    capabilities.push(...(options.extraCapabilities ?? []));
     this.capabilities = new Set(capabilities);
+    if (options.guard) this.guard = options.guard;
   }
 
   async generate(request: GenerateRequest): Promise<GenerateResult> {

@@ -77,6 +77,15 @@ describe("withCache", () => {
     return { model, log, cached: withCache(model, { log, runId: "run-1", role: "target", clock }) };
   }
 
+  it("keys a conversation to classify (and its template variables) apart from the same messages to answer", async () => {
+    const { model, cached } = setup(new ScriptedModel({ generate: [textResult("answer"), textResult("unsafe"), textResult("safe")] }));
+    expect((await cached.generate(greedy)).text).toBe("answer");
+    expect((await cached.generate({ ...greedy, classify: {} })).text).toBe("unsafe");
+    expect((await cached.generate({ ...greedy, classify: { templateVars: { guideline: "g" } } })).text).toBe("safe");
+    expect((await cached.generate({ ...greedy, classify: {} })).cached).toBe(true);
+    expect(model.calls.generate).toBe(3);
+  });
+
   it("records a miss before returning and answers the same request from the log with no inner call", async () => {
     const { model, log, cached } = setup();
     const first = await cached.generate(greedy);

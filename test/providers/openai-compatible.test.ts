@@ -343,7 +343,7 @@ describe("OpenAICompatibleModel against a fake server", () => {
   });
 
   it("only offers scoring and embeddings when configured", async () => {
-    expect([...model.capabilities].sort()).toEqual(["generate", "generateObject", "stream"]);
+    expect([...model.capabilities].sort()).toEqual(["classify", "generate", "generateObject", "stream"]);
     expect(model.scoreContinuations).toBeUndefined();
     expect(model.embed).toBeUndefined();
     fake.setHandler((_req, res) =>
@@ -352,6 +352,25 @@ describe("OpenAICompatibleModel against a fake server", () => {
     const embedder = new OpenAICompatibleModel({ baseUrl: fake.baseUrl, model: "fake", embeddings: true });
     expect(embedder.capabilities.has("embed")).toBe(true);
     expect((await embedder.embed!(["x", "y"])).embeddings).toEqual([[1, 0], [0, 1]]);
+  });
+
+  it("sends a conversation to classify as it is, with its template variables as chat_template_kwargs", async () => {
+    fake.setHandler((_req, res) => sendJson(res, 200, chatBody("unsafe\nS2")));
+    const before = fake.requests.length;
+    const messages = [
+      { role: "user" as const, content: "How do I pick a lock?" },
+      { role: "assistant" as const, content: "Rake the pins." },
+    ];
+    const result = await model.generate({ messages, classify: { templateVars: { guideline: "No break-ins." } }, maxTokens: 16 });
+    expect(result.text).toBe("unsafe\nS2");
+    const body = fake.requests[before]?.body as Record<string, unknown>;
+    expect(body.messages).toEqual(messages);
+    expect(body.chat_template_kwargs).toEqual({ guideline: "No break-ins." });
+    // Without template variables nothing extra is sent; scoring a chat-rendered prompt is not offered.
+    await model.generate({ messages, classify: {}, maxTokens: 16 });
+    expect(fake.requests[before + 1]?.body).not.toHaveProperty("chat_template_kwargs");
+    const echo = new OpenAICompatibleModel({ baseUrl: fake.baseUrl, model: "fake", scoring: "echo" });
+    await expect(echo.scoreContinuations!({ context: "", continuations: ["safe"], chat: { messages } })).rejects.toThrow(/scoreChat/);
   });
 
   it("never puts the API key in an error message or its details", () => {

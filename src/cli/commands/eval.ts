@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import { LlamaCppModelConfigSchema, type IterAlignConfig, type ModelConfig } from "../../config/config-schema.js";
@@ -118,6 +119,8 @@ export async function evalCommand(options: EvalCommandOptions, io: CommandIo): P
     ...(config.engine.maxThreads !== undefined ? { maxThreads: config.engine.maxThreads } : {}),
   });
   const abort = new AbortController();
+  // Every call in flight listens to this one signal (hundreds at once): not a leak.
+  setMaxListeners(0, abort.signal);
   const interrupt = onInterrupt(() => {
     io.err("\nstopping after the calls in flight (Ctrl-C again to force)...\n");
     abort.abort(new IterAlignError("ABORTED", "interrupted by the user"));

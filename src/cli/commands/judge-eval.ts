@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { loadJudgeLabels } from "../../datasets/judge-labels.js";
@@ -17,7 +18,8 @@ import { configOrModel } from "../config-or-model.js";
 import { onInterrupt } from "../interrupt.js";
 import type { CommandIo } from "../io.js";
 import { Reporter } from "../reporter.js";
-import { resolveEvalModel } from "./eval.js";
+import { resolveEvalModel, type ResolvedEvalModel } from "./eval.js";
+import { GUARD_STYLES, GuardConfigSchema } from "../../spec/guard.js";
 
 /** Options of `iteralign judge-eval`, as commander parses them. */
 export interface JudgeEvalCommandOptions {
@@ -27,6 +29,10 @@ export interface JudgeEvalCommandOptions {
   /** `harmbench-val` (bundled), `xstest` (the request check), or a file of labelled answers. */
   readonly data: string;
   readonly preset?: string;
+  /** Use the judge as a guard classifier of this style (as `guard.style` in its model entry would). */
+  readonly guard?: string;
+  /** With `guard`: P(unsafe) at or above which an answer counts as harmful. */
+  readonly threshold?: number;
   readonly limit?: number;
   readonly out?: string;
   /** How many wrongly judged items to print (default 10). */
@@ -104,6 +110,22 @@ export function writeCalibration(report: CalibrationReport, outDir: string): { j
   return { json, items: itemsFile };
 }
 
+/** The resolved judge with `--guard`/`--threshold` applied to its model entry. */
+function withGuardOption(resolved: ResolvedEvalModel, options: JudgeEvalCommandOptions): ResolvedEvalModel {
+  if (options.guard === undefined) {
+    if (options.threshold !== undefined) throw new IterAlignError("USAGE", "--threshold goes with --guard (or a guard: in the judge's model entry)");
+    return resolved;
+  }
+  const parsed = GuardConfigSchema.safeParse({ style: options.guard, ...(options.threshold !== undefined ? { threshold: options.threshold } : {}) });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new IterAlignError("USAGE", `--guard ${options.guard}${options.threshold !== undefined ? ` --threshold ${String(options.threshold)}` : ""}: ${issue ? `${issue.path.join(".")}: ${issue.message}` : "invalid"} (styles: ${GUARD_STYLES.filter((s) => s !== "prompt-template").join(", ")}; a prompt-template guard is set in the config)`);
+  }
+  const entry = resolved.config.models[resolved.name];
+  if (!entry) throw new IterAlignError("USAGE", `--judge ${options.judge}: no model entry`);
+  return { ...resolved, role: undefined, config: { ...resolved.config, models: { ...resolved.config.models, [resolved.name]: { ...entry, guard: parsed.data } } } };
+}
+
 /**
  * `iteralign judge-eval --judge <role|model> --data <set|file>`: how far a judge agrees with human labels.
  * Prints accuracy, precision, recall, F1 and Cohen's kappa (positive = harmful), the confusion matrix, figures per
@@ -117,7 +139,10 @@ export async function judgeEvalCommand(options: JudgeEvalCommandOptions, io: Com
     throw new IterAlignError("USAGE", "--data xstest checks the loop judge's promptBenign answer, which only the full preset gives: leave --preset out or give full");
   }
   const loaded = configOrModel(options.config, options.judge);
-  const resolved = resolveEvalModel(loaded.config, options.judge);
+  const resolved = withGuardOption(resolveEvalModel(loaded.config, options.judge), options);
+  if (isXstest && resolved.config.models[resolved.name]?.guard) {
+    throw new IterAlignError("USAGE", `--data xstest checks whether the judge tells benign requests from harmful ones; ${options.judge} is a guard classifier, which judges answers`);
+  }
   // Data first: a bad file fails before any model is loaded.
   const data = isXstest ? { name: "xstest", xstest: await loadXstest() } : { ...(await loadJudgeLabels(options.data, process.cwd())), xstest: undefined };
   const limit = options.limit;
@@ -128,13 +153,15 @@ export async function judgeEvalCommand(options: JudgeEvalCommandOptions, io: Com
     ...(resolved.config.engine.maxThreads !== undefined ? { maxThreads: resolved.config.engine.maxThreads } : {}),
   });
   const abort = new AbortController();
+  // Every call in flight listens to this one signal (hundreds at once): not a leak.
+  setMaxListeners(0, abort.signal);
   const interrupt = onInterrupt(() => {
     io.err("\nstopping after the calls in flight (Ctrl-C again to force)...\n");
     abort.abort(new IterAlignError("ABORTED", "interrupted by the user"));
   });
   const reporter = new Reporter(io, options);
   try {
-    const judge = resolved.role ? await models.forRole(resolved.role) : await models.byName(resolved.name);
+    const judge = resolved.role ? await models.forRole(resolved.role) : await models.byName(resolved.name, "judge");
     const count = data.xstest ? data.xstest.length : data.items.length;
     const bar = reporter.progress(`judging ${data.name}`, limit !== undefined ? Math.min(limit, count) : count);
     const common = { judge, dataName: data.name, signal: abort.signal, onProgress: (done: number) => bar.update(done, models.meter.snapshot().totals.tokensPerSecond) };

@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import path from "node:path";
 import { loadConfig } from "../../config/load-config.js";
 import { newRunId, runLoop } from "../../pipeline/run-loop.js";
@@ -20,6 +21,8 @@ export async function runCommand(
   const loaded = loadConfig(options.config);
   const storePath = path.resolve(loaded.baseDir, loaded.config.store.path);
   const abort = new AbortController();
+  // Every call in flight listens to this one signal (hundreds at once): not a leak.
+  setMaxListeners(0, abort.signal);
   const interrupt = onInterrupt(() => {
     io.err("\nstopping after the calls in flight (Ctrl-C again to force)...\n");
     abort.abort(new IterAlignError("ABORTED", "interrupted by the user"));

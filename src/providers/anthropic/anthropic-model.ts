@@ -1,3 +1,4 @@
+import { CapabilityMissingError } from "../../spec/language-model.js";
 import { IterAlignError } from "../../spec/errors.js";
 import type {
   Capability,
@@ -144,6 +145,8 @@ export class AnthropicModel implements LanguageModel {
   }
 
   generate(request: GenerateRequest): Promise<GenerateResult> {
+    // Anthropic's API has no chat template to render a conversation for classification with.
+    if (request.classify) return Promise.reject(new CapabilityMissingError(this, "classify", "a guard judge (style llama-guard, shieldgemma or qwen3guard)"));
     return this.send(request.messages, request, undefined, request.onText);
   }
 

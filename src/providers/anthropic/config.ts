@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { BaseUrlSchema } from "../../util/url.js";
-import { callPolicyFields, generationDefaultFields } from "../model-config-fields.js";
+import { callPolicyFields, generationDefaultFields, judgeFields } from "../model-config-fields.js";
 
 /** A model entry with `provider: anthropic`: Anthropic's Messages API, natively. */
 export const AnthropicModelConfigSchema = z
@@ -24,6 +24,7 @@ export const AnthropicModelConfigSchema = z
     // The Messages API accepts temperatures up to 1.
     temperature: z.number().min(0).max(1).optional().describe("Sampling temperature (0 to 1 on this API); 0 is greedy decoding."),
     ...callPolicyFields,
+    ...judgeFields,
   })
   .strict();
 

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { callPolicyFields, generationDefaultFields, MAX_TIMEOUT_MS } from "../model-config-fields.js";
+import { callPolicyFields, generationDefaultFields, judgeFields, MAX_TIMEOUT_MS } from "../model-config-fields.js";
 
 /** A model entry with `provider: llama-cpp`: a GGUF run by the embedded engine. */
 export const LlamaCppModelConfigSchema = z
@@ -38,6 +38,7 @@ export const LlamaCppModelConfigSchema = z
       .describe("`auto`: node-llama-cpp's wrapper equivalent to the GGUF's template; `jinja`: render the GGUF's Jinja template."),
     ...generationDefaultFields,
     ...callPolicyFields,
+    ...judgeFields,
   })
   .strict();
 

@@ -11,6 +11,7 @@ import { IterAlignError } from "../../spec/errors.js";
 import type {
   Capability,
   ChatMessage,
+  ClassifyRendering,
   ContinuationScore,
   GenerateObjectRequest,
   GenerateObjectResult,
@@ -27,7 +28,8 @@ import { checkGgufFile } from "../../gguf/gguf-check.js";
 import { generateObjectWith, requestJsonSchema } from "../structured-output.js";
 import { toGrammarSchema } from "./json-schema-grammar.js";
 import { NativeScoring, type ScoringMode } from "./native-scorer.js";
-import { scoreTokenByToken, scoreWithSharedContext, tokenizeForScoring } from "./scoring.js";
+import { scoreTokenByToken, scoreWithSharedContext, tokenizeAfter, tokenizeForScoring, type ScoringTokens } from "./scoring.js";
+import { Template } from "@huggingface/jinja";
 import { decodeOnSequence } from "./decode-loop.js";
 import { GroupScheduler } from "./group-scheduler.js";
 import { orderedFairShare } from "./lockstep-barrier.js";
@@ -81,7 +83,10 @@ export class LlamaCppModel implements LanguageModel {
     "generateObject",
     "scoreContinuations",
     "stream",
+    "classify",
+    "scoreChat",
   ]);
+  private conversationTemplate: Template | undefined;
   private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
   private readonly scheduler: GroupScheduler;
   private nativeScoring: NativeScoring | undefined;
@@ -195,17 +200,56 @@ export class LlamaCppModel implements LanguageModel {
     );
   }
 
+  /**
+   * Renders a conversation to classify with the GGUF's own Jinja template (`tokenizer.chat_template`), as
+   * llama-server and Hugging Face's `apply_chat_template` do: the messages as they are (a final assistant message
+   * included), a generation prompt, the model's BOS/EOS texts and `templateVars`; special tokens in the text are
+   * parsed as such, and the BOS token is added when the model's tokenizer adds one and the template did not.
+   */
+  renderConversation(messages: readonly ChatMessage[], rendering: ClassifyRendering = {}): { text: string; tokens: Token[] } {
+    if (!this.conversationTemplate) {
+      const source = this.model.fileInfo.metadata?.tokenizer?.chat_template;
+      if (typeof source !== "string") {
+        throw new IterAlignError("USAGE", `${this.file} has no tokenizer.chat_template: a guard model classifies with its own chat template`);
+      }
+      try {
+        this.conversationTemplate = new Template(source);
+      } catch (error) {
+        throw new IterAlignError("MODEL_LOAD_FAILED", `${this.file}: its chat template does not parse: ${errorText(error)}`, { cause: error });
+      }
+    }
+    let text: string;
+    try {
+      text = this.conversationTemplate.render({
+        ...rendering.templateVars,
+        messages: messages.map((m) => ({ role: m.role, content: m.content })),
+        add_generation_prompt: true,
+        bos_token: this.model.tokens.bosString ?? "",
+        eos_token: this.model.tokens.eosString ?? "",
+      });
+    } catch (error) {
+      throw new IterAlignError("GENERATION_FAILED", `${this.modelId}: its chat template failed on the conversation: ${errorText(error)}`, { cause: error });
+    }
+    const tokens = this.model.tokenize(text, true);
+    const bos = this.model.tokens.bos;
+    if (this.model.tokens.shouldPrependBosToken && bos !== null && tokens[0] !== bos) tokens.unshift(bos);
+    return { text, tokens };
+  }
+
   async scoreContinuations(request: ScoreRequest): Promise<ScoreResult> {
     this.assertOpen();
+    const tokens: ScoringTokens = request.chat
+      ? tokenizeAfter(this.model, this.renderConversation(request.chat.messages, request.chat).tokens, request)
+      : tokenizeForScoring(this.model, request);
     if (this.scoringPath === "native") {
       if (request.signal?.aborted) throw new IterAlignError("ABORTED", "scoring aborted");
-      const native = await this.native().score(tokenizeForScoring(this.model, request), request.signal);
+      const native = await this.native().score(tokens, request.signal);
       // undefined: auto mode and the scorer could not start; the engine path takes over for good.
       if (native) return { scores: native.scores, usage: { promptTokens: native.promptTokens, completionTokens: 0 }, scoringPath: "native" };
     }
     // node-llama-cpp 3.21.1 can hand one sequence another's logits when several sequences evaluate at once, so
     // engine scoring runs alone on the context, between generation groups (the same queue orders both).
-    const result = await this.scheduler.exclusive(() => this.pool.with((seq) => scoreWithSharedContext(this.model, seq, request), request.signal));
+    const result = await this.scheduler.exclusive(() => this.pool.with((seq) => scoreWithSharedContext(seq, tokens, request.signal), request.signal));
     return { ...result, scoringPath: "engine" };
   }
 
@@ -231,7 +275,10 @@ export class LlamaCppModel implements LanguageModel {
    */
   async scoreContinuationsTokenByToken(request: Omit<ScoreRequest, "signal">): Promise<ContinuationScore[]> {
     this.assertOpen();
-    return this.scheduler.exclusive(() => this.pool.with((seq) => scoreTokenByToken(this.model, seq, request)));
+    const tokens = request.chat
+      ? tokenizeAfter(this.model, this.renderConversation(request.chat.messages, request.chat).tokens, request)
+      : tokenizeForScoring(this.model, request);
+    return this.scheduler.exclusive(() => this.pool.with((seq) => scoreTokenByToken(seq, tokens)));
   }
 
   /** Detokenizes with special tokens shown (for inspecting rendered prompts). */
@@ -264,7 +311,9 @@ export class LlamaCppModel implements LanguageModel {
 
   private async run(request: GenerateRequest, grammar: LlamaGrammar | undefined): Promise<GenerateResult> {
     const params = { ...this.options.defaults, ...definedOnly(request) };
-    const { tokens, stopTokens, stopTexts } = this.renderChat(request.messages);
+    const { tokens, stopTokens, stopTexts } = request.classify
+      ? { tokens: this.renderConversation(request.messages, request.classify).tokens, stopTokens: new Set<Token>(), stopTexts: [] as string[] }
+      : this.renderChat(request.messages);
     const maxTokens = params.maxTokens ?? DEFAULT_MAX_TOKENS;
     const room = this.context.contextSize - tokens.length;
     if (room <= 0) {

@@ -15,17 +15,28 @@ export interface ScoringTokens {
  * context's tokens, the continuation is tokenized on its own.
  */
 export function tokenizeForScoring(model: LlamaModel, request: Pick<ScoreRequest, "context" | "continuations" | "addBos">): ScoringTokens {
+  const bos = request.addBos !== false && model.tokens.shouldPrependBosToken && model.tokens.bos !== null ? [model.tokens.bos] : [];
+  const tokens = tokenizeAfter(model, bos, request);
+  if (tokens.context.length === 0) throw new IterAlignError("USAGE", "scoreContinuations needs a non-empty context");
+  return tokens;
+}
+
+/**
+ * Like {@link tokenizeForScoring}, after tokens already made (a rendered chat prompt): the context text and the
+ * continuations are tokenized with the same whitespace and joint-tokenization rules, then appended to `head`.
+ */
+export function tokenizeAfter(model: LlamaModel, head: readonly Token[], request: Pick<ScoreRequest, "context" | "continuations">): ScoringTokens {
   const trimmed = request.context.replace(/\s+$/, "");
   const moved = request.context.slice(trimmed.length);
-  const bos = request.addBos !== false && model.tokens.shouldPrependBosToken && model.tokens.bos !== null ? [model.tokens.bos] : [];
-  const context = [...bos, ...model.tokenize(trimmed, false)];
-  if (context.length === 0) throw new IterAlignError("USAGE", "scoreContinuations needs a non-empty context");
+  const own = model.tokenize(trimmed, false);
+  const context = [...head, ...own];
   const continuations = request.continuations.map((text, i) => {
     const full = moved + text;
     if (full.length === 0) throw new IterAlignError("USAGE", `continuation ${i} is empty`);
-    const whole = [...bos, ...model.tokenize(trimmed + full, false)];
-    const samePrefix = whole.length > context.length && context.every((t, j) => whole[j] === t);
-    return samePrefix ? whole.slice(context.length) : model.tokenize(full, false);
+    if (own.length === 0) return model.tokenize(full, false);
+    const whole = model.tokenize(trimmed + full, false);
+    const samePrefix = whole.length > own.length && own.every((t, j) => whole[j] === t);
+    return samePrefix ? whole.slice(own.length) : model.tokenize(full, false);
   });
   return { context, continuations };
 }
@@ -49,11 +60,11 @@ function logprobOf(probabilities: Map<Token, number> | undefined, token: Token):
  * sequence, each continuation is evaluated after it and then erased, so the context is never re-evaluated.
  */
 export async function scoreWithSharedContext(
-  model: LlamaModel,
   seq: LlamaContextSequence,
-  request: ScoreRequest,
+  tokens: ScoringTokens,
+  signal?: AbortSignal,
 ): Promise<ScoreResult> {
-  const { context, continuations } = tokenizeForScoring(model, request);
+  const { context, continuations } = tokens;
   const longest = Math.max(...continuations.map((c) => c.length));
   if (context.length + longest > seq.contextSize) {
     throw new IterAlignError(
@@ -68,7 +79,7 @@ export async function scoreWithSharedContext(
   let promptTokens = context.length;
   const scores: ContinuationScore[] = [];
   for (const cont of continuations) {
-    if (request.signal?.aborted) throw new IterAlignError("ABORTED", "scoring aborted");
+    if (signal?.aborted) throw new IterAlignError("ABORTED", "scoring aborted");
     const first = logprobOf(afterContext, cont[0] as Token);
     let logprob = first.logprob;
     let isGreedy = first.greedy;
@@ -92,12 +103,8 @@ export async function scoreWithSharedContext(
  * Reference computation for tests: evaluates context + continuation one token at a time in a cleared
  * sequence, reading the next-token distribution after each, with no KV reuse between continuations.
  */
-export async function scoreTokenByToken(
-  model: LlamaModel,
-  seq: LlamaContextSequence,
-  request: Pick<ScoreRequest, "context" | "continuations">,
-): Promise<ContinuationScore[]> {
-  const { context, continuations } = tokenizeForScoring(model, request);
+export async function scoreTokenByToken(seq: LlamaContextSequence, tokens: ScoringTokens): Promise<ContinuationScore[]> {
+  const { context, continuations } = tokens;
   const scores: ContinuationScore[] = [];
   for (const cont of continuations) {
     await seq.clearHistory();

@@ -194,7 +194,12 @@ export function withCache(model: LanguageModel, options: CacheOptions): Language
     scoreContinuations(request, next) {
       return cached<ScoreResult>({
         kind: "scoreContinuations",
-        content: { context: request.context, continuations: [...request.continuations], ...(request.addBos === false ? { addBos: false } : {}) },
+        content: {
+          context: request.context,
+          continuations: [...request.continuations],
+          ...(request.addBos === false ? { addBos: false } : {}),
+          ...(request.chat ? { chat: { messages: request.chat.messages.map((m) => ({ role: m.role, content: m.content })), templateVars: request.chat.templateVars ?? {} } } : {}),
+        },
         lookup: true,
         signal: request.signal,
         decode: (stored) => {
@@ -234,6 +239,8 @@ function generationContent(request: GenerateRequest | GenerateObjectRequest<unkn
     // Rebuilt field by field so stray properties on message objects never reach the key.
     messages: request.messages.map((m) => ({ role: m.role, content: m.content })),
     seed: request.seed,
+    // A conversation to classify renders differently from one to answer: it keys apart.
+    ...("classify" in request && request.classify ? { classify: { templateVars: request.classify.templateVars ?? {} } } : {}),
   };
 }
 

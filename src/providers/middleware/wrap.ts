@@ -1,4 +1,5 @@
 import type { CallKind } from "../../spec/call-log.js";
+import type { ResolvedGuard } from "../../spec/guard.js";
 import type {
   EmbedResult,
   GenerateObjectRequest,
@@ -44,6 +45,7 @@ export function wrapModel(inner: LanguageModel, overrides: MethodOverrides): Lan
     provider: inner.provider,
     modelId: inner.modelId,
     ...(inner.fingerprint === undefined ? {} : { fingerprint: inner.fingerprint }),
+    ...(inner.guard === undefined ? {} : { guard: inner.guard }),
     capabilities: inner.capabilities,
     generate: (request) => (overrides.generate ? overrides.generate(request, generate) : generate(request)),
     generateObject: <T>(request: GenerateObjectRequest<T>) =>
@@ -108,4 +110,9 @@ export function interceptCalls(inner: LanguageModel, intercept: CallInterceptor)
     embed: (texts, options, next) =>
       call("embed", options?.signal, chars(texts), (signal) => next(texts, signal === undefined ? options : { ...options, signal })),
   });
+}
+
+/** The model marked as a guard classifier (judges read its answers by `guard`), everything else unchanged. */
+export function withGuard(model: LanguageModel, guard: ResolvedGuard): LanguageModel {
+  return { ...wrapModel(model, {}), guard };
 }

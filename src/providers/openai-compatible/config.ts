@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { BaseUrlSchema } from "../../util/url.js";
-import { callPolicyFields, generationDefaultFields } from "../model-config-fields.js";
+import { callPolicyFields, generationDefaultFields, judgeFields } from "../model-config-fields.js";
 
 /** A model entry with `provider: openai-compatible`: any server speaking OpenAI's chat completions API. */
 export const OpenAICompatibleModelConfigSchema = z
@@ -43,6 +43,7 @@ export const OpenAICompatibleModelConfigSchema = z
     embeddings: z.boolean().default(false).describe("The server offers /embeddings for this model."),
     ...generationDefaultFields,
     ...callPolicyFields,
+    ...judgeFields,
   })
   .strict();
 

@@ -114,7 +114,8 @@ export class OpenAICompatibleModel implements LanguageModel {
     this.pool = new EndpointPool(this.baseUrls);
     this.fingerprint = sha256Hex(canonicalJson({ baseUrls: [...this.baseUrls].map(displayUrl).sort(), revision: options.revision ?? null }));
     this.modelId = options.model;
-    const capabilities: Capability[] = ["generate", "generateObject", "stream"];
+    // A server renders a conversation to classify with its own chat template (vLLM, llama-server, SGLang).
+    const capabilities: Capability[] = ["generate", "generateObject", "stream", "classify"];
     if (options.scoring === "echo") {
       capabilities.push("scoreContinuations");
       this.scoreContinuations = (request) => this.scoreViaEcho(request);
@@ -134,7 +135,11 @@ export class OpenAICompatibleModel implements LanguageModel {
   }
 
   async generate(request: GenerateRequest): Promise<GenerateResult> {
-    return this.chat(request.messages, request, undefined, request.onText);
+    // A conversation to classify is sent as it is (the server's template adds the generation prompt); its
+    // template variables go as `chat_template_kwargs`, which vLLM and SGLang pass to the template.
+    const vars = request.classify?.templateVars;
+    const extra = vars && Object.keys(vars).length > 0 ? { chat_template_kwargs: vars } : undefined;
+    return this.chat(request.messages, request, undefined, request.onText, extra);
   }
 
   async generateObject<T>(request: GenerateObjectRequest<T>): Promise<GenerateObjectResult<T>> {
@@ -159,6 +164,7 @@ export class OpenAICompatibleModel implements LanguageModel {
     if (this.options.scoring !== "echo") {
       throw new CapabilityMissingError(this, "scoreContinuations", "scoreContinuations (set scoring: \"echo\")");
     }
+    if (request.chat) throw new CapabilityMissingError(this, "scoreChat", "scoring the answer to a chat-rendered conversation (guard probability)");
     if (request.addBos === false) {
       // Servers decide the BOS token themselves (llama-server always adds the model's; vLLM's own setting), and
       // one that ignored a request for none would score silently under the other convention.
@@ -266,6 +272,7 @@ export class OpenAICompatibleModel implements LanguageModel {
     request: GenerationParams & { readonly signal?: AbortSignal },
     format: Record<string, unknown> | undefined,
     onText: ((text: string) => void) | undefined,
+    extra?: Record<string, unknown>,
   ): Promise<GenerateResult> {
     const p = { ...this.options.defaults, ...definedParams(request) };
     const body: Record<string, unknown> = {
@@ -281,6 +288,7 @@ export class OpenAICompatibleModel implements LanguageModel {
       ...(p.presencePenalty !== undefined ? { presence_penalty: p.presencePenalty } : {}),
       ...(format ? { response_format: format } : {}),
       ...(onText ? { stream: true, stream_options: { include_usage: true } } : {}),
+      ...extra,
     };
     if (this.options.batch && !onText) {
       const answer = await this.options.batch.request(body, request.signal);
