@@ -36,6 +36,14 @@ export const LlamaCppModelConfigSchema = z
       .enum(["auto", "jinja"])
       .default("auto")
       .describe("`auto`: node-llama-cpp's wrapper equivalent to the GGUF's template; `jinja`: render the GGUF's Jinja template."),
+    prefixReuseMinTokens: z
+      .number()
+      .int()
+      .min(0)
+      .default(64)
+      .describe(
+        "Shared-prefix reuse: a decode group's common prompt prefix at least this long (instructions, a constitution) is evaluated once and its KV state given to the group's other sequences; 0 turns it off. Outputs are the same either way.",
+      ),
     ...generationDefaultFields,
     ...callPolicyFields,
     ...judgeFields,

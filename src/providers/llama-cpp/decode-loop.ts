@@ -23,6 +23,10 @@ export interface DecodeJob {
   readonly signal: AbortSignal | undefined;
   /** Set when the job decodes in lockstep with others (see LockstepBarrier). */
   readonly lockstep?: { readonly barrier: LockstepBarrier; readonly member: number };
+  /** Prompt tokens already in the sequence (a prefix shared with the rest of the decode group). */
+  readonly prefilled?: number;
+  /** Prompt tokens this job did not evaluate itself (reported as cached prompt tokens). */
+  readonly cachedPromptTokens?: number;
 }
 
 /**
@@ -47,7 +51,8 @@ export async function decodeOnSequence(
   let finishReason: GenerateResult["finishReason"] = "length";
   try {
     if (lockstep) await lockstep.barrier.awaitPrefillTurn(lockstep.member);
-    const iterator = seq.evaluate(job.tokens, {
+    const prefilled = job.prefilled ?? 0;
+    const iterator = seq.evaluate(prefilled > 0 ? job.tokens.slice(prefilled) : job.tokens, {
       temperature,
       ...(lockstep ? { evaluationPriority: memberPriority(lockstep.member) as EvaluationPriority } : {}),
       ...(temperature > 0 && params.topP !== undefined ? { topP: params.topP } : {}),
@@ -104,7 +109,8 @@ export async function decodeOnSequence(
     }
   }
   if (job.onText && text.length > emitted) job.onText(text.slice(emitted));
-  return { text, finishReason, usage: { promptTokens: job.tokens.length, completionTokens: generated.length } };
+  const cached = job.cachedPromptTokens ?? 0;
+  return { text, finishReason, usage: { promptTokens: job.tokens.length, completionTokens: generated.length, ...(cached > 0 ? { cachedPromptTokens: cached } : {}) } };
 }
 
 function firstStop(text: string, stops: readonly string[]): number {

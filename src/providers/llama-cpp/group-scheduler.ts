@@ -1,15 +1,41 @@
-import type { LlamaContextSequence } from "node-llama-cpp";
+import { rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import type { LlamaContextSequence, Token } from "node-llama-cpp";
 import type { GenerateResult } from "../../spec/language-model.js";
 import { LockstepBarrier } from "./lockstep-barrier.js";
 import type { SequencePool } from "./sequence-pool.js";
 
+/** What a job is told when it starts on its sequence. */
+export interface GroupJobContext {
+  readonly barrier: LockstepBarrier;
+  readonly member: number;
+  /** How many of the job's prompt tokens are already in the sequence (the group's shared prefix). */
+  readonly prefilled: number;
+}
+
 /** Decodes one job on a sequence; `lockstep` is passed on to the decode loop. */
-export type GroupJobRunner = (
-  seq: LlamaContextSequence,
-  lockstep: { barrier: LockstepBarrier; member: number },
-) => Promise<GenerateResult>;
+export type GroupJobRunner = (seq: LlamaContextSequence, context: GroupJobContext) => Promise<GenerateResult>;
+
+/** Shared-prefix reuse within a decode group. */
+export interface PrefixReuseOptions {
+  /** Shortest common prefix worth sharing, in tokens. */
+  readonly minTokens: number;
+  /** Where the prefix's KV state passes from one sequence to the others (default: the OS temp directory). */
+  readonly dir?: string;
+}
+
+/** Prompt tokens of the decode groups: as sent, and as evaluated (a shared prefix counts once per group). */
+export interface PromptEvaluationStats {
+  promptTokens: number;
+  evaluatedTokens: number;
+  /** Groups that shared a prefix, and the prefix tokens they did not evaluate again. */
+  sharedGroups: number;
+  reusedTokens: number;
+}
 
 interface PendingJob {
+  readonly tokens: readonly Token[];
   readonly run: GroupJobRunner;
   readonly resolve: (r: GenerateResult) => void;
   readonly reject: (e: unknown) => void;
@@ -28,13 +54,17 @@ interface PendingJob {
 export class GroupScheduler {
   private collecting: PendingJob[] | undefined;
   private queue: Promise<void> = Promise.resolve();
+  private files = 0;
+  readonly stats: PromptEvaluationStats = { promptTokens: 0, evaluatedTokens: 0, sharedGroups: 0, reusedTokens: 0 };
 
   constructor(
     private readonly pool: SequencePool,
     private readonly groupSize: number,
+    private readonly prefixReuse?: PrefixReuseOptions,
   ) {}
 
-  submit(run: GroupJobRunner): Promise<GenerateResult> {
+  /** Queues a job whose prompt is `tokens` (the scheduler shares a group's common prefix between its sequences). */
+  submit(tokens: readonly Token[], run: GroupJobRunner): Promise<GenerateResult> {
     return new Promise<GenerateResult>((resolve, reject) => {
       if (!this.collecting) {
         const wave: PendingJob[] = [];
@@ -45,7 +75,7 @@ export class GroupScheduler {
           this.queue = this.queue.then(() => this.runWave(wave));
         });
       }
-      this.collecting.push({ run, resolve, reject });
+      this.collecting.push({ tokens, run, resolve, reject });
     });
   }
 
@@ -77,9 +107,13 @@ export class GroupScheduler {
       for (const job of group) job.reject(err);
       return;
     }
+    const prefilled = await this.sharePrefix(group, sequences);
+    const promptTokens = group.reduce((sum, job) => sum + job.tokens.length, 0);
+    this.stats.promptTokens += promptTokens;
+    this.stats.evaluatedTokens += promptTokens - prefilled * Math.max(0, group.length - 1);
     const barrier = new LockstepBarrier(group.length);
     const settled = await Promise.allSettled(
-      group.map((job, member) => job.run(sequences[member] as LlamaContextSequence, { barrier, member })),
+      group.map((job, member) => job.run(sequences[member] as LlamaContextSequence, { barrier, member, prefilled })),
     );
     // Leave the KV cache empty, so the next group's cells are laid out exactly as in any other run.
     await Promise.allSettled(sequences.map((seq) => seq.clearHistory()));
@@ -90,4 +124,43 @@ export class GroupScheduler {
       else job.reject(outcome.reason);
     });
   }
+
+  /**
+   * Evaluates the group's common prompt prefix once, on the first sequence, and gives the others its KV state
+   * (node-llama-cpp 3.21 cannot copy a sequence's cache in memory: the state passes through a file of the prefix's
+   * K and V, a few KB per token for small models). Returns the tokens every member has in its sequence already;
+   * 0 when the prefix is too short to be worth it, or when sharing fails (the members then evaluate everything).
+   */
+  private async sharePrefix(group: readonly PendingJob[], sequences: readonly LlamaContextSequence[]): Promise<number> {
+    if (!this.prefixReuse || group.length < 2) return 0;
+    // Each member keeps at least one token of its own to evaluate: its first answer token comes from its logits.
+    const length = Math.min(commonPrefixLength(group.map((j) => j.tokens)), Math.min(...group.map((j) => j.tokens.length)) - 1);
+    if (length < this.prefixReuse.minTokens) return 0;
+    const prefix = (group[0] as PendingJob).tokens.slice(0, length) as Token[];
+    const file = path.join(this.prefixReuse.dir ?? tmpdir(), `iteralign-prefix-${process.pid}-${++this.files}.kv`);
+    const [first, ...rest] = sequences as [LlamaContextSequence, ...LlamaContextSequence[]];
+    try {
+      await first.evaluateWithoutGeneratingNewTokens(prefix);
+      await first.saveStateToFile(file);
+      for (const seq of rest) await seq.loadStateFromFile(file, { acceptRisk: true });
+      if (rest.some((seq) => seq.nextTokenIndex !== length)) throw new Error("a sequence did not load the whole prefix");
+      this.stats.sharedGroups++;
+      this.stats.reusedTokens += length * rest.length;
+      return length;
+    } catch {
+      await Promise.allSettled(sequences.map((seq) => seq.clearHistory()));
+      return 0;
+    } finally {
+      rmSync(file, { force: true });
+    }
+  }
+}
+
+/** Length of the longest prefix all token lists share. */
+export function commonPrefixLength(lists: readonly (readonly Token[])[]): number {
+  const [first, ...rest] = lists;
+  if (!first) return 0;
+  let n = 0;
+  while (n < first.length && rest.every((l) => l[n] === first[n])) n++;
+  return n;
 }

@@ -31,7 +31,7 @@ import { NativeScoring, type ScoringMode } from "./native-scorer.js";
 import { scoreTokenByToken, scoreWithSharedContext, tokenizeAfter, tokenizeForScoring, type ScoringTokens } from "./scoring.js";
 import { Template } from "@huggingface/jinja";
 import { decodeOnSequence } from "./decode-loop.js";
-import { GroupScheduler } from "./group-scheduler.js";
+import { GroupScheduler, type PromptEvaluationStats } from "./group-scheduler.js";
 import { orderedFairShare } from "./lockstep-barrier.js";
 import { SequencePool } from "./sequence-pool.js";
 
@@ -66,6 +66,11 @@ export interface LlamaCppModelOptions extends EngineOptions {
    * else engine. Both paths score the same tokens; their log-likelihoods differ by ~1e-5 (F32) to ~7e-5 (Q8_0).
    */
   readonly scoring?: ScoringMode;
+  /**
+   * Shared-prefix reuse: a decode group's common prompt prefix (instructions, a constitution) is evaluated once
+   * and its KV state given to every sequence of the group. At least `minTokens` long to be shared; `false`: never.
+   */
+  readonly prefixReuse?: false | { readonly minTokens: number };
   /** Defaults for every call; a request's own values win. */
   readonly defaults?: GenerationParams;
   readonly onDownloadProgress?: (done: number, total: number) => void;
@@ -74,6 +79,8 @@ export interface LlamaCppModelOptions extends EngineOptions {
 }
 
 const DEFAULT_MAX_TOKENS = 256;
+/** Shortest group prefix shared by default (shorter ones cost about what the state transfer costs). */
+export const DEFAULT_PREFIX_REUSE_MIN_TOKENS = 64;
 
 /** The embedded provider: llama.cpp in-process through node-llama-cpp. */
 export class LlamaCppModel implements LanguageModel {
@@ -103,7 +110,8 @@ export class LlamaCppModel implements LanguageModel {
     private readonly options: LlamaCppModelOptions,
     private readonly releaseModel: () => Promise<void>,
   ) {
-    this.scheduler = new GroupScheduler(pool, context.totalSequences);
+    const reuse = options.prefixReuse ?? { minTokens: DEFAULT_PREFIX_REUSE_MIN_TOKENS };
+    this.scheduler = new GroupScheduler(pool, context.totalSequences, reuse === false ? undefined : reuse);
   }
 
   /** Resolves (downloading an `hf:` URI if needed), loads and prepares a model. */
@@ -151,6 +159,11 @@ export class LlamaCppModel implements LanguageModel {
   /** Parallel sequences of this model's context. */
   get parallelSequences(): number {
     return this.context.totalSequences;
+  }
+
+  /** Prompt tokens sent and evaluated so far (shared prefixes count once per decode group). */
+  get promptEvaluation(): Readonly<PromptEvaluationStats> {
+    return this.scheduler.stats;
   }
 
   /** The chat template in use (a node-llama-cpp wrapper name). */
@@ -323,7 +336,7 @@ export class LlamaCppModel implements LanguageModel {
       );
     }
     if (request.signal?.aborted) throw new IterAlignError("ABORTED", `${this.modelId}: generation aborted`);
-    return this.scheduler.submit((seq, lockstep) =>
+    return this.scheduler.submit(tokens, (seq, { barrier, member, prefilled }) =>
       decodeOnSequence(
         this.model,
         seq,
@@ -336,7 +349,10 @@ export class LlamaCppModel implements LanguageModel {
           grammar,
           onText: request.onText,
           signal: request.signal,
-          lockstep,
+          lockstep: { barrier, member },
+          prefilled,
+          // The first member evaluated the shared prefix; the others read it from its state.
+          cachedPromptTokens: member === 0 ? 0 : prefilled,
         },
         this.modelId,
       ),

@@ -27,6 +27,7 @@ export const llamaCppProvider: ProviderDefinition<LlamaCppModelConfig> = {
       gpu: config.gpu,
       flashAttention: config.flashAttention,
       chatTemplate: config.chatTemplate,
+      prefixReuse: config.prefixReuseMinTokens === 0 ? false : { minTokens: config.prefixReuseMinTokens },
       defaults: generationDefaults(config),
       downloadTimeouts: { connectTimeoutMs: config.downloadConnectTimeoutMs, idleTimeoutMs: config.downloadIdleTimeoutMs },
       ...(config.batchSize !== undefined ? { batchSize: config.batchSize } : {}),
