@@ -136,7 +136,7 @@ export class GroupScheduler {
     // Each member keeps at least one token of its own to evaluate: its first answer token comes from its logits.
     const length = Math.min(commonPrefixLength(group.map((j) => j.tokens)), Math.min(...group.map((j) => j.tokens.length)) - 1);
     if (length < this.prefixReuse.minTokens) return 0;
-    const prefix = (group[0] as PendingJob).tokens.slice(0, length) as Token[];
+    const prefix = (group[0] as PendingJob).tokens.slice(0, length);
     const file = path.join(this.prefixReuse.dir ?? tmpdir(), `iteralign-prefix-${process.pid}-${++this.files}.kv`);
     const [first, ...rest] = sequences as [LlamaContextSequence, ...LlamaContextSequence[]];
     try {
