@@ -1,29 +1,35 @@
 /**
- * Loop benchmark on the ~100M generated model (152k vocabulary): throughput (generated tokens per second) of
- * the loop's red-team + judge stages, as the loop runs them (iteralign's stage functions over the configured
- * models, with middleware, call log and lockstep decode groups), against
- *  - a serial loop: the same stages, engine and prompts, one model call at a time (goal: loop >= 3x);
- *  - raw batched generation: node-llama-cpp alone, the same prompt tokens, sampling settings and JSON grammar,
- *    all sequences of a stage decoded concurrently with no framework around it (goal: loop >= 0.9x).
- * Both stages use the same model (target and judge), as a one-model setup on a laptop would.
- * Usage: npm run bench:loop [-- --prompts N --sequences S --runs R --serial-prompts M]
+ * Loop benchmark on the ~100M generated model (152k vocabulary, Q8_0), against the limits users compare with,
+ * on the same model, prompts and settings:
+ *  - red-team stage vs `llama-batched-bench` (built from the same llama.cpp source) at the same parallel sequence
+ *    count, prompt length and generation length: aggregate (prompt + generated) tokens/s, goal >= 0.9x;
+ *  - judge stage vs `llama-server` with as many slots as the loop has sequences, the same messages, the same JSON
+ *    schema as `response_format` and the same maximum length: generated tokens/s, goal >= 1.0x;
+ *  - shared-prefix reuse in the judge stage: prompt tokens evaluated with and without it (goal: at most one
+ *    prefix per decode group plus every suffix) and the answers with and without it (goal: identical);
+ *  - threads under load: the red-team stage with one other core-bound process running, at each fixed thread count
+ *    and with the default adaptive budget (goals: close to the best fixed count, idle and loaded).
+ * Both loop stages use the same model (target and judge), as a one-model setup on a laptop would.
+ * Usage: npm run bench:loop [-- --prompts N --sequences S --runs R]
  */
+import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import os, { tmpdir } from "node:os";
 import path from "node:path";
-import { LlamaGrammarEvaluationState, type LlamaContextSequence, type LlamaGrammar, type Token } from "node-llama-cpp";
+import { z } from "zod";
 import { parseConfig } from "../src/config/load-config.js";
 import { loadBundled } from "../src/datasets/bundled.js";
 import { ensureFixtureModels } from "../src/gguf/fixture-models.js";
-import { getEngine, acquireModel } from "../src/providers/llama-cpp/engine.js";
-import { toGrammarSchema } from "../src/providers/llama-cpp/json-schema-grammar.js";
+import { ensureLlamaBuild } from "../src/native/llama-build.js";
+import { commonPrefixLength } from "../src/providers/llama-cpp/group-scheduler.js";
 import { LlamaCppModel } from "../src/providers/llama-cpp/llama-cpp-model.js";
 import { wrapModel } from "../src/providers/middleware/wrap.js";
 import { ModelSet } from "../src/providers/registry.js";
 import type { ChatMessage, GenerationParams, JsonSchema, LanguageModel } from "../src/spec/language-model.js";
+import type { Attempt } from "../src/spec/records.js";
 import { judge, okRecords, redTeam } from "../src/stages/index.js";
 import { SqliteRunStore } from "../src/store/sqlite-run-store.js";
-import { z } from "zod";
+import { startLlamaServer } from "../src/testing/llama-server.js";
 import { median, report, type Goal } from "./bench-utils.js";
 
 const args = process.argv.slice(2);
@@ -34,8 +40,8 @@ const arg = (name: string, fallback: number): number => {
 const PROMPTS = arg("prompts", 16);
 const SEQUENCES = arg("sequences", 16);
 const RUNS = arg("runs", 3);
-const SERIAL_PROMPTS = arg("serial-prompts", 8);
-const THREADS = Math.min(os.availableParallelism(), 4);
+const CORES = os.availableParallelism();
+const THREADS = Math.min(CORES, 4);
 const RED_TEAM: GenerationParams = { temperature: 0, maxTokens: 64, frequencyPenalty: 0.5 };
 /** Room for a random-weight judge, which fills every string of the verdict to its maximum length. */
 const JUDGE: GenerationParams = { temperature: 0, maxTokens: 1024 };
@@ -43,28 +49,22 @@ const CONTEXT = 1536;
 
 const file = ensureFixtureModels(["bench-qwen2-100m"], { log: (l) => process.stderr.write(`${l}\n`) })["bench-qwen2-100m"]!;
 const prompts = (await loadBundled("harmfulqa")).slice(0, PROMPTS);
-process.stderr.write(`model ${file}, ${THREADS} threads, ${PROMPTS} prompts, ${SEQUENCES} sequences\n`);
+const log = (m: string): void => void process.stderr.write(`${m}\n`);
+log(`model ${file}, ${THREADS} threads of ${CORES} cores, ${PROMPTS} prompts, ${SEQUENCES} sequences, ${RUNS} runs`);
 
-/** One recorded model call of the loop: what the raw baseline replays. */
+/** One recorded judge call of the loop: what llama-server is sent. */
 interface Recorded {
   readonly messages: readonly ChatMessage[];
   readonly params: GenerationParams;
-  readonly jsonSchema?: JsonSchema;
+  readonly jsonSchema: JsonSchema;
 }
 
-function modelSet(name: string, concurrency: number | undefined, storeDir: string): { set: ModelSet; store: SqliteRunStore } {
+/** `threads` undefined: the default, adaptive thread budget. */
+function modelSet(name: string, storeDir: string, threads: number | undefined): { set: ModelSet; store: SqliteRunStore } {
   const config = parseConfig({
-    models: {
-      m: {
-        provider: "llama-cpp",
-        model: file,
-        contextSize: CONTEXT,
-        sequences: concurrency === 1 ? 1 : SEQUENCES,
-        ...(concurrency !== undefined ? { concurrency } : {}),
-      },
-    },
+    models: { m: { provider: "llama-cpp", model: file, contextSize: CONTEXT, sequences: SEQUENCES } },
     roles: { target: "m", oracle: "m" },
-    engine: { maxThreads: THREADS },
+    engine: threads === undefined ? {} : { maxThreads: threads },
     // Every run does the engine work: no answers from the cache.
     cache: { enabled: false },
   });
@@ -73,14 +73,9 @@ function modelSet(name: string, concurrency: number | undefined, storeDir: strin
   return { set: new ModelSet({ config, baseDir: process.cwd(), callLog: store, runId: name }), store };
 }
 
-/** Records the requests a model receives. */
+/** Records the structured requests a model receives. */
 function recording(model: LanguageModel, into: Recorded[]): LanguageModel {
   return wrapModel(model, {
-    generate: (request, next) => {
-      const { messages, signal: _s, onText: _o, ...params } = request;
-      into.push({ messages, params });
-      return next(request);
-    },
     generateObject: (request, next) => {
       const { messages, signal: _s, schema, jsonSchema, schemaName: _n, ...params } = request;
       into.push({ messages, params, jsonSchema: jsonSchema ?? z.toJSONSchema(schema) });
@@ -89,188 +84,221 @@ function recording(model: LanguageModel, into: Recorded[]): LanguageModel {
   });
 }
 
-/** Red team then judge over `count` prompts through the stage functions; returns seconds and generated tokens. */
-interface StagesRun {
-  readonly seconds: number;
-  readonly tokens: number;
-  /** Per stage: seconds, generated tokens, prompt tokens. */
-  readonly redTeam: { seconds: number; tokens: number; promptTokens: number };
-  readonly judge: { seconds: number; tokens: number; promptTokens: number };
+interface StageFigures {
+  seconds: number;
+  tokens: number;
+  promptTokens: number;
+}
+const totals = (set: ModelSet): { completionTokens: number; promptTokens: number } => set.meter.snapshot().totals;
+
+async function redTeamStage(set: ModelSet, count: number): Promise<{ figures: StageFigures; attempts: Attempt[] }> {
+  const target = await set.forRole("target");
+  const t0 = totals(set);
+  const start = performance.now();
+  const attempts = okRecords(await redTeam(prompts.slice(0, count), { target, iteration: 0, params: RED_TEAM }));
+  const seconds = (performance.now() - start) / 1000;
+  const t1 = totals(set);
+  return { figures: { seconds, tokens: t1.completionTokens - t0.completionTokens, promptTokens: t1.promptTokens - t0.promptTokens }, attempts };
 }
 
-async function stages(set: ModelSet, count: number, record?: Recorded[]): Promise<StagesRun> {
-  const target = await set.forRole("target");
-  const judgeModel = await set.forRole("judge");
-  const totals = (): { completionTokens: number; promptTokens: number } => set.meter.snapshot().totals;
-  const t0 = totals();
+async function judgeStage(set: ModelSet, attempts: readonly Attempt[], record?: Recorded[]): Promise<StageFigures> {
+  const model = await set.forRole("judge");
+  const t0 = totals(set);
   const start = performance.now();
-  const attempts = okRecords(
-    await redTeam(prompts.slice(0, count), { target: record ? recording(target, record) : target, iteration: 0, params: RED_TEAM }),
-  );
-  const t1 = totals();
-  const mid = performance.now();
-  const verdicts = await judge(attempts, { judge: record ? recording(judgeModel, record) : judgeModel, iteration: 0, preset: "full", params: JUDGE });
-  const end = performance.now();
-  const t2 = totals();
+  const verdicts = await judge(attempts, { judge: record ? recording(model, record) : model, iteration: 0, preset: "full", params: JUDGE });
+  const seconds = (performance.now() - start) / 1000;
+  const t1 = totals(set);
   // A failed call's tokens are not metered: every call must succeed for tokens/s to be comparable.
   const failed = verdicts.length - okRecords(verdicts).length;
   if (failed > 0) throw new Error(`${failed} judge calls failed; raise the judge's maxTokens`);
-  return {
-    seconds: (end - start) / 1000,
-    tokens: t2.completionTokens - t0.completionTokens,
-    redTeam: { seconds: (mid - start) / 1000, tokens: t1.completionTokens - t0.completionTokens, promptTokens: t1.promptTokens - t0.promptTokens },
-    judge: { seconds: (end - mid) / 1000, tokens: t2.completionTokens - t1.completionTokens, promptTokens: t2.promptTokens - t1.promptTokens },
-  };
+  return { seconds, tokens: t1.completionTokens - t0.completionTokens, promptTokens: t1.promptTokens - t0.promptTokens };
 }
 
-const log = (m: string): void => void process.stderr.write(`${m}\n`);
 const storeDir = mkdtempSync(path.join(tmpdir(), "iteralign-bench-loop-"));
 
-// 1. The loop's stages, all of a batch in flight together.
-const loop = modelSet("loop", undefined, storeDir);
+// 1. The loop's stages as the loop runs them (stage functions, middleware, call log, lockstep decode groups).
+const loop = modelSet("loop", storeDir, THREADS);
+await judgeStage(loop.set, (await redTeamStage(loop.set, 2)).attempts); // warm-up: loads the model, builds the grammar
 const recorded: Recorded[] = [];
-await stages(loop.set, 2); // warm-up: loads the model, builds the grammar
-log("warm");
-const loopRuns: StagesRun[] = [];
-for (let r = 0; r < RUNS; r++) loopRuns.push(await stages(loop.set, PROMPTS, r === 0 ? recorded : undefined));
+const redTeamRuns: StageFigures[] = [];
+const judgeRuns: StageFigures[] = [];
+let attempts: Attempt[] = [];
+for (let r = 0; r < RUNS; r++) {
+  const rt = await redTeamStage(loop.set, PROMPTS);
+  redTeamRuns.push(rt.figures);
+  attempts = rt.attempts;
+  judgeRuns.push(await judgeStage(loop.set, attempts, r === 0 ? recorded : undefined));
+}
 await loop.set.close();
 loop.store.close();
+log(`loop red-team: ${JSON.stringify(redTeamRuns)}\nloop judge: ${JSON.stringify(judgeRuns)}`);
+const aggregate = (f: StageFigures): number => (f.promptTokens + f.tokens) / f.seconds;
+const generated = (f: StageFigures): number => f.tokens / f.seconds;
 
-log(`loop: ${JSON.stringify(loopRuns)}`);
-// 2. Serial: the same stages, one model call at a time (concurrency 1, one sequence).
-const serial = modelSet("serial", 1, storeDir);
-await stages(serial.set, 1);
-const serialRun = await stages(serial.set, SERIAL_PROMPTS);
-await serial.set.close();
-serial.store.close();
-
-log(`serial: ${JSON.stringify(serialRun)}`);
-// 3. Raw node-llama-cpp: the recorded requests' prompt tokens, decoded concurrently per stage.
-const renderer = await LlamaCppModel.load({ model: file, maxThreads: THREADS, sequences: 1, contextSize: CONTEXT });
-const llama = await getEngine({ maxThreads: THREADS });
-const handle = await acquireModel(file, { maxThreads: THREADS });
-const rawContext = await handle.model.createContext({ sequences: SEQUENCES, contextSize: CONTEXT, flashAttention: false, threads: THREADS });
-const grammars = new Map<string, LlamaGrammar>();
-async function grammarFor(schema: JsonSchema): Promise<LlamaGrammar> {
-  const key = JSON.stringify(schema);
-  let g = grammars.get(key);
-  if (!g) {
-    g = await llama.createGrammarForJsonSchema(toGrammarSchema(schema) as Parameters<typeof llama.createGrammarForJsonSchema>[0]);
-    grammars.set(key, g);
-  }
-  return g;
+// 2. llama-batched-bench at the red-team stage's shape: sequences in one group, mean prompt and answer lengths.
+const group = Math.min(PROMPTS, SEQUENCES);
+const meanPrompt = Math.round(median(redTeamRuns.map((f) => f.promptTokens)) / PROMPTS);
+const meanAnswer = Math.max(1, Math.round(median(redTeamRuns.map((f) => f.tokens)) / PROMPTS));
+const batchedBench = (await ensureLlamaBuild({ targets: ["llama-batched-bench"], onLine: () => undefined })).binaries["llama-batched-bench"] as string;
+async function runBatchedBench(): Promise<{ total: number; pp: number; tg: number }> {
+  const argv = ["-m", file, "-c", String(group * (meanPrompt + meanAnswer) + 64), "-npp", String(meanPrompt), "-ntg", String(meanAnswer), "-npl", String(group), "-t", String(THREADS), "-fa", "off"];
+  const out = await new Promise<string>((resolve, reject) => {
+    const child = spawn(batchedBench, argv, { stdio: ["ignore", "pipe", "pipe"] });
+    let text = "";
+    child.stdout.on("data", (d: Buffer) => (text += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (text += d.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => (code === 0 ? resolve(text) : reject(new Error(`llama-batched-bench exited ${code}: ${text.slice(-2000)}`))));
+  });
+  // | PP | TG | B | N_KV | T_PP s | S_PP t/s | T_TG s | S_TG t/s | T s | S t/s |
+  const row = out.split("\n").find((l) => new RegExp(`^\\|\\s*${meanPrompt}\\s*\\|\\s*${meanAnswer}\\s*\\|\\s*${group}\\s*\\|`).test(l));
+  if (!row) throw new Error(`no result row in llama-batched-bench output:\n${out.slice(-2000)}`);
+  const cells = row.split("|").map((c) => c.trim()).filter((c) => c.length > 0).map(Number);
+  return { pp: cells[5] as number, tg: cells[7] as number, total: cells[9] as number };
 }
+await runBatchedBench(); // warm-up (page cache)
+const batchedRuns: Array<{ total: number; pp: number; tg: number }> = [];
+for (let r = 0; r < RUNS; r++) batchedRuns.push(await runBatchedBench());
+log(`llama-batched-bench (pp ${meanPrompt}, tg ${meanAnswer}, ${group} sequences): ${JSON.stringify(batchedRuns)}`);
 
-// Prompts are evaluated one sequence at a time, then every sequence decodes concurrently in node-llama-cpp's own
-// batches. With several prompts in one batch node-llama-cpp was seen handing a sequence another request's first
-// token (see LockstepBarrier): the baseline must generate the same answers as the loop, or its tokens/s would
-// count a different workload.
-let prefillChain: Promise<void> = Promise.resolve();
-function jsonComplete(text: string): boolean {
-  const trimmed = text.trimEnd();
-  if (!trimmed.endsWith("}") && !trimmed.endsWith("]")) return false;
-  try {
-    JSON.parse(trimmed);
-    return true;
-  } catch {
-    return false;
-  }
-}
-async function rawDecode(seq: LlamaContextSequence, request: Recorded): Promise<number> {
-  const { tokens, stopTokens } = renderer.renderChat(request.messages);
-  let prefillDone!: () => void;
-  const myTurn = prefillChain;
-  prefillChain = new Promise<void>((resolve) => (prefillDone = resolve));
-  await myTurn;
-  const grammar = request.jsonSchema ? await grammarFor(request.jsonSchema) : undefined;
-  const state = grammar ? new LlamaGrammarEvaluationState({ model: handle.model, grammar }) : undefined;
-  const generated: Token[] = [];
-  const max = request.params.maxTokens ?? 512;
-  const freq = request.params.frequencyPenalty ?? 0;
-  for await (const token of seq.evaluate(tokens, {
-    temperature: 0,
-    ...(state ? { grammarEvaluationState: state } : {}),
-    ...(freq !== 0 ? { repeatPenalty: { punishTokens: () => generated, maxPunishTokens: max, penalty: 1, frequencyPenalty: freq } } : {}),
-  })) {
-    prefillDone();
-    if (stopTokens.has(token) || handle.model.isEogToken(token)) break;
-    generated.push(token);
-    if (generated.length >= max) break;
-    // As the engine does: a complete JSON value ends a grammar-constrained answer (the grammar would allow only
-    // trailing whitespace after it).
-    if (state && jsonComplete(handle.model.detokenize(generated))) break;
-  }
-  prefillDone();
-  await seq.clearHistory();
-  return generated.length;
-}
-
-// The context's sequences, taken once: a disposed sequence is not free again at once.
-const rawSequences = Array.from({ length: SEQUENCES }, () => rawContext.getSequence());
-async function rawStage(requests: readonly Recorded[]): Promise<number> {
-  let next = 0;
-  let tokens = 0;
-  await Promise.all(
-    rawSequences.slice(0, Math.min(SEQUENCES, requests.length)).map(async (seq) => {
-      for (let i = next++; i < requests.length; i = next++) {
-        // Not `tokens += await ...`: that reads `tokens` before the await and loses the other workers' counts.
-        const n = await rawDecode(seq, requests[i] as Recorded);
-        tokens += n;
-      }
+// 3. llama-server: the judge stage's recorded requests, all at once, with the JSON schema as response_format.
+const server = await startLlamaServer({ modelPath: file, parallel: SEQUENCES, ctxSize: CONTEXT * SEQUENCES, threads: THREADS, extraArgs: ["-fa", "off"] });
+async function serverStage(): Promise<StageFigures> {
+  const start = performance.now();
+  const usages = await Promise.all(
+    recorded.map(async (r) => {
+      const res = await fetch(`${server.baseUrl}/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          model: "m",
+          messages: r.messages,
+          temperature: 0,
+          max_tokens: r.params.maxTokens,
+          response_format: { type: "json_schema", json_schema: { name: "verdict", schema: r.jsonSchema } },
+        }),
+      });
+      if (!res.ok) throw new Error(`llama-server answered ${res.status}: ${await res.text()}`);
+      const body = (await res.json()) as { usage: { prompt_tokens: number; completion_tokens: number } };
+      return body.usage;
     }),
   );
-  return tokens;
+  const seconds = (performance.now() - start) / 1000;
+  return { seconds, tokens: usages.reduce((s, u) => s + u.completion_tokens, 0), promptTokens: usages.reduce((s, u) => s + u.prompt_tokens, 0) };
 }
+const serverRuns: StageFigures[] = [];
+try {
+  await serverStage(); // warm-up
+  for (let r = 0; r < RUNS; r++) serverRuns.push(await serverStage());
+} finally {
+  await server.stop();
+}
+log(`llama-server judge: ${JSON.stringify(serverRuns)}`);
 
-const redTeamRequests = recorded.filter((r) => !r.jsonSchema);
-const judgeRequests = recorded.filter((r) => r.jsonSchema);
-if (redTeamRequests.length !== PROMPTS || judgeRequests.length === 0) throw new Error(`recorded ${recorded.length} requests`);
-await rawStage(redTeamRequests.slice(0, 2)); // warm-up
-const rawRuns: Array<{ seconds: number; tokens: number; redTeam: { seconds: number; tokens: number }; judge: { seconds: number; tokens: number } }> = [];
-for (let r = 0; r < RUNS; r++) {
-  const start = performance.now();
-  const redTeamTokens = await rawStage(redTeamRequests);
-  const mid = performance.now();
-  const judgeTokens = await rawStage(judgeRequests);
-  const end = performance.now();
-  rawRuns.push({
-    seconds: (end - start) / 1000,
-    tokens: redTeamTokens + judgeTokens,
-    redTeam: { seconds: (mid - start) / 1000, tokens: redTeamTokens },
-    judge: { seconds: (end - mid) / 1000, tokens: judgeTokens },
-  });
+// 4. Shared-prefix reuse in the judge stage: the same attempts judged by the engine with and without it.
+async function judgeWith(prefixReuse: boolean): Promise<{ texts: string[]; stats: LlamaCppModel["promptEvaluation"]; seconds: number; tokens: number[][] }> {
+  const model = await LlamaCppModel.load({ model: file, maxThreads: THREADS, sequences: SEQUENCES, contextSize: CONTEXT, prefixReuse: prefixReuse ? { minTokens: 64 } : false });
+  try {
+    const texts: string[] = [];
+    const captured = wrapModel(model, {
+      generateObject: async (request, next) => {
+        const result = await next(request);
+        // Keyed by the request, so answers are compared pairwise whatever order they finish in.
+        texts.push(`${JSON.stringify(request.messages)}\u0000${JSON.stringify(result.object)}`);
+        return result;
+      },
+    });
+    const start = performance.now();
+    await judge(attempts, { judge: captured, iteration: 0, preset: "full", params: JUDGE });
+    const seconds = (performance.now() - start) / 1000;
+    return { texts: texts.sort(), stats: { ...model.promptEvaluation }, seconds, tokens: recorded.map((r) => model.renderChat(r.messages).tokens) };
+  } finally {
+    await model.close();
+  }
 }
-log(`raw: ${JSON.stringify(rawRuns)}`);
-await rawContext.dispose();
-await handle.release();
-await renderer.close();
+const withoutReuse = await judgeWith(false);
+const withReuse = await judgeWith(true);
+// The bound: per decode group (the recorded requests in arrival order, cut by the context's sequences), the
+// group's common prefix once plus every member's own suffix.
+let bound = 0;
+for (let start = 0; start < withReuse.tokens.length; start += SEQUENCES) {
+  const members = withReuse.tokens.slice(start, start + SEQUENCES);
+  const prefix = members.length < 2 ? 0 : Math.min(commonPrefixLength(members), Math.min(...members.map((t) => t.length)) - 1);
+  bound += prefix + members.reduce((s, t) => s + t.length - prefix, 0);
+}
+const identical = JSON.stringify(withReuse.texts) === JSON.stringify(withoutReuse.texts);
+log(`prefix reuse: without ${JSON.stringify(withoutReuse.stats)} in ${withoutReuse.seconds.toFixed(2)} s; with ${JSON.stringify(withReuse.stats)} in ${withReuse.seconds.toFixed(2)} s; bound ${bound}; identical ${identical}`);
+
+// 5. Threads under load: the red-team stage while one other process keeps a core busy, at each thread count.
+async function underLoad<T>(fn: () => Promise<T>): Promise<T> {
+  const hog = spawn(process.execPath, ["-e", "for (;;) {}"], { stdio: "ignore" });
+  await new Promise((r) => setTimeout(r, 300));
+  try {
+    return await fn();
+  } finally {
+    hog.kill("SIGKILL");
+  }
+}
+const threadCounts: Array<number | undefined> = [...new Set([THREADS, Math.max(1, CORES - 1), 1]), undefined];
+const threadFigures: Array<{ threads: number | "adaptive"; idle: number; loaded: number }> = [];
+for (const threads of threadCounts) {
+  const ms = modelSet(`threads-${threads ?? "adaptive"}`, storeDir, threads);
+  await redTeamStage(ms.set, 2);
+  const idleRuns: number[] = [];
+  for (let r = 0; r < RUNS; r++) idleRuns.push(aggregate((await redTeamStage(ms.set, PROMPTS)).figures));
+  const idle = median(idleRuns);
+  const loaded = await underLoad(async () => {
+    // The adaptive budget reads the machine's load each second: give it a warm-up batch under the load.
+    if (threads === undefined) await redTeamStage(ms.set, PROMPTS);
+    const out: number[] = [];
+    for (let r = 0; r < RUNS; r++) out.push(aggregate((await redTeamStage(ms.set, PROMPTS)).figures));
+    return median(out);
+  });
+  await ms.set.close();
+  ms.store.close();
+  threadFigures.push({ threads: threads ?? "adaptive", idle, loaded });
+}
+log(`threads: ${JSON.stringify(threadFigures)}`);
 rmSync(storeDir, { recursive: true, force: true });
 
-const rate = (r: { seconds: number; tokens: number }): number => r.tokens / r.seconds;
-const loopTps = median(loopRuns.map(rate));
-const serialTps = rate(serialRun);
-const rawTps = median(rawRuns.map(rate));
+const loopRedTeam = median(redTeamRuns.map(aggregate));
+const batchedTotal = median(batchedRuns.map((b) => b.total));
+const loopJudge = median(judgeRuns.map(generated));
+const serverJudge = median(serverRuns.map(generated));
+const fixed = threadFigures.filter((t) => t.threads !== "adaptive");
+const bestLoaded = fixed.reduce((best, t) => (t.loaded > best.loaded ? t : best));
+const bestIdle = fixed.reduce((best, t) => (t.idle > best.idle ? t : best));
+const adaptive = threadFigures.find((t) => t.threads === "adaptive") as { idle: number; loaded: number };
 const goals: Goal[] = [
-  { name: "loop vs serial one-call-at-a-time (red-team + judge tok/s)", value: loopTps / serialTps, goal: ">= 3", holds: loopTps / serialTps >= 3 },
-  { name: "loop vs raw node-llama-cpp batched generation", value: loopTps / rawTps, goal: ">= 0.9", holds: loopTps / rawTps >= 0.9 },
+  { name: "red-team stage vs llama-batched-bench (aggregate tok/s, same shape)", value: loopRedTeam / batchedTotal, goal: ">= 0.9", holds: loopRedTeam / batchedTotal >= 0.9 },
+  { name: "judge stage vs llama-server (generated tok/s, same requests and schema)", value: loopJudge / serverJudge, goal: ">= 1.0", holds: loopJudge / serverJudge >= 1.0 },
+  { name: "judge prompt tokens evaluated with prefix reuse / (prefix per group + suffixes)", value: withReuse.stats.evaluatedTokens / bound, goal: "<= 1", holds: withReuse.stats.evaluatedTokens <= bound },
+  { name: "judge answers with prefix reuse identical to without (1 = yes)", value: identical ? 1 : 0, goal: "= 1", holds: identical },
+  { name: "default (adaptive) threads under load vs the best fixed count under load", value: adaptive.loaded / bestLoaded.loaded, goal: ">= 0.8", holds: adaptive.loaded / bestLoaded.loaded >= 0.8 },
+  { name: "default (adaptive) threads idle vs the best fixed count idle", value: adaptive.idle / bestIdle.idle, goal: ">= 0.9", holds: adaptive.idle / bestIdle.idle >= 0.9 },
 ];
 report(
   "loop",
   [
-    { name: `loop: red-team + judge, ${PROMPTS} prompts, ${SEQUENCES} sequences (median of ${RUNS})`, value: loopTps, unit: "tok/s" },
-    { name: "loop: seconds per batch (median)", value: median(loopRuns.map((r) => r.seconds)), unit: "s" },
-    { name: "loop: generated tokens per batch", value: median(loopRuns.map((r) => r.tokens)), unit: "tokens" },
-    { name: "loop: red-team stage alone (median)", value: median(loopRuns.map((r) => r.redTeam.tokens / r.redTeam.seconds)), unit: "tok/s" },
-    { name: "loop: judge stage alone (median)", value: median(loopRuns.map((r) => r.judge.tokens / r.judge.seconds)), unit: "tok/s" },
-    { name: "loop: judge prompt tokens per generated token", value: median(loopRuns.map((r) => r.judge.promptTokens / r.judge.tokens)), unit: "" },
-    { name: `serial: one call at a time (${SERIAL_PROMPTS} prompts)`, value: serialTps, unit: "tok/s" },
-    { name: "serial: red-team stage alone", value: serialRun.redTeam.tokens / serialRun.redTeam.seconds, unit: "tok/s" },
-    { name: "serial: judge stage alone", value: serialRun.judge.tokens / serialRun.judge.seconds, unit: "tok/s" },
-    { name: `raw node-llama-cpp, ${SEQUENCES} sequences (median of ${RUNS})`, value: rawTps, unit: "tok/s" },
-    { name: "raw: generated tokens per batch (the loop's answers, replayed)", value: median(rawRuns.map((r) => r.tokens)), unit: "tokens" },
-    { name: "raw: red-team stage alone (median)", value: median(rawRuns.map((r) => r.redTeam.tokens / r.redTeam.seconds)), unit: "tok/s" },
-    { name: "raw: judge stage alone (median)", value: median(rawRuns.map((r) => r.judge.tokens / r.judge.seconds)), unit: "tok/s" },
+    { name: `loop red-team stage: ${PROMPTS} prompts, ${SEQUENCES} sequences, prompt + generated (median of ${RUNS})`, value: loopRedTeam, unit: "tok/s" },
+    { name: `llama-batched-bench: pp ${meanPrompt}, tg ${meanAnswer}, ${group} sequences, S t/s (median of ${RUNS})`, value: batchedTotal, unit: "tok/s" },
+    { name: "loop red-team stage: generated only", value: median(redTeamRuns.map(generated)), unit: "tok/s" },
+    { name: "llama-batched-bench: S_TG (generation only)", value: median(batchedRuns.map((b) => b.tg)), unit: "tok/s" },
+    { name: "loop judge stage: generated", value: loopJudge, unit: "tok/s" },
+    { name: `llama-server, ${SEQUENCES} slots, response_format json_schema: generated`, value: serverJudge, unit: "tok/s" },
+    { name: "loop judge stage: seconds (median)", value: median(judgeRuns.map((f) => f.seconds)), unit: "s" },
+    { name: "llama-server judge requests: seconds (median)", value: median(serverRuns.map((f) => f.seconds)), unit: "s" },
+    { name: "judge prompt tokens sent", value: withReuse.stats.promptTokens, unit: "tokens" },
+    { name: "judge prompt tokens evaluated without prefix reuse", value: withoutReuse.stats.evaluatedTokens, unit: "tokens" },
+    { name: "judge prompt tokens evaluated with prefix reuse", value: withReuse.stats.evaluatedTokens, unit: "tokens" },
+    { name: "bound: prefix once per decode group + suffixes", value: bound, unit: "tokens" },
+    { name: "judge stage seconds without / with prefix reuse", value: withoutReuse.seconds / withReuse.seconds, unit: "x" },
+    ...threadFigures.flatMap((t) => [
+      { name: `red-team stage, ${t.threads} thread(s), idle machine`, value: t.idle, unit: "tok/s" },
+      { name: `red-team stage, ${t.threads} thread(s), one core-bound process beside it`, value: t.loaded, unit: "tok/s" },
+    ]),
+    { name: `best fixed thread count under load: ${bestLoaded.threads}`, value: bestLoaded.loaded, unit: "tok/s" },
   ],
   goals,
-  { model: "bench-qwen2-100m", threads: THREADS, prompts: PROMPTS, sequences: SEQUENCES, runs: RUNS, loopRuns, serialRun, rawRuns },
+  { model: "bench-qwen2-100m", cores: CORES, threads: THREADS, prompts: PROMPTS, sequences: SEQUENCES, runs: RUNS, redTeamRuns, judgeRuns, batchedRuns, serverRuns, prefixReuse: { without: withoutReuse.stats, with: withReuse.stats, bound, identical }, threadFigures },
 );

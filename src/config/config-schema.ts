@@ -217,7 +217,9 @@ export const ConfigSchema = z
           .int()
           .nonnegative()
           .optional()
-          .describe("Upper bound on CPU threads for all embedded models (default: the cores available to iteralign; 0 = no limit)."),
+          .describe(
+            "CPU threads for all embedded models. Unset: the cores available to iteralign, lowered while other processes keep cores busy (ggml's threads wait on each other: with one busy core beside it, 2 threads on 2 cores ran 3x slower than 1). A number fixes it; 0 = no limit.",
+          ),
       })
       .strict()
       .default({})

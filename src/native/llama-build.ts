@@ -12,10 +12,10 @@ import { bundleCommit, defaultCacheDir, llamaBundlePath } from "./llama-bundle.j
  * `iteralign-scorer` (log-likelihood scoring) and `iteralign-finetune` (SFT with the loss on answer tokens) are
  * iteralign's own programs (source in `native/<name>/`), built in the same tree.
  */
-export type LlamaTool = "llama-server" | "llama-finetune" | "iteralign-scorer" | "iteralign-finetune";
+export type LlamaTool = "llama-server" | "llama-finetune" | "llama-batched-bench" | "iteralign-scorer" | "iteralign-finetune";
 
-/** Every program {@link ensureLlamaBuild} can build. */
-export const LLAMA_TOOLS: readonly LlamaTool[] = ["llama-server", "llama-finetune", "iteralign-scorer", "iteralign-finetune"];
+/** Every program {@link ensureLlamaBuild} can build (`llama-batched-bench`: the engine's own limit, for bench:loop). */
+export const LLAMA_TOOLS: readonly LlamaTool[] = ["llama-server", "llama-finetune", "llama-batched-bench", "iteralign-scorer", "iteralign-finetune"];
 
 /**
  * The ggml backend a build is for: `cpu` (the default; needs only a C++ toolchain) or `cuda` (NVIDIA GPUs; needs

@@ -11,6 +11,7 @@ import {
 } from "node-llama-cpp";
 import { IterAlignError } from "../../spec/errors.js";
 import { defaultCacheDir } from "../../native/llama-bundle.js";
+import { governThreads } from "./thread-governor.js";
 
 /** How the engine uses the hardware. */
 export interface EngineOptions {
@@ -39,7 +40,9 @@ export function engineThreads(options: EngineOptions): number {
 /** One llama.cpp binding per process and GPU setting; node-llama-cpp loads its native addon once. */
 export function getEngine(options: EngineOptions = {}): Promise<Llama> {
   const maxThreads = engineThreads(options);
-  const key = JSON.stringify([options.gpu ?? false, maxThreads]);
+  // With no thread count configured on the CPU, the budget follows the cores other processes leave free.
+  const governed = options.maxThreads === undefined && (options.gpu ?? false) === false;
+  const key = JSON.stringify([options.gpu ?? false, maxThreads, governed]);
   let llama = llamas.get(key);
   if (!llama) {
     llama = getLlama({
@@ -47,6 +50,9 @@ export function getEngine(options: EngineOptions = {}): Promise<Llama> {
       build: "never",
       logLevel: LlamaLogLevel.error,
       maxThreads,
+    }).then((engine) => {
+      if (governed) governThreads(engine, maxThreads);
+      return engine;
     }).catch((err: unknown) => {
       llamas.delete(key);
       throw new IterAlignError("MODEL_LOAD_FAILED", `cannot start the llama.cpp engine: ${errorText(err)}`, {

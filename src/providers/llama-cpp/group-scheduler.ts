@@ -157,7 +157,7 @@ export class GroupScheduler {
 }
 
 /** Length of the longest prefix all token lists share. */
-export function commonPrefixLength(lists: readonly (readonly Token[])[]): number {
+export function commonPrefixLength<T>(lists: readonly (readonly T[])[]): number {
   const [first, ...rest] = lists;
   if (!first) return 0;
   let n = 0;
