@@ -3,7 +3,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fixtureModelPath } from "../../src/gguf/fixture-models.js";
-import { loadedModelCount } from "../../src/providers/llama-cpp/engine.js";
+import type { Token } from "node-llama-cpp";
+import { acquireModel, loadedModelCount } from "../../src/providers/llama-cpp/engine.js";
 import { LlamaCppModel } from "../../src/providers/llama-cpp/llama-cpp-model.js";
 import { IterAlignError } from "../../src/spec/errors.js";
 import { loadFixtureModel } from "../helpers/models.js";
@@ -61,6 +62,35 @@ describe("llama-cpp provider on generated models", () => {
     const plain = await qwen.generate({ messages: user("Tell me a story"), maxTokens: 24 });
     const penalized = await qwen.generate({ messages: user("Tell me a story"), maxTokens: 24, frequencyPenalty: 2 });
     expect(penalized.text).not.toBe(plain.text);
+  });
+
+  it("applies frequency and presence penalties exactly as llama.cpp's own penalties sampler does", async () => {
+    // The reference: node-llama-cpp's repeatPenalty (llama.cpp's penalties sampler) on the same prompt tokens.
+    const handle = await acquireModel(fixtureModelPath("tiny-qwen2"), { maxThreads: 1 });
+    const context = await handle.model.createContext({ sequences: 1, contextSize: 1024, threads: 1, flashAttention: false });
+    try {
+      for (const [frequencyPenalty, presencePenalty] of [[0.5, 0], [1.3, 0.4], [0.3, 0.9]] as const) {
+        const messages = user(`Tell me a story about penalties ${frequencyPenalty}`);
+        const ours = await qwen.generate({ messages, maxTokens: 40, temperature: 0, frequencyPenalty, presencePenalty });
+        const seq = context.getSequence();
+        const generated: Token[] = [];
+        for await (const token of seq.evaluate(qwen.renderChat(messages).tokens, {
+          temperature: 0,
+          repeatPenalty: { punishTokens: () => generated, maxPunishTokens: 40, penalty: 1, frequencyPenalty, presencePenalty },
+        })) {
+          if (handle.model.isEogToken(token)) break;
+          generated.push(token);
+          if (generated.length >= 40) break;
+        }
+        seq.dispose();
+        expect(ours.text).toBe(handle.model.detokenize(generated));
+        // The penalty is in effect: without it the same prompt gives another answer.
+        expect((await qwen.generate({ messages, maxTokens: 40, temperature: 0 })).text).not.toBe(ours.text);
+      }
+    } finally {
+      await context.dispose();
+      await handle.release();
+    }
   });
 
   it("cuts the text at a stop string", async () => {

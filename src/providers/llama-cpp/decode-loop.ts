@@ -1,5 +1,6 @@
 import {
   LlamaGrammarEvaluationState,
+  TokenBias,
   type EvaluationPriority,
   type LlamaContextSequence,
   type LlamaGrammar,
@@ -45,6 +46,8 @@ export async function decodeOnSequence(
   const generated: Token[] = [];
   const grammarState = job.grammar ? new LlamaGrammarEvaluationState({ model, grammar: job.grammar }) : undefined;
   const penalize = (params.frequencyPenalty ?? 0) !== 0 || (params.presencePenalty ?? 0) !== 0;
+  const bias = penalize ? new TokenBias(model.tokenizer) : undefined;
+  const counts = new Map<Token, number>();
   const temperature = params.temperature ?? 0;
   let text = "";
   let emitted = 0;
@@ -58,17 +61,10 @@ export async function decodeOnSequence(
       ...(temperature > 0 && params.topP !== undefined ? { topP: params.topP } : {}),
       ...(temperature > 0 && params.seed !== undefined ? { seed: params.seed } : {}),
       ...(grammarState ? { grammarEvaluationState: grammarState } : {}),
-      ...(penalize
-        ? {
-            repeatPenalty: {
-              punishTokens: () => generated,
-              maxPunishTokens: job.maxTokens,
-              penalty: 1,
-              frequencyPenalty: params.frequencyPenalty ?? 0,
-              presencePenalty: params.presencePenalty ?? 0,
-            },
-          }
-        : {}),
+      // OpenAI-style penalties as a logit bias on the tokens generated so far: the same subtraction llama.cpp's
+      // penalties sampler makes (logit - count * frequency - presence, exact in float), without its pass over
+      // every candidate of the vocabulary at each token (15% of a red-team stage's time with a 152k vocabulary).
+      ...(bias ? { tokenBias: () => bias } : {}),
     });
     for await (const token of iterator) {
       lockstep?.barrier.prefillDone(lockstep.member);
@@ -78,6 +74,13 @@ export async function decodeOnSequence(
         break;
       }
       generated.push(token);
+      if (bias) {
+        const count = (counts.get(token) ?? 0) + 1;
+        counts.set(token, count);
+        // Float32 arithmetic, as llama.cpp computes it: count * frequency + presence.
+        const f = Math.fround;
+        bias.set(token, { logit: -f(f(count * f(params.frequencyPenalty ?? 0)) + f(params.presencePenalty ?? 0)) });
+      }
       text = model.detokenize(generated);
       const stopAt = firstStop(text, job.stopTexts);
       if (stopAt >= 0) {
