@@ -82,7 +82,7 @@ describe("llama-cpp provider on generated models", () => {
           generated.push(token);
           if (generated.length >= 40) break;
         }
-        seq.dispose();
+        await seq.dispose();
         expect(ours.text).toBe(handle.model.detokenize(generated));
         // The penalty is in effect: without it the same prompt gives another answer.
         expect((await qwen.generate({ messages, maxTokens: 40, temperature: 0 })).text).not.toBe(ours.text);
