@@ -21,6 +21,7 @@ import type { LanguageModel } from "../spec/language-model.js";
 import { SqliteRunStore } from "../store/sqlite-run-store.js";
 import type { RunStore } from "../store/run-store.js";
 import { requireCapability, type Capability, type Role } from "../spec/language-model.js";
+import { guardNeeds } from "../stages/guard-judge.js";
 import { validateRunId } from "./run-id.js";
 import { yieldToEventLoop } from "../util/event-loop.js";
 import { errorsByStage, stopReason } from "./stop-rules.js";
@@ -153,6 +154,12 @@ async function checkRoles(config: IterAlignConfig, models: LoopModelSource): Pro
     needs.push(["target", "scoreContinuations", `log-likelihood evaluation (eval.benchmarks: ${config.eval.benchmarks})`]);
   }
   for (const [role, capability, neededBy] of needs) requireCapability(await models.forRole(role), capability, `roles.${role}: ${neededBy}`);
+  // A panel judge answers our verdict schema, or (a guard) classifies with its own template.
+  for (const [i, name] of (config.roles.judges ?? []).entries()) {
+    const judge = await judgePanelModels(models, [name]).then((m) => m[0] as LanguageModel);
+    const needed = judge.guard ? guardNeeds(judge.guard) : "generateObject";
+    requireCapability(judge, needed, `roles.judges[${i}] (${name}): ${judge.guard ? `a guard of style ${judge.guard.style}` : "the judge stage"}`);
+  }
 }
 
 /**

@@ -6,6 +6,7 @@ import { runLoop } from "../../src/pipeline/run-loop.js";
 import { IterAlignError } from "../../src/spec/errors.js";
 import type { GenerateObjectRequest, LanguageModel } from "../../src/spec/language-model.js";
 import { MemoryRunStore } from "../../src/store/memory-run-store.js";
+import { GuardConfigSchema } from "../../src/spec/guard.js";
 import { ScriptedModel, textResult } from "../../src/testing/scripted-model.js";
 import { judgedRequest, scriptedLoopConfig, scriptedLoopModels } from "../helpers/scripted-loop.js";
 
@@ -104,5 +105,12 @@ describe("several judges (roles.judges)", () => {
       ["cheap", true],
       ["big", false],
     ]);
+  });
+
+  it("refuses a guard judge its provider cannot run, before any model call", async () => {
+    // A guard of style llama-guard needs a provider that renders the conversation with the model's template.
+    const guard = new ScriptedModel({ modelId: "g", guard: GuardConfigSchema.parse({ style: "llama-guard" }), generate: [textResult("safe")] });
+    await expect(run("cascade", { g: guard, big: panelJudge("big", A) }, ["g", "big"])).rejects.toThrow(/roles\.judges\[0\] \(g\): a guard of style llama-guard/);
+    expect(guard.calls.generate).toBe(0);
   });
 });
