@@ -126,7 +126,7 @@ describe("iteralign models check", () => {
     const check = checks[0]!;
     expect(check.ok).toBe(true);
     expect(check.roles).toEqual(["target", "oracle", "judge"]);
-    expect(check.capabilities).toEqual(["generate", "generateObject", "scoreContinuations", "stream"]);
+    expect(check.capabilities).toEqual(["generate", "generateObject", "scoreContinuations", "stream", "classify", "scoreChat"]);
     expect(check.generationTokensPerSecond).toBeGreaterThan(0);
     expect(check.promptTokensPerSecond).toBeGreaterThan(0);
   });
