@@ -376,3 +376,32 @@ export function writeGguf(file: string, metadata: Map<string, GgufValue>, tensor
     closeSync(fd);
   }
 }
+
+/** Name, shape and type of one tensor as a GGUF file lists it (ggml order: dims[0] varies fastest). */
+export interface GgufTensorInfo {
+  readonly name: string;
+  readonly dims: readonly number[];
+  readonly type: number;
+}
+
+/** The header, metadata and tensor list of a GGUF file (not the tensor data). */
+export function readGgufTensorInfos(file: string): { header: GgufHeader; tensors: GgufTensorInfo[] } {
+  const fd = openSync(file, "r");
+  try {
+    const r = new GgufReader(fd, file);
+    const header = readGgufHeaderFrom(r, file);
+    const tensors: GgufTensorInfo[] = [];
+    for (let i = 0n; i < header.tensorCount; i++) {
+      const name = r.string();
+      const nDims = r.u32();
+      const dims: number[] = [];
+      for (let d = 0; d < nDims; d++) dims.push(Number(r.u64()));
+      const type = r.u32();
+      r.u64(); // offset of the data
+      tensors.push({ name, dims, type });
+    }
+    return { header, tensors };
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -46,6 +46,12 @@ export const LlamaCppTrainerOptionsSchema = z
       .optional()
       .describe("CPU threads for training. Default: all cores. On a machine busy with other work fewer threads train faster (ggml's workers spin while they wait)."),
     seed: z.number().int().min(0).max(2147483647).default(0).describe("Seed of the example order in each epoch."),
+    memoryCheck: z
+      .boolean()
+      .default(true)
+      .describe(
+        "Before training, estimate the memory full F32 fine-tuning needs from the model's shape and refuse when it exceeds 90% of the machine's (CPU training only). false: try anyway.",
+      ),
     chatTemplate: z
       .enum(["auto", "jinja"])
       .default("auto")

@@ -2,6 +2,7 @@ import { closeSync, existsSync, openSync, renameSync, rmSync, writeFileSync, wri
 import { availableParallelism } from "node:os";
 import path from "node:path";
 import { z } from "zod";
+import { estimateTrainingMemory, trainingMemoryProblem } from "./memory-estimate.js";
 import { ensureLlamaBuild } from "../native/llama-build.js";
 import { IterAlignError } from "../spec/errors.js";
 import type { TrainingExample } from "../spec/records.js";
@@ -43,13 +44,16 @@ export class LlamaCppTrainer implements Trainer {
   readonly options: LlamaCppTrainerOptions;
   private readonly cacheDir: string | undefined;
 
-  constructor(options: LlamaCppTrainerOptionsInput = {}, deps: { readonly cacheDir?: string } = {}) {
+  private readonly machineMemory: number | undefined;
+
+  constructor(options: LlamaCppTrainerOptionsInput = {}, deps: { readonly cacheDir?: string; readonly machineMemoryBytes?: number } = {}) {
     const parsed = LlamaCppTrainerOptionsSchema.safeParse(options);
     if (!parsed.success) {
       throw new IterAlignError("CONFIG_INVALID", `llama-cpp trainer options: ${z.prettifyError(parsed.error)}`);
     }
     this.options = parsed.data;
     this.cacheDir = deps.cacheDir;
+    this.machineMemory = deps.machineMemoryBytes;
   }
 
   async train(input: TrainInput): Promise<TrainResult> {
@@ -80,8 +84,15 @@ export class LlamaCppTrainer implements Trainer {
     writeTokenizedExamples(files.data, tokenized.examples);
     const dataHash = sha256OfFiles([files.data]);
     const window = Math.ceil(Math.max(...tokenized.examples.map((e) => e.tokens.length)) / WINDOW_STEP) * WINDOW_STEP;
+    // Refuse what cannot fit before any training starts (and before the F32 copy of a quantized model is made).
+    const memory = estimateTrainingMemory(startFile, window);
+    if (o.memoryCheck && o.gpu === "cpu") {
+      const problem = trainingMemoryProblem(memory, this.machineMemory);
+      if (problem) throw new IterAlignError("TRAINING_FAILED", `${path.basename(startFile)}: ${problem}. The previous model is kept; train.llamaCpp.memoryCheck: false tries anyway.`, { details: { kind: "memory", estimateBytes: memory.bytes } });
+    }
     Object.assign(settings, {
       startModel: startFile,
+      memoryEstimateBytes: memory.bytes,
       trainingWindow: window,
       chatTemplateUsed: tokenized.chatTemplate,
       endOfTurn: tokenized.endOfTurn,

@@ -3,14 +3,16 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import type { LlamaModel, Token } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ensureFixtureModels, fixtureModelPath } from "../../src/gguf/fixture-models.js";
-import { readGgufHeader } from "../../src/gguf/gguf-file.js";
+import { ensureFixtureModels, FIXTURE_MODELS, fixtureModelPath } from "../../src/gguf/fixture-models.js";
+import { countParameters } from "../../src/gguf/random-model.js";
+import { GgufType, readGgufHeader } from "../../src/gguf/gguf-file.js";
 import { ensureLlamaBuild } from "../../src/native/llama-build.js";
 import { acquireModel } from "../../src/providers/llama-cpp/engine.js";
 import { NativeScorer } from "../../src/providers/llama-cpp/native-scorer.js";
 import { IterAlignError } from "../../src/spec/errors.js";
 import type { TrainingExample } from "../../src/spec/records.js";
 import { convertModel, runFinetune } from "../../src/train/llama-cpp-finetune-process.js";
+import { estimateTrainingMemory, trainingMemoryProblem } from "../../src/train/memory-estimate.js";
 import { LlamaCppTrainer, LlamaCppTrainerOptionsSchema, type LlamaCppTrainerOptionsInput } from "../../src/train/llama-cpp-trainer.js";
 import type { ModelRef, TrainInput, TrainProgress, TrainResult } from "../../src/spec/trainer.js";
 
@@ -272,6 +274,34 @@ describe("llama-cpp trainer", () => {
     expect((await expectTrainingError(killed, "TRAINING_FAILED", /ran out of memory \(the trainer was killed by SIGKILL/)).details).toMatchObject({
       kind: "memory",
     });
+  });
+
+  it("refuses, before training, a model whose estimated memory exceeds the machine's, naming both", async () => {
+    const small = trainInput("too-big");
+    const refuse = new LlamaCppTrainer({ threads: THREADS }, { machineMemoryBytes: 16 * 1024 * 1024 });
+    const err = await expectTrainingError(
+      refuse.train(small),
+      "TRAINING_FAILED",
+      /full fine-tuning of this 0\.\d\dB-parameter model needs about \d+\.\d GiB \(weights .*activations over a \d+-token window .*\), and this machine has 0\.0 GiB\. Train with LoRA on a GPU instead/,
+    );
+    expect(err.details).toMatchObject({ kind: "memory" });
+    // Nothing was trained or written: the refusal comes before the trainer starts.
+    expect(readdirSync(small.outDir).filter((f) => f.endsWith(".gguf"))).toEqual([]);
+  });
+
+  it("estimates training memory from the model's shape", () => {
+    const e = estimateTrainingMemory(MODEL, 64);
+    const spec = FIXTURE_MODELS["tiny-qwen2"];
+    const tokens = readGgufHeader(MODEL).metadata.get("tokenizer.ggml.tokens");
+    const vocab = tokens?.type === GgufType.ARRAY ? tokens.value.length : 0;
+    expect(e.parameters).toBe(countParameters({ ...spec, vocabFile: "" }, vocab));
+    // qwen2 ties the output head to the frozen token embedding: everything else trains.
+    expect(e.trainableParameters).toBe(e.parameters - vocab * spec.embeddingLength);
+    expect(e.weights).toBe(4 * e.parameters);
+    expect(e.optimizer).toBe(12 * e.trainableParameters);
+    expect(e.activations).toBe(64 * (12 * vocab + spec.blockCount * (32 * spec.embeddingLength + 8 * spec.feedForwardLength)));
+    expect(e.bytes).toBe(e.weights + e.optimizer + e.activations + e.overhead);
+    expect(trainingMemoryProblem(e, 64 * 1024 ** 3)).toBeNull();
   });
 
   it("validates its options", () => {
