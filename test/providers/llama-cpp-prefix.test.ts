@@ -1,6 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { judgeMessages } from "../../src/prompts/judge.js";
-import { commonPrefixLength } from "../../src/providers/llama-cpp/group-scheduler.js";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { commonPrefixLength, removeStaleStates } from "../../src/providers/llama-cpp/group-scheduler.js";
 import { loadFixtureModel } from "../helpers/models.js";
 
 /**
@@ -50,6 +54,19 @@ describe("shared-prefix reuse (llama-cpp)", () => {
     expect(cached[4]).toBe(0);
     expect(cached.reduce((a, b) => a + b, 0)).toBe(on.stats.reusedTokens);
   }, 120_000);
+
+  it("removes prefix state files of processes that no longer run, and only those", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "iteralign-prefix-states-"));
+    try {
+      const dead = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" }).stdout;
+      const names = [`iteralign-prefix-${dead}-1.kv`, `iteralign-prefix-${process.pid}-3.kv`, "iteralign-prefix-notes.txt"];
+      for (const n of names) writeFileSync(path.join(dir, n), "x");
+      removeStaleStates(dir);
+      expect(readdirSync(dir).sort()).toEqual([`iteralign-prefix-${process.pid}-3.kv`, "iteralign-prefix-notes.txt"].sort());
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   it("finds the longest common prefix of token lists", () => {
     expect(commonPrefixLength([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]])).toBe(2);

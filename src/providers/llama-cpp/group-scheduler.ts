@@ -1,4 +1,4 @@
-import { rmSync } from "node:fs";
+import { accessSync, constants, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { LlamaContextSequence, Token } from "node-llama-cpp";
@@ -137,7 +137,8 @@ export class GroupScheduler {
     const length = Math.min(commonPrefixLength(group.map((j) => j.tokens)), Math.min(...group.map((j) => j.tokens.length)) - 1);
     if (length < this.prefixReuse.minTokens) return 0;
     const prefix = (group[0] as PendingJob).tokens.slice(0, length);
-    const file = path.join(this.prefixReuse.dir ?? tmpdir(), `iteralign-prefix-${process.pid}-${++this.files}.kv`);
+    const dir = this.prefixReuse.dir ?? prefixStateDir();
+    const file = path.join(dir, `iteralign-prefix-${process.pid}-${++this.files}.kv`);
     const [first, ...rest] = sequences as [LlamaContextSequence, ...LlamaContextSequence[]];
     try {
       await first.evaluateWithoutGeneratingNewTokens(prefix);
@@ -153,6 +154,54 @@ export class GroupScheduler {
     } finally {
       rmSync(file, { force: true });
     }
+  }
+}
+
+let stateDir: string | undefined;
+
+/**
+ * Where prefix states pass between sequences: shared memory (`/dev/shm`) where there is one, so the transfer never
+ * touches a disk, else the OS temp directory. The first call also removes state files left by processes that were
+ * killed between writing and removing one.
+ */
+export function prefixStateDir(): string {
+  if (stateDir !== undefined) return stateDir;
+  let dir = tmpdir();
+  try {
+    accessSync("/dev/shm", constants.W_OK);
+    dir = "/dev/shm";
+  } catch {
+    // No shared memory file system (macOS, Windows): the temp directory.
+  }
+  removeStaleStates(dir);
+  stateDir = dir;
+  return dir;
+}
+
+/** Removes `iteralign-prefix-<pid>-<n>.kv` files of processes that no longer run. */
+export function removeStaleStates(dir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = /^iteralign-prefix-(\d+)-\d+\.kv$/.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid === process.pid || isRunning(pid)) continue;
+    rmSync(path.join(dir, name), { force: true });
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it runs, as another user.
+    return (error as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 
