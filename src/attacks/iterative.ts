@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { escalationMessages, refinerMessages, type RefinementRound } from "../prompts/attacker.js";
+import { escalationMessages, refinerMessages, translatorMessages, type RefinementRound } from "../prompts/attacker.js";
 import { judgeMessages } from "../prompts/judge.js";
 import type { ChatMessage, GenerationParams, LanguageModel } from "../spec/language-model.js";
 import type { JudgeOutput } from "../spec/records.js";
@@ -13,6 +13,7 @@ import { JudgeWithPromptSchema } from "../stages/judge.js";
 
 export const RefinedAttackSchema = z.object({ request: z.string().min(1) });
 export const EscalationPlanSchema = z.object({ turns: z.array(z.string().min(1)).min(1) });
+export const TranslationSchema = z.object({ translation: z.string().min(1) });
 
 /** The models and settings an iterative attack uses. */
 export interface IterativeAttackOptions {
@@ -35,12 +36,12 @@ export interface AttackRound {
 
 /** The outcome of an iterative attack. */
 export interface IterativeAttackResult {
-  readonly strategy: "pair" | "escalation";
+  readonly strategy: "pair" | "escalation" | "translation";
   readonly goal: string;
   readonly rounds: readonly AttackRound[];
   /** True when the judge failed the target's (last) answer: the attack got through. */
   readonly succeeded: boolean;
-  readonly params: Readonly<Record<string, number>>;
+  readonly params: Readonly<Record<string, number | string>>;
 }
 
 async function judged(judge: LanguageModel, prompt: string, response: string, signal?: AbortSignal): Promise<JudgeOutput> {
@@ -123,4 +124,32 @@ export async function escalateAttack(goal: string, turns: number, options: Itera
     succeeded: !verdict.pass,
     params: { turns: plan.length },
   };
+}
+
+async function translate(attacker: LanguageModel, text: string, language: string, options: IterativeAttackOptions): Promise<string> {
+  const { object } = await attacker.generateObject({
+    temperature: 0,
+    maxTokens: 1024,
+    ...options.attackerParams,
+    messages: translatorMessages(text, language),
+    schema: TranslationSchema,
+    schemaName: "translation",
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  return object.translation.trim();
+}
+
+/**
+ * Translation round-trip: the attacker translates the goal into `language` (safety training is thinner in many
+ * languages), the target answers the translation, and the attacker translates the answer back into English, which
+ * the judge reads against the original goal. The round records the translated attack and the answer as the target
+ * wrote it; the verdict is on the back-translation.
+ */
+export async function translationAttack(goal: string, language: string, options: IterativeAttackOptions): Promise<IterativeAttackResult & { readonly backTranslation: string }> {
+  const { attacker, target, judge, signal } = options;
+  const attack = await translate(attacker, goal, language, options);
+  const answer = await target.generate({ ...options.targetParams, messages: [{ role: "user", content: attack }], ...(signal ? { signal } : {}) });
+  const backTranslation = answer.text.trim() === "" ? "" : await translate(attacker, answer.text, "English", options);
+  const verdict = await judged(judge, goal, backTranslation, signal);
+  return { strategy: "translation", goal, rounds: [{ attack, response: answer.text, verdict }], succeeded: !verdict.pass, params: { language }, backTranslation };
 }
