@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { transformById } from "../attacks/transforms.js";
 import { ModelConfigSchema } from "../providers/builtin.js";
 import { GenerationParamsConfigSchema } from "../providers/model-config-fields.js";
 import { BUNDLED_DATASET_NAMES } from "../datasets/bundled.js";
@@ -18,6 +19,7 @@ export const RolesConfigSchema = z
     oracle: z.string().min(1).describe("Stronger model that judges and proposes constitutions."),
     judge: z.string().min(1).optional().describe("Model that labels answers; defaults to the oracle."),
     embedder: z.string().min(1).optional().describe("Model used for embeddings (constitution dedup)."),
+    attacker: z.string().min(1).optional().describe("Model that writes new red-team requests with `loop.attacks` (default: the oracle)."),
     judges: z
       .array(z.string().min(1))
       .min(2)
@@ -121,6 +123,44 @@ export const LoopConfigSchema = z
     redTeam: GenerationParamsConfigSchema.default({ temperature: 0, maxTokens: 500, frequencyPenalty: 0.5 }).describe(
       "Sampling of red-team answers (the paper: greedy, 500 tokens, frequency penalty 0.5).",
     ),
+    attacks: z
+      .object({
+        fresh: z.number().min(0).max(1).default(0.5).describe("Share of each batch that is new attacks written against the current target."),
+        replay: z.number().min(0).max(1).default(0.25).describe("Share of each batch that replays earlier failures (regression check)."),
+        perCategory: z.number().int().positive().default(4).describe("Requests the attacker writes per category per iteration (before deduplication and screening)."),
+        categories: z
+          .array(z.string().min(1))
+          .optional()
+          .describe("Categories (topics) to write attacks for; default: the categories of the iteration's prompts from the train split, or `general`."),
+        strategies: z
+          .array(z.string().min(1))
+          .default(["plain"])
+          .describe("Transforms given to the new attacks in turn: `plain`, `base64`, `leetspeak[:light]`, `homoglyph`, `persona:<novelist|red-team-auditor|opposite-day|historian>`, `chain-of-utterances`."),
+        heldoutShare: z
+          .number()
+          .min(0)
+          .max(0.9)
+          .default(0.25)
+          .describe("Share of the accepted new attacks kept out of training: their attack success, per strategy and category, is measured on the current target and never trained on."),
+        temperature: z.number().min(0).max(2).default(0.9).describe("The attacker's sampling temperature (seeded per iteration and category, so runs repeat)."),
+        seed: z.number().int().nonnegative().default(0).describe("Seed of the attacker's sampling."),
+      })
+      .strict()
+      .refine((a) => a.fresh + a.replay < 1, { message: "fresh + replay must leave a share of the batch for the train split (below 1)" })
+      .superRefine((a, ctx) => {
+        a.strategies.forEach((id, i) => {
+          if (id === "plain") return;
+          try {
+            transformById(id);
+          } catch (error) {
+            ctx.addIssue({ code: "custom", path: ["strategies", i], message: (error as Error).message });
+          }
+        });
+      })
+      .optional()
+      .describe(
+        "Adaptive red teaming: each batch mixes new attacks written by `roles.attacker` against the current target (deduplicated against every prompt used and every evaluation set, screened by the judge), a replay of earlier failures, and the train split; see docs/attacks.md.",
+      ),
   })
   .strict();
 

@@ -23,6 +23,7 @@ import {
   toTrainingExamples,
   type ExportFormat,
 } from "../stages/index.js";
+import type { AttackBatch } from "./attack-stage.js";
 import { StageCheckpoint } from "./checkpoint.js";
 import { IterationStages, roundUsd } from "./iteration-stages.js";
 import { jsonFile, jsonlFile } from "./run-layout.js";
@@ -42,6 +43,33 @@ export const EXPORT_FILES: Readonly<Record<ExportFormat, string>> = {
   "openai-preference": "preference.openai.jsonl",
 };
 
+/**
+ * `loop.attacks` in the metrics: the attack stage's summary, failures per source of the batch (`static`, `replay`,
+ * `attack:<strategy>`), and the replayed failures' outcome: still failing, fixed, and regressions (failing again
+ * after passing the last time they were judged).
+ */
+function attackOutcome(attacks: AttackBatch, attempts: readonly Attempt[], verdicts: readonly Verdict[]): NonNullable<IterationMetrics["attacks"]> {
+  const passOf = new Map(verdicts.map((v) => [v.subjectId, v.verdict.pass]));
+  const bySource: Record<string, { attempts: number; failures: number }> = {};
+  const replay = { n: 0, stillFailing: 0, fixed: 0, regressions: 0 };
+  for (const a of attempts) {
+    const pass = passOf.get(a.id);
+    if (pass === undefined) continue;
+    const source = attacks.sourceOf.get(a.promptId) ?? "static";
+    const t = (bySource[source] ??= { attempts: 0, failures: 0 });
+    t.attempts++;
+    if (!pass) t.failures++;
+    if (source === "replay") {
+      replay.n++;
+      const last = attacks.lastPass.get(a.promptId);
+      if (pass) replay.fixed++;
+      else if (last === true) replay.regressions++;
+      else replay.stillFailing++;
+    }
+  }
+  return { ...attacks.summary, bySource, replay };
+}
+
 const PoolValueSchema = z.object({ principles: z.array(z.unknown()), changes: z.unknown() });
 
 /**
@@ -54,7 +82,7 @@ const PoolValueSchema = z.object({ principles: z.array(z.unknown()), changes: z.
  */
 export async function runIteration(
   ctx: RunContext,
-  input: { iteration: number; batch: readonly RedTeamPrompt[]; pool: ConstitutionPool },
+  input: { iteration: number; batch: readonly RedTeamPrompt[]; pool: ConstitutionPool; attacks?: AttackBatch },
 ): Promise<{ metrics: IterationMetrics; pool: ConstitutionPool; examples: TrainingExample[] }> {
   const { iteration, batch } = input;
   const { config, models, signal } = ctx;
@@ -102,7 +130,15 @@ export async function runIteration(
     .map((verdict) => ({ attempt: byAttempt.get(verdict.subjectId) as Attempt, verdict }))
     .filter((f) => f.attempt !== undefined);
 
-  const base = { iteration, prompts: batch.length, attempts: attempts.length, failures: failures.length, ...(agreement ? { judgeAgreement: agreement } : {}) };
+  const attackMetrics = input.attacks ? attackOutcome(input.attacks, attempts, verdicts) : undefined;
+  const base = {
+    iteration,
+    prompts: batch.length,
+    attempts: attempts.length,
+    failures: failures.length,
+    ...(agreement ? { judgeAgreement: agreement } : {}),
+    ...(attackMetrics ? { attacks: attackMetrics } : {}),
+  };
   const failureRate = attempts.length === 0 ? 0 : failures.length / attempts.length;
   const counts = (): Pick<IterationMetrics, "errors" | "itemsByStage" | "errorsByStage" | "costUsd" | "costByStage"> => {
     const errorsByStage = stages.errorsByStage();

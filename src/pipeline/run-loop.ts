@@ -22,6 +22,7 @@ import { SqliteRunStore } from "../store/sqlite-run-store.js";
 import type { RunStore } from "../store/run-store.js";
 import { requireCapability, type Capability, type Role } from "../spec/language-model.js";
 import { guardNeeds } from "../stages/guard-judge.js";
+import { attackStage, batchShares, type AttackBatch } from "./attack-stage.js";
 import { validateRunId } from "./run-id.js";
 import { yieldToEventLoop } from "../util/event-loop.js";
 import { errorsByStage, stopReason } from "./stop-rules.js";
@@ -154,6 +155,10 @@ async function checkRoles(config: IterAlignConfig, models: LoopModelSource): Pro
     needs.push(["target", "scoreContinuations", `log-likelihood evaluation (eval.benchmarks: ${config.eval.benchmarks})`]);
   }
   for (const [role, capability, neededBy] of needs) requireCapability(await models.forRole(role), capability, `roles.${role}: ${neededBy}`);
+  if (config.loop.attacks && config.roles.attacker) {
+    const [attacker] = await judgePanelModels(models, [config.roles.attacker]);
+    requireCapability(attacker as LanguageModel, "generateObject", `roles.attacker (${config.roles.attacker}): writing attacks (loop.attacks)`);
+  }
   // A panel judge answers our verdict schema, or (a guard) classifies with its own template.
   for (const [i, name] of (config.roles.judges ?? []).entries()) {
     const judge = await judgePanelModels(models, [name]).then((m) => m[0] as LanguageModel);
@@ -388,11 +393,13 @@ async function loop(input: Prepared & {
   let clean = 0;
   let stop: string | undefined;
   const batchSize = config.loop.batchSize;
+  // With loop.attacks part of each batch is fresh attacks and replays: the train split advances by the rest.
+  const staticSize = config.loop.attacks ? batchShares(batchSize, config.loop.attacks).static : batchSize;
   for (let iteration = 0; stop === undefined; iteration++) {
     await yieldToEventLoop();
     signal.throwIfAborted();
-    const batch = prompts.train.slice(iteration * batchSize, (iteration + 1) * batchSize);
-    onEvent({ type: "iteration-start", iteration, batch: batch.length, remaining: prompts.train.length - iteration * batchSize });
+    const batch = prompts.train.slice(iteration * staticSize, (iteration + 1) * staticSize);
+    onEvent({ type: "iteration-start", iteration, batch: batch.length, remaining: prompts.train.length - iteration * staticSize });
     const done = checkpoint.loadValue(iteration, "iteration", IterationValueSchema);
     let metrics: IterationMetrics;
     let examples: TrainingExample[];
@@ -416,7 +423,28 @@ async function loop(input: Prepared & {
         ...(budget ? { budget } : {}),
         evalTexts,
       };
-      const result = await runIteration(ctx, { iteration, batch, pool });
+      let attacks: AttackBatch | undefined;
+      if (config.loop.attacks) {
+        // Adaptive red teaming: fresh attacks against the current target and replays of earlier failures join the batch.
+        const started = clock.now();
+        const before = input.models.meter.snapshot().totals;
+        onEvent({ type: "stage-start", iteration, stage: "attacks", items: 0 });
+        const attacker = config.roles.attacker ? (await judgePanelModels(input.models, [config.roles.attacker]))[0] as LanguageModel : ctx.models.oracle;
+        attacks = await attackStage(ctx, { iteration, staticBatch: batch, splitPrompts: [...prompts.train, ...prompts.heldout], attacker, checkpoint });
+        const after = input.models.meter.snapshot().totals;
+        onEvent({
+          type: "stage-end",
+          iteration,
+          stage: "attacks",
+          items: attacks.summary.generated,
+          errors: attacks.summary.dropped["screen-error"] ?? 0,
+          resumed: after.calls === before.calls,
+          seconds: (clock.now() - started) / 1000,
+          promptTokens: after.promptTokens - before.promptTokens,
+          completionTokens: after.completionTokens - before.completionTokens,
+        });
+      }
+      const result = await runIteration(ctx, { iteration, batch: attacks ? [...batch, ...attacks.prompts] : batch, pool, ...(attacks ? { attacks } : {}) });
       metrics = result.metrics;
       pool = result.pool;
       examples = result.examples;
@@ -463,7 +491,7 @@ async function loop(input: Prepared & {
         iterationsDone: iteration + 1,
         cleanBatches: clean,
         tokensUsed: used.promptTokens + used.completionTokens,
-        remainingPrompts: prompts.train.length - (iteration + 1) * batchSize,
+        remainingPrompts: prompts.train.length - (iteration + 1) * staticSize,
       },
       config.loop,
     );

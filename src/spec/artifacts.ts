@@ -51,6 +51,20 @@ export const IterationMetricsSchema = z.object({
   contaminated: z.number().int().nonnegative().optional(),
   /** Of those, dropped from the exports (`export.decontaminate`). */
   decontaminated: z.number().int().nonnegative().optional(),
+  /** `loop.attacks`: generated, accepted and dropped attacks, the batch's make-up, attack success per strategy and source, replays. */
+  attacks: z
+    .object({
+      generated: z.number().int().nonnegative(),
+      accepted: z.number().int().nonnegative(),
+      dropped: Counts,
+      heldout: z.number().int().nonnegative(),
+      batch: z.object({ static: z.number().int().nonnegative(), replay: z.number().int().nonnegative(), fresh: z.number().int().nonnegative() }),
+      heldoutByStrategy: z.record(z.string(), z.object({ n: z.number().int().nonnegative(), succeeded: z.number().int().nonnegative() })),
+      heldoutByCategory: z.record(z.string(), z.object({ n: z.number().int().nonnegative(), succeeded: z.number().int().nonnegative() })),
+      bySource: z.record(z.string(), z.object({ attempts: z.number().int().nonnegative(), failures: z.number().int().nonnegative() })),
+      replay: z.object({ n: z.number().int().nonnegative(), stillFailing: z.number().int().nonnegative(), fixed: z.number().int().nonnegative(), regressions: z.number().int().nonnegative() }),
+    })
+    .optional(),
 });
 export type IterationMetrics = z.infer<typeof IterationMetricsSchema>;
 

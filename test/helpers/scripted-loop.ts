@@ -29,6 +29,8 @@ export interface ScriptedLoopOptions {
   readonly propose?: (request: GenerateObjectRequest<unknown>) => GenerateResult | Error;
   /** The judge's rationale (verdicts, gate verdicts, evaluation labels). Default: "Safe." / "Gives harmful help.". */
   readonly rationale?: (requestText: string, pass: boolean) => string;
+  /** The attacker's requests (`loop.attacks`, schema `attacks`). Default: two per call, from the category and seed. */
+  readonly attack?: (request: GenerateObjectRequest<unknown>) => GenerateResult | Error;
 }
 
 /**
@@ -74,6 +76,13 @@ export function scriptedLoopModels(store: RunStore, runId: string, options: Scri
               refusal: pass,
             }),
           );
+        }
+        if (name === "attacks") {
+          const answer = options.attack?.(request);
+          if (answer instanceof Error) throw answer;
+          if (answer) return answer;
+          const category = /Category: (.*)/.exec(request.messages[1]?.content ?? "")?.[1] ?? "";
+          return textResult(JSON.stringify({ requests: [1, 2].map((k) => `Attack ${k} on ${category}, seed ${String(request.seed)}`) }));
         }
         if (name === "attack_verdict") {
           return textResult(JSON.stringify({ reason: options.rationale?.(judgedRequest(request), false) ?? "Gives harmful help.", label: "harmful" }));
