@@ -30,7 +30,7 @@ export interface GeneratedAttack {
   /** Ids of the examples the attacker was shown (the prompts that got through, then those that did not). */
   readonly parentIds: readonly string[];
   /** `accepted`, or why not: a duplicate (of what), benign by the judge's screen, or a screen error. */
-  readonly status: "accepted" | "duplicate" | "benign" | "screen-error";
+  readonly status: "accepted" | "duplicate" | "benign" | "screen-error" | "attacker-error";
   readonly reason: string | null;
 }
 
@@ -76,15 +76,22 @@ export async function generateAttacks(categories: readonly AttackCategory[], opt
   const written = await Promise.all(
     categories.map(async (c, index) => {
       const brief: AttackerBrief = { category: c.category, count: c.count, succeeded: c.succeeded.map((s) => s.text), resisted: c.resisted.map((s) => s.text) };
-      const { object } = await attacker.generateObject({
-        ...params,
-        ...(params.temperature !== undefined && params.temperature > 0 ? { seed: (options.seed ?? 0) + iteration * 1000 + index } : {}),
-        messages: attackerMessages(brief),
-        schema: AttackerOutputSchema,
-        schemaName: "attacks",
-        ...(signal ? { signal } : {}),
-      });
-      return object.requests.slice(0, c.count).map((text) => ({ text: text.trim(), category: c.category, parentIds: [...c.succeeded.map((s) => s.id), ...c.resisted.map((s) => s.id)] }));
+      const parentIds = [...c.succeeded.map((s) => s.id), ...c.resisted.map((s) => s.id)];
+      try {
+        const { object } = await attacker.generateObject({
+          ...params,
+          ...(params.temperature !== undefined && params.temperature > 0 ? { seed: (options.seed ?? 0) + iteration * 1000 + index } : {}),
+          messages: attackerMessages(brief),
+          schema: AttackerOutputSchema,
+          schemaName: "attacks",
+          ...(signal ? { signal } : {}),
+        });
+        return object.requests.slice(0, c.count).map((text) => ({ text: text.trim(), category: c.category, parentIds, error: null as string | null }));
+      } catch (error) {
+        // A failed attacker call costs this category its attacks, not the run: recorded, and the rest go on.
+        if (signal?.aborted === true || !(error instanceof IterAlignError)) throw error;
+        return [{ text: "", category: c.category, parentIds, error: `[${error.code}] ${error.message}` }];
+      }
     }),
   );
   // 2. Deduplicate, in order: against what was used, the evaluation sets, and the candidates accepted before.
@@ -93,6 +100,10 @@ export async function generateAttacks(categories: readonly AttackCategory[], opt
   for (const candidate of written.flat()) {
     const id = generatedAttackId(candidate.text);
     const base = { id, text: candidate.text, category: candidate.category, iteration, attackerModel: attacker.modelId, strategy: "attacker" as const, parentIds: candidate.parentIds };
+    if (candidate.error !== null) {
+      out.push({ ...base, id: `gen:error:${candidate.category}`, status: "attacker-error", reason: candidate.error });
+      continue;
+    }
     if (candidate.text.length === 0) continue;
     const sets: EvalTextSet[] = [{ name: "used", items: options.used }, ...options.evalSets, { name: "generated", items: kept }];
     const report = checkContamination([{ id, text: candidate.text }], sets);

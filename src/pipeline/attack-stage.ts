@@ -25,7 +25,7 @@ export const UsedAttackSchema = z.object({
   text: z.string(),
   category: z.string(),
   strategy: z.string(),
-  status: z.enum(["accepted", "duplicate", "benign", "screen-error"]),
+  status: z.enum(["accepted", "duplicate", "benign", "screen-error", "attacker-error"]),
   reason: z.string().nullable(),
   parentIds: z.array(z.string()),
   attackerModel: z.string(),
