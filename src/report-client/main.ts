@@ -285,8 +285,49 @@ function pageIterations(el: HTMLElement, v: RunView): void {
         { class: "iterations" },
       ),
     ),
+    ...(v.iterations.some((it) => it.metrics.attacks !== undefined) ? [attacksSection(v)] : []),
     ...v.iterations.map((it) =>
       h("section", { class: "iteration" }, h("details", null, h("summary", null, `Iteration ${it.iteration}: stages`), stageTable(it.stages), it.training ? untrusted(`next target: ${it.training.model}`) : null)),
+    ),
+  );
+}
+
+/** `n of m` pairs of a tally, sorted by name (strategy, category and source names come from the config and data). */
+function tallyText(t: Readonly<Record<string, { readonly n?: number; readonly succeeded?: number; readonly attempts?: number; readonly failures?: number }>>): string {
+  const names = Object.keys(t).sort();
+  if (names.length === 0) return "–";
+  return names.map((k) => {
+    const x = t[k] as { n?: number; succeeded?: number; attempts?: number; failures?: number };
+    return `${k} ${x.succeeded ?? x.failures ?? 0}/${x.n ?? x.attempts ?? 0}`;
+  }).join(", ");
+}
+
+/** loop.attacks: per iteration, the batch's make-up, what the attacker wrote, attack success and replays. */
+function attacksSection(v: RunView): HTMLElement {
+  return h(
+    "section",
+    { class: "attacks" },
+    h("h2", null, "Attacks"),
+    h("p", null, "Held-out attacks are measured against the iteration's target and never trained on; failures by source count the batch's own prompts."),
+    table(
+      ["iteration", "batch (train split / replay / fresh)", "written", "accepted", "dropped", "held-out success by strategy", "held-out success by category", "failures by source", "replays (still failing / fixed / regressed)"],
+      v.iterations.map((it) => {
+        const a = it.metrics.attacks;
+        if (!a) return [String(it.iteration), "–", "–", "–", "–", "–", "–", "–", "–"];
+        const dropped = Object.keys(a.dropped).sort().map((k) => `${k} ${a.dropped[k] ?? 0}`).join(", ");
+        return [
+          String(it.iteration),
+          `${a.batch.static} / ${a.batch.replay} / ${a.batch.fresh}`,
+          num(a.generated),
+          num(a.accepted),
+          dropped === "" ? "–" : dropped,
+          tallyText(a.heldoutByStrategy),
+          tallyText(a.heldoutByCategory),
+          tallyText(a.bySource),
+          `${a.replay.stillFailing} / ${a.replay.fixed} / ${a.replay.regressions}`,
+        ];
+      }),
+      { class: "attacks" },
     ),
   );
 }

@@ -47,6 +47,18 @@ export interface IterationMetricsView {
   /** Training examples that matched an evaluation set, and of those dropped (export.decontaminate). */
   readonly contaminated?: number;
   readonly decontaminated?: number;
+  /** `loop.attacks`: the attack stage's figures (see IterationMetricsSchema in spec/artifacts). */
+  readonly attacks?: {
+    readonly generated: number;
+    readonly accepted: number;
+    readonly dropped: Readonly<Record<string, number>>;
+    readonly heldout: number;
+    readonly batch: { readonly static: number; readonly replay: number; readonly fresh: number };
+    readonly heldoutByStrategy: Readonly<Record<string, { readonly n: number; readonly succeeded: number }>>;
+    readonly heldoutByCategory: Readonly<Record<string, { readonly n: number; readonly succeeded: number }>>;
+    readonly bySource: Readonly<Record<string, { readonly attempts: number; readonly failures: number }>>;
+    readonly replay: { readonly n: number; readonly stillFailing: number; readonly fixed: number; readonly regressions: number };
+  };
   /** With several judges: kappa per pair and the verdicts they disagreed on. */
   readonly judgeAgreement?: {
     readonly judges: readonly string[];

@@ -6,6 +6,9 @@ import { base64Transform } from "../../src/attacks/transforms.js";
 import { generatedAttackId } from "../../src/attacks/generate.js";
 import { batchShares, type UsedAttack } from "../../src/pipeline/attack-stage.js";
 import { runLoop } from "../../src/pipeline/run-loop.js";
+import { writeReport } from "../../src/report/render.js";
+import { loadRun } from "../../src/report/run-view.js";
+import { launchChromium } from "../helpers/browser.js";
 import type { IterationMetrics } from "../../src/spec/artifacts.js";
 import { MemoryRunStore } from "../../src/store/memory-run-store.js";
 import { textResult } from "../../src/testing/scripted-model.js";
@@ -88,5 +91,26 @@ describe("adaptive red teaming in the loop (loop.attacks) with the scripted doub
     const attackerCalls = models.raw.oracle.log.filter((c) => c.kind === "generateObject" && c.request.schemaName === "attacks");
     expect(attackerCalls.map((c) => (c.kind === "generateObject" ? c.request.seed : -1))).toEqual([0, 1000]);
     expect(attackerCalls[1]?.kind === "generateObject" && attackerCalls[1].request.messages[1]?.content).toContain("Requests the assistant answered harmfully:\n- ");
+
+    // The report's iterations page shows the attack figures (chromium).
+    const runDir = path.join(dir, "runs", "a");
+    writeReport(path.join(runDir, "report.html"), [{ loaded: loadRun({ store, runId: "a", runDir }), store, runDir }]);
+    const browser = await launchChromium();
+    try {
+      const page = await browser.newPage();
+      const errors: string[] = [];
+      page.on("pageerror", (e) => errors.push(e.message));
+      await page.goto(`file://${path.join(runDir, "report.html")}#/iterations`);
+      await page.waitForSelector("#page[data-ready]");
+      const rows = await page.locator("table.attacks tbody tr").allTextContents();
+      expect(rows).toHaveLength(2);
+      const cells = await page.locator("table.attacks tbody tr").nth(1).locator("td").allTextContents();
+      expect(cells.slice(0, 5)).toEqual(["1", "1 / 1 / 1", "3", "2", "duplicate 1"]);
+      expect(cells[7]).toContain("replay 1/1");
+      expect(cells[8]).toBe("1 / 0 / 0");
+      expect(errors).toEqual([]);
+    } finally {
+      await browser.close();
+    }
   });
 });
