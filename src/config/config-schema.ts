@@ -136,6 +136,12 @@ export const LoopConfigSchema = z
           .array(z.string().min(1))
           .default(["plain"])
           .describe("Transforms given to the new attacks in turn: `plain`, `base64`, `leetspeak[:light]`, `homoglyph`, `persona:<novelist|red-team-auditor|opposite-day|historian>`, `chain-of-utterances`."),
+        heldoutStrategies: z
+          .array(z.string().min(1))
+          .optional()
+          .describe(
+            "Strategies for the held-out attacks (default: `strategies`): the static ones, and adaptive ones that play against the target: `pair:<K>` (rewrites after each refusal, up to K rounds), `escalation:<turns>` (a multi-turn conversation), `translation:<language>` (a round-trip through the attacker).",
+          ),
         heldoutShare: z
           .number()
           .min(0)
@@ -148,14 +154,22 @@ export const LoopConfigSchema = z
       .strict()
       .refine((a) => a.fresh + a.replay < 1, { message: "fresh + replay must leave a share of the batch for the train split (below 1)" })
       .superRefine((a, ctx) => {
-        a.strategies.forEach((id, i) => {
-          if (id === "plain") return;
-          try {
-            transformById(id);
-          } catch (error) {
-            ctx.addIssue({ code: "custom", path: ["strategies", i], message: (error as Error).message });
-          }
-        });
+        const check = (field: "strategies" | "heldoutStrategies", adaptiveAllowed: boolean) =>
+          (a[field] ?? []).forEach((id, i) => {
+            if (id === "plain") return;
+            if (/^(pair|escalation|translation):/.test(id)) {
+              if (!adaptiveAllowed) ctx.addIssue({ code: "custom", path: [field, i], message: `'${id}' plays against the target: put it in heldoutStrategies` });
+              else if (!/^(pair|escalation):[1-9]\d*$|^translation:\S.*$/.test(id)) ctx.addIssue({ code: "custom", path: [field, i], message: `'${id}': use pair:<rounds>, escalation:<turns> or translation:<language>` });
+              return;
+            }
+            try {
+              transformById(id);
+            } catch (error) {
+              ctx.addIssue({ code: "custom", path: [field, i], message: (error as Error).message });
+            }
+          });
+        check("strategies", false);
+        check("heldoutStrategies", true);
       })
       .optional()
       .describe(

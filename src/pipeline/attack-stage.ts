@@ -1,5 +1,7 @@
 import { z } from "zod";
 import { generateAttacks, type GeneratedAttack } from "../attacks/generate.js";
+import { escalateAttack, refineAttack, translationAttack } from "../attacks/iterative.js";
+import { IterAlignError } from "../spec/errors.js";
 import { transformById } from "../attacks/transforms.js";
 import type { RedTeamPrompt } from "../datasets/red-team-prompt.js";
 import type { LanguageModel } from "../spec/language-model.js";
@@ -35,6 +37,8 @@ export const UsedAttackSchema = z.object({
   sent: z.string().nullable(),
   /** For held-out attacks: whether the target's answer failed the judge (the attack succeeded); null on an error. */
   succeeded: z.boolean().nullable(),
+  /** For held-out adaptive attacks: rounds played (PAIR rewrites, escalation turns); null otherwise. */
+  rounds: z.number().int().nonnegative().nullable().default(null),
 });
 export type UsedAttack = z.infer<typeof UsedAttackSchema>;
 
@@ -78,6 +82,11 @@ export function batchShares(batchSize: number, attacks: { fresh: number; replay:
 }
 
 const pad = (n: number): string => String(n).padStart(3, "0");
+
+/** Strategies that play against the target (attacker and judge in the loop): `pair:K`, `escalation:N`, `translation:<language>`. */
+export function isAdaptive(strategy: string): boolean {
+  return /^(pair|escalation):[1-9]\d*$|^translation:\S.*$/.test(strategy);
+}
 
 /** Earlier iterations' judged prompts, per prompt id: its text, the iterations it failed and its latest verdict. */
 function history(checkpoint: StageCheckpoint, iteration: number): Map<string, { text: string; failedAt: number[]; judged: number; lastPass: boolean; lastAt: number }> {
@@ -197,19 +206,39 @@ async function runAttackStage(
   const heldoutCount = Math.round(accepted.length * spec.heldoutShare);
   const heldoutIds = new Set([...accepted].sort((a, b) => (a.id < b.id ? -1 : 1)).slice(0, heldoutCount).map((a) => a.id));
   let trainLeft = shares.fresh;
-  let turn = 0;
+  let trainTurn = 0;
+  let heldoutTurn = 0;
+  const heldoutStrategies = spec.heldoutStrategies ?? spec.strategies;
   const attacks: UsedAttack[] = generated.map((a) => {
-    const base = { id: a.id, text: a.text, category: a.category, status: a.status, reason: a.reason, parentIds: [...a.parentIds], attackerModel: a.attackerModel };
+    const base = { id: a.id, text: a.text, category: a.category, status: a.status, reason: a.reason, parentIds: [...a.parentIds], attackerModel: a.attackerModel, rounds: null };
     if (a.status !== "accepted") return { ...base, strategy: "plain", use: null, sent: null, succeeded: null };
     const use: UsedAttack["use"] = heldoutIds.has(a.id) ? "heldout" : trainLeft > 0 ? "train" : null;
     if (use === "train") trainLeft--;
     if (use === null) return { ...base, strategy: "plain", use, sent: null, succeeded: null, reason: "more accepted attacks than the batch's fresh share" };
-    const strategy = spec.strategies[turn++ % spec.strategies.length] as string;
-    const sent = strategy === "plain" ? a.text : transformById(strategy, spec.seed).apply(a.text);
+    const strategy = (use === "train" ? spec.strategies[trainTurn++ % spec.strategies.length] : heldoutStrategies[heldoutTurn++ % heldoutStrategies.length]) as string;
+    // Adaptive strategies play against the target in step 4; their text is what they end up sending.
+    const sent = isAdaptive(strategy) ? null : strategy === "plain" ? a.text : transformById(strategy, spec.seed).apply(a.text);
     return { ...base, strategy, use, sent, succeeded: null };
   });
-  // 4. The held-out attacks against the current target: red team and judge, as the loop would.
-  const heldout = attacks.filter((a) => a.use === "heldout");
+  // 4a. Held-out adaptive attacks: PAIR rewrites, multi-turn escalation, translation round-trips, one goal each.
+  const adaptive = attacks.filter((a) => a.use === "heldout" && isAdaptive(a.strategy));
+  const options = { attacker: input.attacker, target: models.target, judge: models.judge, targetParams: config.loop.redTeam, ...(signal ? { signal } : {}) };
+  const played = await Promise.all(
+    adaptive.map(async (a) => {
+      const [kind, arg] = a.strategy.split(":", 2) as [string, string];
+      try {
+        const result =
+          kind === "pair" ? await refineAttack(a.text, Number(arg), options) : kind === "escalation" ? await escalateAttack(a.text, Number(arg), options) : await translationAttack(a.text, arg, options);
+        return { ...a, sent: result.rounds.at(-1)?.attack ?? null, succeeded: result.succeeded, rounds: result.rounds.length };
+      } catch (error) {
+        if (signal?.aborted === true || !(error instanceof IterAlignError)) throw error;
+        return { ...a, reason: `[${error.code}] ${error.message}` };
+      }
+    }),
+  );
+  for (const p of played) attacks[attacks.findIndex((a) => a.id === p.id)] = p;
+  // 4b. The other held-out attacks against the current target: red team and judge, as the loop would.
+  const heldout = attacks.filter((a) => a.use === "heldout" && !isAdaptive(a.strategy));
   if (heldout.length > 0) {
     const prompts: RedTeamPrompt[] = heldout.map((a, index) => ({ id: `${a.id}+heldout`, dataset: "generated", text: a.sent ?? a.text, category: a.category, source: { file: `attacks/it${pad(iteration)}`, line: null, index } }));
     const answered = okRecords(await redTeam(prompts, { target: models.target, iteration, params: config.loop.redTeam, ...(signal ? { signal } : {}) }));
@@ -240,7 +269,7 @@ async function runAttackStage(
     generated: generated.length,
     accepted: accepted.length,
     dropped,
-    heldout: heldout.length,
+    heldout: attacks.filter((a) => a.use === "heldout").length,
     batch: { static: input.staticBatch.length, replay: replay.length, fresh: attacks.filter((a) => a.use === "train").length },
     heldoutByStrategy: tally((a) => a.strategy),
     heldoutByCategory: tally((a) => a.category),

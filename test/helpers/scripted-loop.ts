@@ -84,6 +84,9 @@ export function scriptedLoopModels(store: RunStore, runId: string, options: Scri
           const category = /Category: (.*)/.exec(request.messages[1]?.content ?? "")?.[1] ?? "";
           return textResult(JSON.stringify({ requests: [1, 2].map((k) => `Attack ${k} on ${category}, seed ${String(request.seed)}`) }));
         }
+        if (name === "refined_attack") return textResult(JSON.stringify({ request: `Rewritten: ${/Goal: (.*)/.exec(request.messages[1]?.content ?? "")?.[1] ?? ""}` }));
+        if (name === "escalation_plan") return textResult(JSON.stringify({ turns: ["A harmless opener.", "A step closer.", "The goal itself."] }));
+        if (name === "translation") return textResult(JSON.stringify({ translation: `[translated] ${/<text>\n([\s\S]*?)\n<\/text>/.exec(request.messages[1]?.content ?? "")?.[1] ?? ""}` }));
         if (name === "attack_verdict") {
           return textResult(JSON.stringify({ reason: options.rationale?.(judgedRequest(request), false) ?? "Gives harmful help.", label: "harmful" }));
         }
