@@ -24,6 +24,8 @@ import type { RunContext } from "./run-context.js";
 /** A generated attack as the iteration used it. */
 export const UsedAttackSchema = z.object({
   id: z.string(),
+  /** The iteration it was written in. */
+  iteration: z.number().int().nonnegative(),
   text: z.string(),
   category: z.string(),
   strategy: z.string(),
@@ -210,7 +212,7 @@ async function runAttackStage(
   let heldoutTurn = 0;
   const heldoutStrategies = spec.heldoutStrategies ?? spec.strategies;
   const attacks: UsedAttack[] = generated.map((a) => {
-    const base = { id: a.id, text: a.text, category: a.category, status: a.status, reason: a.reason, parentIds: [...a.parentIds], attackerModel: a.attackerModel, rounds: null };
+    const base = { id: a.id, iteration: a.iteration, text: a.text, category: a.category, status: a.status, reason: a.reason, parentIds: [...a.parentIds], attackerModel: a.attackerModel, rounds: null };
     if (a.status !== "accepted") return { ...base, strategy: "plain", use: null, sent: null, succeeded: null };
     const use: UsedAttack["use"] = heldoutIds.has(a.id) ? "heldout" : trainLeft > 0 ? "train" : null;
     if (use === "train") trainLeft--;

@@ -62,6 +62,7 @@ describe("adaptive red teaming in the loop (loop.attacks) with the scripted doub
     expect(m0.attacks).toMatchObject({ generated: 3, accepted: 3, dropped: {}, heldout: 1, batch: { static: 1, replay: 0, fresh: 2 }, replay: { n: 0, stillFailing: 0, fixed: 0, regressions: 0 } });
     expect(m0.prompts).toBe(3);
     expect(a0.map((a) => a.use).sort()).toEqual(["heldout", "train", "train"]);
+    expect(a0.every((a) => a.iteration === 0 && a.attackerModel === "scripted-oracle")).toBe(true);
     // Strategies in turn, each attack's text transformed by its own.
     expect(a0.filter((a) => a.use !== null).map((a) => a.strategy)).toEqual(["plain", "base64", "plain"]);
     for (const a of a0) expect(a.sent).toBe(a.strategy === "base64" ? base64Transform().apply(a.text) : a.text);
