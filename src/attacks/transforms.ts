@@ -1,3 +1,4 @@
+import { mulberry32 } from "../util/seeded-random.js";
 import { wrapChainOfUtterances } from "../datasets/chain-of-utterances.js";
 
 /**
@@ -77,18 +78,6 @@ const HOMOGLYPHS: Readonly<Record<string, string>> = {
   T: "Т",
   X: "Х",
 };
-
-/** Deterministic 32-bit generator (mulberry32), so a seed gives the same substitutions on every platform. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Character substitution: each letter that has a Cyrillic look-alike is replaced with probability `rate`

@@ -11,6 +11,7 @@
  * - MC2: the normalized probability mass on the true choices, sum p(true) / (sum p(true) + sum p(false)) with
  *   p = exp(total log-likelihood), not normalized by length. Generative mode has no probabilities: no MC2.
  */
+import { mulberry32 } from "../util/seeded-random.js";
 import { IterAlignError } from "../spec/errors.js";
 import { requireCapability, type ContinuationScore, type LanguageModel } from "../spec/language-model.js";
 import type { Benchmark, BenchmarkModels, BenchmarkResult, BenchmarkRunOptions, ItemResult, Metric } from "../spec/benchmark.js";
@@ -432,17 +433,6 @@ function fnv1a(text: string): number {
     h = Math.imul(h, 0x01000193);
   }
   return h >>> 0;
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** What a multiple-choice benchmark declares; {@link multipleChoiceBenchmark} turns it into a Benchmark. */

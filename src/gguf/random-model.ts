@@ -1,3 +1,4 @@
+import { mulberry32 } from "../util/seeded-random.js";
 import { GgmlType, GgufType, readGgufHeader, writeGguf, type GgufTensor, type GgufValue } from "./gguf-file.js";
 
 /** Shape of a random-weight model written for tests and benchmarks. */
@@ -25,18 +26,6 @@ export interface RandomModelSpec {
 
 /** llama.cpp's `general.file_type` for each weight type (LLAMA_FTYPE_*). */
 const FILE_TYPE: Record<GgmlType, number> = { [GgmlType.F32]: 0, [GgmlType.F16]: 1, [GgmlType.Q8_0]: 7 };
-
-/** Deterministic 32-bit generator (mulberry32); the same seed gives the same stream on every platform. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function hashName(s: string): number {
   let h = 2166136261;

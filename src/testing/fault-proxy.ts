@@ -1,3 +1,4 @@
+import { mulberry32 } from "../util/seeded-random.js";
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 
@@ -39,17 +40,8 @@ export interface FaultProxy {
   close(): Promise<void>;
 }
 
-/** mulberry32: a small, fast, seeded generator; the same seed gives the same fault sequence. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32 (src/util/seeded-random.ts): the same seed gives the same fault sequence. */
+export const seededRandom = mulberry32;
 
 function pick(weights: FaultWeights, random: () => number): FaultKind {
   const entries = FAULT_KINDS.map((kind) => [kind, Math.max(0, weights[kind] ?? 0)] as const).filter(([, w]) => w > 0);

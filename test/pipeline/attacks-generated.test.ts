@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -7,6 +7,7 @@ import { fixtureModelPath } from "../../src/gguf/fixture-models.js";
 import type { UsedAttack } from "../../src/pipeline/attack-stage.js";
 import type { IterationMetrics } from "../../src/spec/artifacts.js";
 import { runCli } from "../helpers/cli.js";
+import { artifacts } from "../helpers/run-process.js";
 
 /**
  * loop.attacks on the generated models (real engine, random weights): the oracle writes attacks through its JSON
@@ -37,19 +38,6 @@ engine: { maxThreads: 1 }
 `,
   );
   return file;
-}
-
-function artifacts(dir: string): Map<string, string> {
-  const out = new Map<string, string>();
-  const walk = (d: string): void => {
-    for (const name of readdirSync(d)) {
-      const full = path.join(d, name);
-      if (statSync(full).isDirectory()) walk(full);
-      else out.set(path.relative(dir, full), readFileSync(full, "utf8"));
-    }
-  };
-  walk(dir);
-  return out;
 }
 
 describe("loop.attacks on the generated models", () => {
