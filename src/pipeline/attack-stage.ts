@@ -165,10 +165,13 @@ async function runAttackStage(
   const { iteration, checkpoint } = input;
   // 1. Replay: prompts that failed before, the least replayed first, then the most recent failure, then by id.
   const past = history(checkpoint, iteration);
+  // Earlier iterations' attack stages, read once: what they replayed, and every attack they wrote.
   const replayedBefore = new Map<string, number>();
+  const earlier: Array<{ id: string; text: string }> = [];
   for (let j = 0; j < iteration; j++) {
     const v = checkpoint.loadValue(j, "attacks", AttackValueSchema);
     for (const r of v?.replay ?? []) replayedBefore.set(r.id, (replayedBefore.get(r.id) ?? 0) + 1);
+    for (const a of v?.attacks ?? []) earlier.push({ id: a.id, text: a.text });
   }
   const categoryOf = new Map(input.splitPrompts.map((p) => [p.id, p.category]));
   const failed = [...past.entries()].filter(([, h]) => h.failedAt.length > 0);
@@ -184,8 +187,6 @@ async function runAttackStage(
       .sort(([a, ha], [b, hb]) => hb.lastAt - ha.lastAt || (a < b ? -1 : a > b ? 1 : 0))
       .slice(0, 3)
       .map(([id, h]) => ({ id, text: h.text }));
-  const earlier: Array<{ id: string; text: string }> = [];
-  for (let j = 0; j < iteration; j++) for (const a of checkpoint.loadValue(j, "attacks", AttackValueSchema)?.attacks ?? []) earlier.push({ id: a.id, text: a.text });
   const generated: GeneratedAttack[] =
     shares.fresh === 0
       ? []
@@ -249,7 +250,8 @@ async function runAttackStage(
         ? await judgePanel(answered, { judges: models.judges, rule: config.loop.judgeRule, iteration, preset: config.loop.judge, ...(signal ? { signal } : {}) })
         : await judge(answered, { judge: models.judge, iteration, preset: config.loop.judge, ...(signal ? { signal } : {}) }),
     );
-    const passOf = new Map(verdicts.map((v) => [answered.find((x) => x.id === v.subjectId)?.promptId ?? "", v.verdict.pass]));
+    const promptOf = new Map(answered.map((x) => [x.id, x.promptId]));
+    const passOf = new Map(verdicts.map((v) => [promptOf.get(v.subjectId) ?? "", v.verdict.pass]));
     for (const a of heldout) {
       const pass = passOf.get(`${a.id}+heldout`);
       const i = attacks.indexOf(a);
