@@ -249,11 +249,16 @@ export class LlamaCppModel implements LanguageModel {
     return { text, tokens };
   }
 
-  async scoreContinuations(request: ScoreRequest): Promise<ScoreResult> {
-    this.assertOpen();
-    const tokens: ScoringTokens = request.chat
+  /** A scoring request's tokens: its raw-text context, or (`chat`) the rendered conversation followed by it. */
+  private scoringTokens(request: Omit<ScoreRequest, "signal">): ScoringTokens {
+    return request.chat
       ? tokenizeAfter(this.model, this.renderConversation(request.chat.messages, request.chat).tokens, request)
       : tokenizeForScoring(this.model, request);
+  }
+
+  async scoreContinuations(request: ScoreRequest): Promise<ScoreResult> {
+    this.assertOpen();
+    const tokens = this.scoringTokens(request);
     if (this.scoringPath === "native") {
       if (request.signal?.aborted) throw new IterAlignError("ABORTED", "scoring aborted");
       const native = await this.native().score(tokens, request.signal);
@@ -288,9 +293,7 @@ export class LlamaCppModel implements LanguageModel {
    */
   async scoreContinuationsTokenByToken(request: Omit<ScoreRequest, "signal">): Promise<ContinuationScore[]> {
     this.assertOpen();
-    const tokens = request.chat
-      ? tokenizeAfter(this.model, this.renderConversation(request.chat.messages, request.chat).tokens, request)
-      : tokenizeForScoring(this.model, request);
+    const tokens = this.scoringTokens(request);
     return this.scheduler.exclusive(() => this.pool.with((seq) => scoreTokenByToken(seq, tokens)));
   }
 
