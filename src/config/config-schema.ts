@@ -131,7 +131,7 @@ export const LoopConfigSchema = z
         categories: z
           .array(z.string().min(1))
           .optional()
-          .describe("Categories (topics) to write attacks for; default: the categories of the iteration's prompts from the train split, or `general`."),
+          .describe("Your topics to write attacks for, besides the categories of the iteration's train-split prompts (`general` when there are none)."),
         strategies: z
           .array(z.string().min(1))
           .default(["plain"])

@@ -179,7 +179,8 @@ async function runAttackStage(
   const replay = failed.slice(0, shares.replay).map(([id, h]) => ({ id, text: h.text, category: categoryOf.get(id) ?? null, lastPass: h.lastPass }));
 
   // 2. Fresh attacks: per category, from what got through and what did not in the earlier iterations.
-  const categories = spec.categories ?? [...new Set(input.staticBatch.map((p) => p.category).filter((c): c is string => c !== null))].sort();
+  // The categories of the iteration's train-split prompts, plus the user's topics.
+  const categories = [...new Set([...input.staticBatch.map((p) => p.category).filter((c): c is string => c !== null), ...(spec.categories ?? [])])].sort();
   const topics = categories.length > 0 ? categories : ["general"];
   const examples = (pass: boolean): Array<{ id: string; text: string }> =>
     [...past.entries()]
