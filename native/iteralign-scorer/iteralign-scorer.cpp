@@ -50,6 +50,8 @@ struct Options {
     int chunk   = 32;
     // See main(): off by default so the numbers match node-llama-cpp's (non-unified) contexts.
     bool kv_unified = false;
+    // LoRA adapters (GGUF) applied on top of the model, each at scale 1: a base model plus a trained adapter.
+    std::vector<std::string> lora;
 };
 
 // The request is wrong (bad token id, too long, malformed): the caller's fault, the process keeps serving.
@@ -99,6 +101,7 @@ Options parse_args(int argc, char ** argv) {
         }
         const char * value = argv[++i];
         if (flag == "--model") o.model = value;
+        else if (flag == "--lora") o.lora.emplace_back(value);
         else if (flag == "--ctx") o.ctx = parse_int("--ctx", value);
         else if (flag == "--threads") o.threads = parse_int("--threads", value);
         else if (flag == "--seqs") o.seqs = parse_int("--seqs", value);
@@ -110,7 +113,7 @@ Options parse_args(int argc, char ** argv) {
         }
     }
     if (o.model.empty()) {
-        std::fprintf(stderr, "usage: iteralign-scorer --model PATH [--ctx N] [--threads T] [--seqs S] [--batch B] [--chunk C] [--kv-unified]\n");
+        std::fprintf(stderr, "usage: iteralign-scorer --model PATH [--lora ADAPTER.gguf]... [--ctx N] [--threads T] [--seqs S] [--batch B] [--chunk C] [--kv-unified]\n");
         std::exit(2);
     }
     // One sequence holds the context; continuations need at least one more. llama.cpp caps sequences.
@@ -550,6 +553,27 @@ int main(int argc, char ** argv) {
                      opts.seqs, opts.batch);
         llama_model_free(model);
         return 1;
+    }
+
+    std::vector<llama_adapter_lora *> adapters;
+    for (const std::string & file : opts.lora) {
+        llama_adapter_lora * adapter = llama_adapter_lora_init(model, file.c_str());
+        if (adapter == nullptr) {
+            std::fprintf(stderr, "iteralign-scorer: cannot load LoRA adapter %s for model %s\n", file.c_str(), opts.model.c_str());
+            llama_free(ctx);
+            llama_model_free(model);
+            return 1;
+        }
+        adapters.push_back(adapter);
+    }
+    if (!adapters.empty()) {
+        std::vector<float> scales(adapters.size(), 1.0f);
+        if (llama_set_adapters_lora(ctx, adapters.data(), adapters.size(), scales.data()) != 0) {
+            std::fprintf(stderr, "iteralign-scorer: cannot apply the LoRA adapters\n");
+            llama_free(ctx);
+            llama_model_free(model);
+            return 1;
+        }
     }
 
     int status = 0;

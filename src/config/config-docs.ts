@@ -4,6 +4,7 @@ import { PROVIDERS } from "../providers/builtin.js";
 import { CommandTrainerOptionsSchema } from "../train/command-trainer.js";
 import { LlamaCppTrainerOptionsSchema } from "../train/llama-cpp-trainer-options.js";
 import { OpenAITrainerOptionsSchema } from "../train/openai-trainer.js";
+import { TrlTrainerOptionsSchema } from "../train/trl-options.js";
 import { ConfigSchema, EvalConfigSchema, PricingConfigSchema, RolesConfigSchema } from "./config-schema.js";
 
 type Node = Record<string, unknown>;
@@ -62,6 +63,7 @@ export function configReferenceMarkdown(): string {
     section("`loop`", table(props.loop as Node, "loop.")),
     section("`train`", table(props.train as Node, "train.")),
     section("`train.llamaCpp` (the `llama-cpp` trainer)", table(schemaOf(LlamaCppTrainerOptionsSchema), "train.llamaCpp.")),
+    section("`train.trl` (the `trl` trainer)", table(schemaOf(TrlTrainerOptionsSchema), "train.trl.")),
     section("`train.openai` (the `openai` trainer)", table(schemaOf(OpenAITrainerOptionsSchema), "train.openai.")),
     section("`train.command` (the `command` trainer)", table(schemaOf(CommandTrainerOptionsSchema), "train.command.")),
     section("`eval`", table(schemaOf(EvalConfigSchema), "eval.")),

@@ -7,6 +7,7 @@ import { UserDatasetSpecSchema } from "../datasets/mapping.js";
 import { CommandTrainerOptionsSchema } from "../train/command-trainer.js";
 import { LlamaCppTrainerOptionsSchema } from "../train/llama-cpp-trainer-options.js";
 import { OpenAITrainerOptionsSchema } from "../train/openai-trainer.js";
+import { TrlTrainerOptionsSchema } from "../train/trl-options.js";
 
 export { LlamaCppModelConfigSchema } from "../providers/llama-cpp/config.js";
 export { OpenAICompatibleModelConfigSchema } from "../providers/openai-compatible/config.js";
@@ -181,12 +182,13 @@ export const LoopConfigSchema = z
 export const TrainConfigSchema = z
   .object({
     trainer: z
-      .enum(["none", "in-context", "llama-cpp", "openai", "command"])
+      .enum(["none", "in-context", "llama-cpp", "trl", "openai", "command"])
       .default("none")
       .describe(
-        "`none`: export data only; `in-context`: the next iteration's target gets the active constitution as a system prompt; `llama-cpp`: fine-tune the target GGUF (masked SFT); `openai`: a hosted fine-tuning job; `command`: your own trainer command.",
+        "`none`: export data only; `in-context`: the next iteration's target gets the active constitution as a system prompt; `llama-cpp`: fine-tune the target GGUF (masked SFT); `trl`: LoRA/QLoRA/full SFT or DPO with Hugging Face TRL in a Python environment, handed to a llama-cpp or vLLM target; `openai`: a hosted fine-tuning job; `command`: your own trainer command.",
       ),
     llamaCpp: LlamaCppTrainerOptionsSchema.optional().describe("Options of the `llama-cpp` trainer."),
+    trl: TrlTrainerOptionsSchema.optional().describe("Options of the `trl` trainer."),
     openai: OpenAITrainerOptionsSchema.optional().describe("Options of the `openai` trainer."),
     command: CommandTrainerOptionsSchema.optional().describe("Options of the `command` trainer (required with it)."),
   })

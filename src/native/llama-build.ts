@@ -12,10 +12,25 @@ import { bundleCommit, defaultCacheDir, llamaBundlePath } from "./llama-bundle.j
  * `iteralign-scorer` (log-likelihood scoring) and `iteralign-finetune` (SFT with the loss on answer tokens) are
  * iteralign's own programs (source in `native/<name>/`), built in the same tree.
  */
-export type LlamaTool = "llama-server" | "llama-finetune" | "llama-batched-bench" | "iteralign-scorer" | "iteralign-finetune";
+export type LlamaTool =
+  | "llama-server"
+  | "llama-finetune"
+  | "llama-batched-bench"
+  | "llama-export-lora"
+  | "llama-quantize"
+  | "iteralign-scorer"
+  | "iteralign-finetune";
 
 /** Every program {@link ensureLlamaBuild} can build (`llama-batched-bench`: the engine's own limit, for bench:loop). */
-export const LLAMA_TOOLS: readonly LlamaTool[] = ["llama-server", "llama-finetune", "llama-batched-bench", "iteralign-scorer", "iteralign-finetune"];
+export const LLAMA_TOOLS: readonly LlamaTool[] = [
+  "llama-server",
+  "llama-finetune",
+  "llama-batched-bench",
+  "llama-export-lora",
+  "llama-quantize",
+  "iteralign-scorer",
+  "iteralign-finetune",
+];
 
 /**
  * The ggml backend a build is for: `cpu` (the default; needs only a C++ toolchain) or `cuda` (NVIDIA GPUs; needs
@@ -388,16 +403,7 @@ export async function ensureLlamaBuild(options: LlamaBuildOptions): Promise<Llam
   const lock = path.join(dir, "build.lock");
   await acquireLock(lock, options.onLine);
   try {
-    const src = path.join(dir, "src");
-    if (!existsSync(path.join(src, "CMakeLists.txt"))) {
-      const tmp = `${src}.tmp-${process.pid}`;
-      rmSync(tmp, { recursive: true, force: true });
-      options.onLine?.(`cloning llama.cpp ${commit.slice(0, 12)} from ${bundle}`);
-      await run("git", ["clone", "--quiet", bundle, tmp], { onLine: options.onLine });
-      await run("git", ["-c", "advice.detachedHead=false", "checkout", "--quiet", commit], { cwd: tmp });
-      rmSync(src, { recursive: true, force: true });
-      renameSync(tmp, src);
-    }
+    const src = await cloneSource(dir, bundle, commit, options.onLine);
     // Hashed before copying: should the source change during the build, the stamp stays stale and the
     // next call rebuilds.
     const stamps = new Map<OwnTool, string | undefined>();
@@ -425,6 +431,42 @@ export async function ensureLlamaBuild(options: LlamaBuildOptions): Promise<Llam
   const done = findLlamaBuild(options.targets, cacheDir, gpu);
   if (!done) throw new IterAlignError("BUILD_FAILED", `llama.cpp build in ${dir} finished without ${options.targets.join(", ")}`);
   return done;
+}
+
+/** Checks the llama.cpp source out of node-llama-cpp's bundle into `<dir>/src` unless it is there; returns that folder. */
+async function cloneSource(dir: string, bundle: string, commit: string, onLine?: (l: string) => void): Promise<string> {
+  const src = path.join(dir, "src");
+  if (!existsSync(path.join(src, "CMakeLists.txt"))) {
+    const tmp = `${src}.tmp-${process.pid}`;
+    rmSync(tmp, { recursive: true, force: true });
+    onLine?.(`cloning llama.cpp ${commit.slice(0, 12)} from ${bundle}`);
+    await run("git", ["clone", "--quiet", bundle, tmp], { ...(onLine ? { onLine } : {}) });
+    await run("git", ["-c", "advice.detachedHead=false", "checkout", "--quiet", commit], { cwd: tmp });
+    rmSync(src, { recursive: true, force: true });
+    renameSync(tmp, src);
+  }
+  return src;
+}
+
+/**
+ * The llama.cpp source node-llama-cpp ships, checked out once into the build cache (no build): its Python
+ * conversion scripts (`convert_hf_to_gguf.py`, `convert_lora_to_gguf.py`) and their `gguf-py`.
+ */
+export async function ensureLlamaSource(options: { cacheDir?: string; gpu?: LlamaGpu; onLine?: (l: string) => void } = {}): Promise<string> {
+  const cacheDir = options.cacheDir ?? defaultCacheDir();
+  const bundle = llamaBundlePath();
+  const commit = bundleCommit(bundle);
+  const dir = llamaBuildDir(cacheDir, commit, options.gpu ?? "cpu");
+  if (existsSync(path.join(dir, "src", "convert_lora_to_gguf.py"))) return path.join(dir, "src");
+  checkBuildTools();
+  mkdirSync(dir, { recursive: true });
+  const lock = path.join(dir, "build.lock");
+  await acquireLock(lock, options.onLine);
+  try {
+    return await cloneSource(dir, bundle, commit, options.onLine);
+  } finally {
+    rmSync(lock, { force: true });
+  }
 }
 
 async function acquireLock(lock: string, onLine?: (l: string) => void): Promise<void> {

@@ -302,7 +302,7 @@ async function loop(input: Prepared & {
   const allExamples: TrainingExample[] = [];
   /** Examples not trained on yet: carried over while fewer than the trainer's minimum. */
   let pending: TrainingExample[] = [];
-  const targetsUsed: Array<{ iteration: number; model: string }> = [];
+  const targetsUsed: Array<{ iteration: number; model: string; adapters?: readonly string[] }> = [];
   const evaluate = async (iteration: number | null, target: LanguageModel): Promise<void> => {
     const started = clock.now();
     const name = iteration === null ? "eval (base)" : "eval";
@@ -403,7 +403,7 @@ async function loop(input: Prepared & {
     const done = checkpoint.loadValue(iteration, "iteration", IterationValueSchema);
     let metrics: IterationMetrics;
     let examples: TrainingExample[];
-    if (current) targetsUsed.push({ iteration, model: current.model });
+    if (current) targetsUsed.push({ iteration, model: current.model, ...(current.adapters && current.adapters.length > 0 ? { adapters: current.adapters } : {}) });
     if (done) {
       metrics = done.metrics as IterationMetrics;
       pool = ConstitutionPool.fromSnapshot(done.pool);
@@ -474,7 +474,12 @@ async function loop(input: Prepared & {
       });
       onEvent({ type: "stage-end", iteration, stage: "train", items: value.examples, errors: 0, resumed: false, seconds: (clock.now() - started) / 1000, promptTokens: 0, completionTokens: 0 });
       if (value.deferred === undefined) pending = [];
-      if (value.model.model !== current.model || value.model.systemPrompt !== current.systemPrompt || value.model.revision !== current.revision) {
+      if (
+        value.model.model !== current.model ||
+        value.model.systemPrompt !== current.systemPrompt ||
+        value.model.revision !== current.revision ||
+        JSON.stringify(value.model.adapters ?? []) !== JSON.stringify(current.adapters ?? [])
+      ) {
         // The next iteration red-teams (and evaluation measures) the trained model.
         await input.models.rebindRole("target", value.model);
         current = value.model;
@@ -523,7 +528,7 @@ async function loop(input: Prepared & {
       errorsByStage: errors,
       costUsd,
       costByStage,
-      ...(trainer && current ? { trainer: trainer.name, targets: targetsUsed, finalTarget: current.model, untrainedExamples: pending.length } : {}),
+      ...(trainer && current ? { trainer: trainer.name, targets: targetsUsed, finalTarget: current.model, ...(current.adapters && current.adapters.length > 0 ? { finalAdapters: current.adapters } : {}), untrainedExamples: pending.length } : {}),
       ...(calibration ? { calibration } : {}),
     }),
   );

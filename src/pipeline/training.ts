@@ -9,6 +9,8 @@ import { CommandTrainer } from "../train/command-trainer.js";
 import { InContextTrainer } from "../train/in-context-trainer.js";
 import { LlamaCppTrainer } from "../train/llama-cpp-trainer.js";
 import { OpenAITrainer, OpenAITrainerOptionsSchema } from "../train/openai-trainer.js";
+import { TrlTrainer } from "../train/trl-trainer.js";
+import { apiKeyOf, baseUrls } from "../providers/openai-compatible/provider.js";
 import type { ModelRef, Trainer, TrainerState, TrainFiles, TrainProgress, TrainResult } from "../spec/trainer.js";
 import { EXPORTERS, type ExportFormat } from "../stages/export.js";
 import { EXPORT_FILES } from "./iteration.js";
@@ -28,6 +30,18 @@ export function createTrainer(config: IterAlignConfig, baseDir: string): Trainer
       // Training renders prompts the way the target's generation does unless the user set it.
       return new LlamaCppTrainer({ ...(chatTemplate ? { chatTemplate } : {}), ...(train.llamaCpp ?? {}) });
     }
+    case "trl": {
+      const target = config.models[config.roles.target];
+      if (target?.provider === "llama-cpp" && train.trl?.handoffCommand) {
+        throw new IterAlignError("CONFIG_INVALID", "train.trl.handoffCommand: a llama-cpp target loads GGUF files itself; the hand-off command is for servers (vLLM, SGLang, TGI)");
+      }
+      const urls = target?.provider === "openai-compatible" ? baseUrls(target) : undefined;
+      const apiKey = target?.provider === "openai-compatible" ? apiKeyOf(config.roles.target, target.apiKeyEnv, process.env) : undefined;
+      return new TrlTrainer(train.trl ?? {}, {
+        baseDir,
+        target: { provider: target?.provider ?? "llama-cpp", ...(urls ? { baseUrls: urls } : {}), ...(apiKey ? { apiKey } : {}) },
+      });
+    }
     case "openai":
       return new OpenAITrainer(train.openai ?? OpenAITrainerOptionsSchema.parse({}));
     case "command":
@@ -44,7 +58,13 @@ export function baseModelRef(config: IterAlignConfig, baseDir: string): Promise<
 }
 
 export const TrainValueSchema = z.object({
-  model: z.object({ provider: z.string(), model: z.string(), revision: z.string().optional(), systemPrompt: z.string().optional() }),
+  model: z.object({
+    provider: z.string(),
+    model: z.string(),
+    revision: z.string().optional(),
+    adapters: z.array(z.string()).readonly().optional(),
+    systemPrompt: z.string().optional(),
+  }),
   trainer: z.string(),
   settings: z.record(z.string(), z.unknown()),
   dataHash: z.string(),

@@ -211,7 +211,7 @@ export class ModelSet {
     const entry = base === undefined ? undefined : this.options.config.models[base];
     if (!base || !entry) throw new IterAlignError("CONFIG_INVALID", `roles.${role}: no model is bound to the ${role} role`);
     const previous = this.roleOverrides.get(role);
-    const name = `${base}@${createHash("sha256").update(JSON.stringify([ref.model, ref.revision ?? null, ref.systemPrompt ?? null])).digest("hex").slice(0, 12)}`;
+    const name = `${base}@${createHash("sha256").update(JSON.stringify([ref.model, ref.revision ?? null, ref.systemPrompt ?? null, ref.adapters ?? []])).digest("hex").slice(0, 12)}`;
     if (previous === name) return;
     const { systemPrompt, ...weights } = ref;
     this.extraEntries.set(name, providerOf(entry).withTrainedModel(entry, weights));

@@ -83,8 +83,10 @@ export const SummaryFileSchema = z.object({
   costByStage: Counts,
   /** With a weight trainer: its name, the target each iteration red-teamed, and the last one. */
   trainer: z.string().optional(),
-  targets: z.array(z.object({ iteration: z.number().int().nonnegative(), model: z.string() })).optional(),
+  targets: z.array(z.object({ iteration: z.number().int().nonnegative(), model: z.string(), adapters: z.array(z.string()).readonly().optional() })).optional(),
   finalTarget: z.string().optional(),
+  /** LoRA adapters applied on top of `finalTarget` (a `trl` trainer's adapter hand-off). */
+  finalAdapters: z.array(z.string()).readonly().optional(),
   untrainedExamples: z.number().int().nonnegative().optional(),
   /** `loop.calibration`: how far the run's judge agreed with human labels (`calibration.json` has every item). */
   calibration: z

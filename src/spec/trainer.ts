@@ -16,6 +16,11 @@ export interface ModelRef {
   readonly model: string;
   /** Identifies the weights when `model` alone does not (a checkpoint hash): part of the cache key. */
   readonly revision?: string;
+  /**
+   * LoRA adapters applied on top of `model` (`llama-cpp`: absolute paths of GGUF LoRA files, each at scale 1), in
+   * order: a base model plus the adapter a trainer made, served without merging. Part of the cache key.
+   */
+  readonly adapters?: readonly string[];
   /** A system prompt every call to this model gets (the `in-context` trainer's constitution; no weights change). */
   readonly systemPrompt?: string;
 }

@@ -17,6 +17,8 @@ export interface ProcessSpec {
   readonly onLine: (line: string, stream: "stdout" | "stderr") => void;
   /** How the command is named in errors. */
   readonly label: string;
+  /** Called with the process id (its process group's id) once the command started. */
+  readonly onStart?: (pid: number) => void;
 }
 
 /** How a run ended by itself. */
@@ -44,6 +46,7 @@ export function runProcess(spec: ProcessSpec): Promise<ProcessExit> {
       stdio: ["ignore", "pipe", "pipe"],
       detached: groupKill,
     });
+    if (child.pid !== undefined) spec.onStart?.(child.pid);
     let stopping: IterAlignError | undefined;
     let killTimer: NodeJS.Timeout | undefined;
     let settled = false;

@@ -1,5 +1,6 @@
 import { ensureLlamaBuild, findLlamaBuild, llamaBuildDir, parseBuildLlamaArgs, type LlamaTool } from "../../native/llama-build.js";
 import { bundleCommit, defaultCacheDir } from "../../native/llama-bundle.js";
+import { checkPythonEnvironment, setupTrlEnvironment, trlVenvDir, trlVenvPython, trlVenvReady } from "../../train/python-env.js";
 import { renderTable } from "../../util/table.js";
 import type { CommandIo } from "../io.js";
 import { createProgress, type Progress } from "../progress.js";
@@ -27,6 +28,12 @@ export function buildPercent(line: string): number | undefined {
  * (`$ITERALIGN_CACHE_DIR`, default `~/.cache/iteralign`). Programs already built are kept.
  */
 export async function setupCommand(options: SetupCommandOptions, io: CommandIo): Promise<number> {
+  if (options.programs.includes("trl")) {
+    const code = await setupTrl(options, io);
+    const rest = options.programs.filter((p) => p !== "trl");
+    if (code !== 0 || rest.length === 0) return code;
+    return setupCommand({ ...options, programs: rest }, io);
+  }
   const { targets, gpu } = parseBuildLlamaArgs([...(options.cuda ? ["--cuda"] : []), ...options.programs]);
   const cacheDir = defaultCacheDir();
   const commit = bundleCommit();
@@ -77,5 +84,30 @@ export async function setupCommand(options: SetupCommandOptions, io: CommandIo):
   bar?.stop();
   if (missing.length > 0) io.err(`${label} ready in ${((performance.now() - started) / 1000).toFixed(0)} s\n`);
   io.out(renderTable(["program", "binary"], Object.entries(build.binaries).map(([tool, bin]) => [tool, bin ?? ""])));
+  return 0;
+}
+
+/**
+ * `iteralign setup trl`: the Python environment of the `trl` trainer (a virtual environment in the cache with torch,
+ * transformers, trl, peft, accelerate, datasets, safetensors, gguf), then its check. `--check` only reports.
+ */
+async function setupTrl(options: SetupCommandOptions, io: CommandIo): Promise<number> {
+  const cacheDir = defaultCacheDir();
+  if (options.check) {
+    if (!trlVenvReady(cacheDir)) {
+      io.out(`trl: no environment in ${trlVenvDir(cacheDir)} (run \`iteralign setup trl\`)\n`);
+      return 1;
+    }
+    const check = await checkPythonEnvironment(trlVenvPython(cacheDir), { requireAll: false });
+    io.out(renderTable(["package", "version"], [["python", check.python], ...Object.entries(check.packages), ...check.missing.map((m) => [m.package, `missing: ${m.error}`])]));
+    io.out(`device: ${check.device.type}${check.device.name ? ` (${check.device.name})` : ""}, bf16 ${check.device.bf16 ? "yes" : "no"}\n`);
+    return check.missing.length === 0 ? 0 : 1;
+  }
+  const started = performance.now();
+  const extra = (process.env["ITERALIGN_PIP_ARGS"] ?? "").split(/\s+/).filter((a) => a.length > 0);
+  const { python, check, created } = await setupTrlEnvironment({ cacheDir, extraPipArgs: extra, onLine: (line) => io.err(`${line}\n`) });
+  io.err(`trl environment ${created ? `ready in ${((performance.now() - started) / 1000).toFixed(0)} s` : "already set up"}: ${python}\n`);
+  io.out(renderTable(["package", "version"], [["python", check.python], ...Object.entries(check.packages)]));
+  io.out(`device: ${check.device.type}${check.device.name ? ` (${check.device.name})` : ""}\n`);
   return 0;
 }

@@ -9,6 +9,10 @@ export const LlamaCppModelConfigSchema = z
       .string()
       .min(1)
       .describe("GGUF path (relative to the config file) or `hf:<user>/<repo>:<quant>` URI, downloaded once."),
+    lora: z
+      .array(z.string().min(1))
+      .optional()
+      .describe("GGUF LoRA adapters (paths relative to the config file) applied to `model` at scale 1, in order (e.g. made by `convert_lora_to_gguf.py`)."),
     contextSize: z.number().int().min(64).default(4096).describe("Context window of each parallel sequence, in tokens."),
     sequences: z.number().int().min(1).max(64).default(4).describe("Parallel sequences decoded together in one batch."),
     batchSize: z.number().int().positive().optional().describe("Tokens per decode batch (default: llama.cpp's)."),

@@ -1,3 +1,5 @@
+import { createHash } from "node:crypto";
+import path from "node:path";
 import { chooseChatWrapper, toChatHistory } from "./chat-render.js";
 import {
   type ChatWrapper,
@@ -39,6 +41,11 @@ import { SequencePool } from "./sequence-pool.js";
 export interface LlamaCppModelOptions extends EngineOptions {
   /** A GGUF path (relative to `baseDir`) or an `hf:` URI that node-llama-cpp downloads once. */
   readonly model: string;
+  /**
+   * GGUF LoRA adapters (paths relative to `baseDir`) applied on top of `model` at scale 1, in generation and in
+   * scoring alike: a base model plus the adapter a trainer made. Part of the model's fingerprint.
+   */
+  readonly adapters?: readonly string[];
   readonly baseDir?: string;
   /** Context window of each sequence, in tokens. */
   readonly contextSize?: number;
@@ -103,6 +110,8 @@ export class LlamaCppModel implements LanguageModel {
     readonly modelId: string,
     readonly fingerprint: string,
     readonly file: string,
+    /** Absolute paths of the LoRA adapters applied to the model. */
+    readonly adapters: readonly string[],
     private readonly model: LlamaModel,
     private readonly context: LlamaContext,
     private readonly pool: SequencePool,
@@ -123,10 +132,13 @@ export class LlamaCppModel implements LanguageModel {
     });
     // A bad file (empty, not a GGUF, cut short) fails here with what is wrong, not with the engine's message.
     checkGgufFile(file);
+    const adapters = (options.adapters ?? []).map((a) => path.resolve(options.baseDir ?? ".", a));
+    for (const adapter of adapters) checkGgufFile(adapter);
     const { model, release } = await acquireModel(file, options);
     try {
       const sequences = options.sequences ?? 4;
       const context = await model.createContext({
+        ...(adapters.length > 0 ? { lora: { adapters: adapters.map((filePath) => ({ filePath, scale: 1 })) } } : {}),
         sequences,
         batching: { itemPrioritizationStrategy: orderedFairShare },
         contextSize: options.contextSize ?? Math.min(4096, model.trainContextSize),
@@ -138,8 +150,9 @@ export class LlamaCppModel implements LanguageModel {
       const wrapper = chooseChatWrapper(model, options.chatTemplate ?? "auto", file);
       return new LlamaCppModel(
         options.model,
-        await fingerprintFile(file),
+        await modelFingerprint(file, adapters),
         file,
+        adapters,
         model,
         context,
         new SequencePool(context, sequences),
@@ -279,6 +292,7 @@ export class LlamaCppModel implements LanguageModel {
   private native(): NativeScoring {
     this.nativeScoring ??= new NativeScoring(this.options.scoring ?? "auto", {
       modelFile: this.file,
+      ...(this.adapters.length > 0 ? { adapters: this.adapters } : {}),
       contextSize: this.context.contextSize,
       threads: this.options.threads ?? this.options.maxThreads ?? 0,
       sequences: this.context.totalSequences,
@@ -373,3 +387,12 @@ function definedOnly(request: GenerationParams): GenerationParams {
 
 
 
+
+/** The fingerprint of a model file, or of a model file with LoRA adapters (each adapter's fingerprint, in order). */
+async function modelFingerprint(file: string, adapters: readonly string[]): Promise<string> {
+  const base = await fingerprintFile(file);
+  if (adapters.length === 0) return base;
+  const hash = createHash("sha256").update(`model ${base}\n`);
+  for (const adapter of adapters) hash.update(`lora ${await fingerprintFile(adapter)}\n`);
+  return hash.digest("hex");
+}

@@ -15,6 +15,8 @@ export type { NativeScoreResult, ScoreOptions } from "../../native/scorer-proces
 export interface NativeScorerOptions {
   /** The GGUF file to load (the same file the engine path uses). */
   readonly modelFile: string;
+  /** GGUF LoRA adapters applied to the model at scale 1 (`--lora`). */
+  readonly adapters?: readonly string[];
   /** KV cells shared by the context and the continuations of one group (tokens). */
   readonly contextSize: number;
   /** CPU threads for evaluation; 0 means all cores. */
@@ -73,6 +75,7 @@ export class NativeScorer {
   private static async spawn(options: NativeScorerOptions, binary: string): Promise<{ proc: ScorerProcess; info: ScorerReady }> {
     const args = [
       "--model", options.modelFile,
+      ...(options.adapters ?? []).flatMap((file) => ["--lora", file]),
       "--ctx", String(options.contextSize),
       // 0 means all cores, as node-llama-cpp's maxThreads.
       "--threads", String(options.threads > 0 ? options.threads : availableParallelism()),

@@ -21,6 +21,7 @@ export const llamaCppProvider: ProviderDefinition<LlamaCppModelConfig> = {
     const { LlamaCppModel } = await import("./llama-cpp-model.js");
     return LlamaCppModel.load({
       model: config.model,
+      ...(config.lora && config.lora.length > 0 ? { adapters: config.lora } : {}),
       baseDir: context.baseDir,
       contextSize: config.contextSize,
       sequences: config.sequences,
@@ -40,14 +41,23 @@ export const llamaCppProvider: ProviderDefinition<LlamaCppModelConfig> = {
   // in dribs instead of as one wave, which changes the groups (and so the numerics) with timing.
   endpoint: (name, config) => (config.concurrency === undefined ? undefined : `llama-cpp:${name}`),
   async preflight(_name, config, baseDir) {
+    for (const [i, adapter] of (config.lora ?? []).entries()) {
+      try {
+        checkGgufFile(path.resolve(baseDir, adapter));
+      } catch (err) {
+        throw new IterAlignError("MODEL_NOT_FOUND", `lora[${i}]: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      }
+    }
     if (isRemote(config.model)) return;
     const { resolveModelPath } = await import("./engine.js");
     checkGgufFile(await resolveModelPath(config.model, { baseDir }));
   },
   async modelRef(config, baseDir): Promise<ModelRef> {
-    if (!isRemote(config.model)) return { provider: "llama-cpp", model: path.resolve(baseDir, config.model) };
+    const adapters = (config.lora ?? []).map((a) => path.resolve(baseDir, a));
+    const withAdapters = adapters.length > 0 ? { adapters } : {};
+    if (!isRemote(config.model)) return { provider: "llama-cpp", model: path.resolve(baseDir, config.model), ...withAdapters };
     const { resolveModelPath } = await import("./engine.js");
-    return { provider: "llama-cpp", model: await resolveModelPath(config.model, { baseDir }) };
+    return { provider: "llama-cpp", model: await resolveModelPath(config.model, { baseDir }), ...withAdapters };
   },
   resolveTrainedModel(model, baseDir, what) {
     const file = path.resolve(baseDir, model);
@@ -66,11 +76,12 @@ export const llamaCppProvider: ProviderDefinition<LlamaCppModelConfig> = {
     }
     return { provider: "llama-cpp", model: file };
   },
-  stillExists: (ref) => existsSync(ref.model),
+  stillExists: (ref) => existsSync(ref.model) && (ref.adapters ?? []).every((a) => existsSync(a)),
   withTrainedModel(config, ref) {
     if (ref.provider !== "llama-cpp") {
       throw new IterAlignError("TRAINING_FAILED", `the trained model is a ${ref.provider} model (${ref.model}); a llama-cpp target needs a GGUF file`);
     }
-    return { ...config, model: ref.model };
+    const { lora: _lora, ...rest } = config;
+    return { ...rest, model: ref.model, ...(ref.adapters && ref.adapters.length > 0 ? { lora: [...ref.adapters] } : {}) };
   },
 };
