@@ -351,6 +351,12 @@ def hash_folder(folder):
         if os.path.isfile(path) and (name.endswith(".safetensors") or name.endswith(".json")):
             with open(path, "rb") as handle:
                 data = handle.read()
+            if name.endswith(".json"):
+                # Key order and set order (target modules) do not change the adapter.
+                parsed = json.loads(data)
+                if isinstance(parsed.get("target_modules"), list):
+                    parsed["target_modules"] = sorted(parsed["target_modules"])
+                data = json.dumps(parsed, sort_keys=True).encode()
             digest.update(f"{name}\0{len(data)}\0".encode())
             digest.update(data)
     return digest.hexdigest()

@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { Clock } from "./run-context.js";
 import type { StageItem } from "../stages/stage-item.js";
 import type { RecordRow, RunStore } from "../store/run-store.js";
-import { faultPoint } from "./fault-points.js";
+import { faultPoint } from "../util/fault-points.js";
 
 const ErrorPayloadSchema = z.object({
   status: z.literal("error"),

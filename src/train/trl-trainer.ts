@@ -11,6 +11,7 @@ import { checkPythonEnvironment, resolvePython, trlScriptPath, type PythonCheck 
 import { ggufToHf, handOff, type HandoffTarget } from "./trl-handoff.js";
 import { TrlTrainerOptionsSchema, type TrlTrainerOptions, type TrlTrainerOptionsInput } from "./trl-options.js";
 import { sha256OfFiles } from "./trainer.js";
+import { faultPoint } from "../util/fault-points.js";
 
 export { TrlTrainerOptionsSchema, type TrlTrainerOptions, type TrlTrainerOptionsInput } from "./trl-options.js";
 
@@ -199,6 +200,8 @@ export class TrlTrainer implements Trainer {
           ...(this.deps.env ?? process.env),
           ITERALIGN_PARENT_PID: String(process.pid),
           PYTHONUNBUFFERED: "1",
+          // Sets (PEFT's target modules) are written in hash order: a fixed seed writes the same adapter_config.json.
+          PYTHONHASHSEED: "0",
           TOKENIZERS_PARALLELISM: "false",
           HF_HUB_DISABLE_TELEMETRY: "1",
         },
@@ -214,6 +217,8 @@ export class TrlTrainer implements Trainer {
               events.push(event);
               if (event.event === "error") lastError = event;
               reportEvent(event, input);
+              // Crash tests stop the run right after a checkpoint was written (ITERALIGN_FAULT_AT=trl-checkpoint:<iteration>:<step>).
+              if (event.event === "save") faultPoint(`trl-checkpoint:${input.iteration}:${String(event["step"])}`);
             }
           }
           writeSync(log, `${line}\n`);
@@ -322,7 +327,7 @@ function parseEvent(text: string): TrlEvent | undefined {
 }
 
 function reportEvent(event: TrlEvent, input: TrainInput): void {
-  const num = (key: string): number | undefined => (typeof event[key] === "number" ? (event[key] as number) : undefined);
+  const num = (key: string): number | undefined => (typeof event[key] === "number" ? event[key] : undefined);
   if (event.event === "step") {
     const step = num("step") ?? 0;
     const totalSteps = num("totalSteps");
@@ -368,7 +373,7 @@ function stopLeftoverTrainer(pidFile: string): void {
   const pid = Number(readFileSync(pidFile, "utf8").trim());
   rmSync(pidFile, { force: true });
   if (!Number.isInteger(pid) || pid <= 1) return;
-  let cmdline = "";
+  let cmdline: string;
   try {
     cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
   } catch {

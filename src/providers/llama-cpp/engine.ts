@@ -1,5 +1,4 @@
-import { createHash } from "node:crypto";
-import { access, constants, open, stat } from "node:fs/promises";
+import { access, constants, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import {

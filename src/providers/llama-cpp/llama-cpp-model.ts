@@ -149,7 +149,8 @@ export class LlamaCppModel implements LanguageModel {
       });
       const wrapper = chooseChatWrapper(model, options.chatTemplate ?? "auto", file);
       return new LlamaCppModel(
-        options.model,
+        // Records name what answered: the base model and, when adapters are applied, each adapter.
+        [options.model, ...adapters.map((a) => `lora:${a}`)].join(" + "),
         await modelFingerprint(file, adapters),
         file,
         adapters,
