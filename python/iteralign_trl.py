@@ -381,7 +381,14 @@ def train(job_file):
     phases = {"sft": ["sft"], "dpo": ["dpo"], "sft+dpo": ["sft", "dpo"]}[job["method"]]
     summaries = []
     start_from = job.get("startAdapter")
-    emit("start", phases=phases, mode=job["mode"], precision=job["_precision"], device="cuda" if torch.cuda.is_available() else "cpu")
+    emit(
+        "start",
+        phases=phases,
+        mode=job["mode"],
+        precision=job["_precision"],
+        device="cuda" if torch.cuda.is_available() and job.get("device") != "cpu" else "cpu",
+        worldSize=int(os.environ.get("WORLD_SIZE", "1")),
+    )
     started = time.time()
     model = None
     for phase in phases:
