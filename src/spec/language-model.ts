@@ -143,6 +143,13 @@ export interface LanguageModel {
    * returns the old model's answers. Absent for remote APIs, where `modelId` is the identity.
    */
   readonly fingerprint?: string;
+  /**
+   * What the server reports about the weights behind `modelId` (vLLM: the path or repository it loaded, and an
+   * adapter's base; llama-server: the model's size and parameter count), asked once; undefined where the server
+   * reports nothing. The response cache keys on it besides `fingerprint`, so a checkpoint re-served under an old
+   * name is not answered from the cache.
+   */
+  serverIdentity?(signal?: AbortSignal): Promise<string | undefined>;
   readonly capabilities: ReadonlySet<Capability>;
   /** Set when the model's config entry declares it a guard classifier: judges read its answers by this. */
   readonly guard?: ResolvedGuard;

@@ -82,10 +82,22 @@ const NO_USAGE: TokenUsage = { promptTokens: 0, completionTokens: 0 };
  */
 export function withCache(model: LanguageModel, options: CacheOptions): LanguageModel {
   const clock = options.clock ?? Date.now;
-  const base = {
+  const plainBase = {
     provider: model.provider,
     modelId: model.modelId,
     ...(model.fingerprint === undefined ? {} : { fingerprint: model.fingerprint }),
+  };
+  // What the server says it serves (asked once, on the first cacheable call) joins the fingerprint.
+  let identified: Promise<typeof plainBase> | undefined;
+  const keyBase = (): Promise<typeof plainBase> => {
+    if (!model.serverIdentity) return Promise.resolve(plainBase);
+    identified ??= model
+      .serverIdentity()
+      .catch(() => undefined)
+      .then((identity) =>
+        identity === undefined ? plainBase : { ...plainBase, fingerprint: sha256Hex(canonicalJson({ fingerprint: plainBase.fingerprint ?? null, server: identity })) },
+      );
+    return identified;
   };
 
   /** The miss/hit logic every method shares; `content` undefined means "not cacheable". */
@@ -101,6 +113,7 @@ export function withCache(model: LanguageModel, options: CacheOptions): Language
     /** Side effect for a hit served by this layer (not for a `cached: true` coming from below). */
     onHit?: (result: R) => void;
   }): Promise<R> {
+    const base = await keyBase();
     const request = call.content && tryCanonical({ ...base, kind: call.kind, ...call.content });
     if (request === undefined) return call.invoke();
     const key = sha256Hex(request);

@@ -46,6 +46,7 @@ export function wrapModel(inner: LanguageModel, overrides: MethodOverrides): Lan
     modelId: inner.modelId,
     ...(inner.fingerprint === undefined ? {} : { fingerprint: inner.fingerprint }),
     ...(inner.guard === undefined ? {} : { guard: inner.guard }),
+    ...(inner.serverIdentity ? { serverIdentity: inner.serverIdentity.bind(inner) } : {}),
     capabilities: inner.capabilities,
     generate: (request) => (overrides.generate ? overrides.generate(request, generate) : generate(request)),
     generateObject: <T>(request: GenerateObjectRequest<T>) =>

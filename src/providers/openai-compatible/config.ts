@@ -18,6 +18,12 @@ export const OpenAICompatibleModelConfigSchema = z
       .describe(
         "Identifies the weights behind `model` (a checkpoint hash or tag). Part of the response cache's key with the base URLs, so another server or a re-served checkpoint under the same name is never answered from the cache.",
       ),
+    serverIdentity: z
+      .boolean()
+      .default(true)
+      .describe(
+        "Ask the server once (`GET /models`) what it serves under `model` (vLLM: the loaded path and an adapter's base; llama-server: size and parameter count) and key the response cache on it too. false: no such request.",
+      ),
     batch: z
       .enum(["openai", "file"])
       .optional()

@@ -70,6 +70,8 @@ export interface OpenAICompatibleModelOptions {
   readonly embeddings?: boolean;
   /** Defaults for every call; a request's own values win. */
   readonly defaults?: GenerationParams;
+  /** Offer {@link OpenAICompatibleModel.serverIdentity} (`GET /models`). Default true. */
+  readonly serverIdentity?: boolean;
 }
 
 /** Same defaults as the llama-cpp provider, so a config behaves alike on either. */
@@ -92,6 +94,7 @@ export class OpenAICompatibleModel implements LanguageModel {
   readonly pool: EndpointPool;
   private readonly baseUrls: readonly string[];
   private readonly secrets: readonly string[];
+  private identity: Promise<string | undefined> | undefined;
 
   constructor(private readonly options: OpenAICompatibleModelOptions) {
     const urls = typeof options.baseUrl === "string" ? [options.baseUrl] : [...options.baseUrl];
@@ -219,8 +222,40 @@ export class OpenAICompatibleModel implements LanguageModel {
   }
 
   /** Stops the replicas' health probes; every call opens and finishes its own HTTP exchange. */
+  /**
+   * What each replica's `GET /models` says about `modelId`: vLLM's `root` (the path or repository loaded; an
+   * adapter's folder) and `parent` (an adapter's base), llama-server's `meta` (size, parameters). `created` is left
+   * out (vLLM sets it to the time of the listing). Undefined when no replica lists the model with any of these.
+   * Asked once per model object, each replica within 10 s; a failure counts as "reports nothing".
+   */
+  serverIdentity(): Promise<string | undefined> {
+    if (this.options.serverIdentity === false) return Promise.resolve(undefined);
+    this.identity ??= this.askIdentity();
+    return this.identity;
+  }
+
+  private async askIdentity(): Promise<string | undefined> {
+    const headers: Record<string, string> = { ...this.options.headers, accept: "application/json", ...(this.options.apiKey ? { authorization: `Bearer ${this.options.apiKey}` } : {}) };
+    const reports: Array<{ url: string; root?: unknown; parent?: unknown; meta?: unknown }> = [];
+    for (const url of this.baseUrls) {
+      try {
+        const response = await fetch(endpointUrl(url, "/models"), { headers, signal: AbortSignal.timeout(10_000) });
+        if (!response.ok) continue;
+        const body = (await response.json()) as { data?: Array<Record<string, unknown>> };
+        const entry = Array.isArray(body.data) ? body.data.find((m) => m["id"] === this.modelId) : undefined;
+        if (!entry) continue;
+        const fields = { ...(entry["root"] !== undefined ? { root: entry["root"] } : {}), ...(entry["parent"] !== undefined ? { parent: entry["parent"] } : {}), ...(entry["meta"] !== undefined ? { meta: entry["meta"] } : {}) };
+        if (Object.keys(fields).length > 0) reports.push({ url: displayUrl(url), ...fields });
+      } catch {
+        continue;
+      }
+    }
+    return reports.length === 0 ? undefined : canonicalJson(reports.sort((a, b) => a.url.localeCompare(b.url)));
+  }
+
   async close(): Promise<void> {
     this.pool.close();
+    this.identity = undefined;
   }
 
   private async scoreOne(

@@ -38,6 +38,7 @@ export const openAICompatibleProvider: ProviderDefinition<OpenAICompatibleModelC
       embeddings: config.embeddings,
       defaults: generationDefaults(config),
       ...(config.revision !== undefined ? { revision: config.revision } : {}),
+      serverIdentity: config.serverIdentity,
       ...(apiKey ? { apiKey } : {}),
       ...(context.rateLimits ? { rateLimits: context.rateLimits } : {}),
     });
