@@ -1,31 +1,16 @@
-import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { defaultCacheDir } from "../native/llama-bundle.js";
+import { READY_MARK, runPython, trlScriptPath, trlVenvDir, trlVenvPython, trlVenvReady } from "../native/python-runtime.js";
 import { IterAlignError } from "../spec/errors.js";
+
+export { runPython, trlScriptPath, trlVenvDir, trlVenvPython, trlVenvReady };
 
 /** Packages the `trl` trainer imports, with the oldest versions it was written against. */
 export const TRL_PACKAGES = ["torch", "transformers", "trl", "peft", "accelerate", "datasets", "safetensors", "gguf"] as const;
 
 /** What `pip install` gets for `iteralign setup trl` (sentencepiece and protobuf: tokenizers of Llama-family models). */
 export const TRL_PIP_REQUIREMENTS = [...TRL_PACKAGES, "sentencepiece", "protobuf"] as const;
-
-/** The training script shipped with the package (`python/iteralign_trl.py` at the package root; src/ and dist/ alike). */
-export function trlScriptPath(): string {
-  return fileURLToPath(new URL("../../python/iteralign_trl.py", import.meta.url));
-}
-
-/** The virtual environment `iteralign setup trl` creates: `<cache>/trl-venv`. */
-export function trlVenvDir(cacheDir = defaultCacheDir()): string {
-  return path.join(cacheDir, "trl-venv");
-}
-
-/** Its interpreter. */
-export function trlVenvPython(cacheDir = defaultCacheDir()): string {
-  return path.join(trlVenvDir(cacheDir), "bin", "python");
-}
 
 /**
  * The interpreter the trainer runs: `train.trl.python` when set (relative to the config's folder), else the
@@ -54,30 +39,6 @@ export const PythonCheckSchema = z.object({
     .passthrough(),
 });
 export type PythonCheck = z.infer<typeof PythonCheckSchema>;
-
-/** Runs a Python program to its end and collects its output. */
-export function runPython(
-  python: string,
-  args: readonly string[],
-  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {},
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(python, [...args], { stdio: ["ignore", "pipe", "pipe"], env: options.env ?? process.env, ...(options.cwd ? { cwd: options.cwd } : {}) });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => child.kill("SIGKILL"), options.timeoutMs);
-    child.on("error", (err) => {
-      if (timer) clearTimeout(timer);
-      reject(err);
-    });
-    child.on("close", (code) => {
-      if (timer) clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 /**
  * Asks `python` what the trainer needs: its version, the packages' versions (or why each cannot be imported) and
@@ -116,14 +77,6 @@ export async function checkPythonEnvironment(python: string, options: { requireA
     );
   }
   return parsed;
-}
-
-/** Marks a finished `iteralign setup trl` (a half-made environment lacks it and is made again). */
-const READY_MARK = ".iteralign-ready";
-
-/** Whether `iteralign setup trl` finished making its environment. */
-export function trlVenvReady(cacheDir = defaultCacheDir()): boolean {
-  return existsSync(path.join(trlVenvDir(cacheDir), READY_MARK));
 }
 
 /**

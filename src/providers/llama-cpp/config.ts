@@ -8,7 +8,9 @@ export const LlamaCppModelConfigSchema = z
     model: z
       .string()
       .min(1)
-      .describe("GGUF path (relative to the config file) or `hf:<user>/<repo>:<quant>` URI, downloaded once."),
+      .describe(
+        "GGUF path (relative to the config file), `hf:<user>/<repo>:<quant>` URI (downloaded once), or a Hugging Face model folder (converted once with llama.cpp's convert_hf_to_gguf.py into the cache).",
+      ),
     lora: z
       .array(z.string().min(1))
       .optional()

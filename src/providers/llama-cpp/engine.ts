@@ -12,6 +12,7 @@ import { IterAlignError } from "../../spec/errors.js";
 import { defaultCacheDir } from "../../native/llama-bundle.js";
 import { governThreads } from "./thread-governor.js";
 import { fingerprintFile } from "../../util/file-fingerprint.js";
+import { hfFolderToGguf, isHfModelFolder } from "../../native/hf-to-gguf.js";
 
 export { fingerprintFile };
 
@@ -95,6 +96,10 @@ export async function resolveModelPath(
 ): Promise<string> {
   if (isRemoteModelRef(ref)) return downloadModel(ref, options);
   const file = path.resolve(options.baseDir ?? process.cwd(), ref);
+  if (isHfModelFolder(file)) {
+    // A Hugging Face model folder: its GGUF, made once and cached.
+    return hfFolderToGguf(file);
+  }
   try {
     const info = await stat(file);
     if (!info.isFile()) throw new IterAlignError("MODEL_NOT_FOUND", `model path ${file} is not a file`, { details: { path: file } });

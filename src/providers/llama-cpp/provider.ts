@@ -1,6 +1,7 @@
 import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import { checkGgufFile } from "../../gguf/gguf-check.js";
+import { isHfModelFolder } from "../../native/hf-to-gguf.js";
 import { IterAlignError } from "../../spec/errors.js";
 import { generationDefaults } from "../model-config-fields.js";
 import type { ModelRef, ProviderDefinition } from "../provider.js";
@@ -55,7 +56,7 @@ export const llamaCppProvider: ProviderDefinition<LlamaCppModelConfig> = {
   async modelRef(config, baseDir): Promise<ModelRef> {
     const adapters = (config.lora ?? []).map((a) => path.resolve(baseDir, a));
     const withAdapters = adapters.length > 0 ? { adapters } : {};
-    if (!isRemote(config.model)) return { provider: "llama-cpp", model: path.resolve(baseDir, config.model), ...withAdapters };
+    if (!isRemote(config.model) && !isHfModelFolder(path.resolve(baseDir, config.model))) return { provider: "llama-cpp", model: path.resolve(baseDir, config.model), ...withAdapters };
     const { resolveModelPath } = await import("./engine.js");
     return { provider: "llama-cpp", model: await resolveModelPath(config.model, { baseDir }), ...withAdapters };
   },
