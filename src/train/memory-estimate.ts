@@ -60,7 +60,7 @@ export function trainingMemoryProblem(estimate: TrainingMemoryEstimate, machineB
   return (
     `full fine-tuning of this ${(estimate.parameters / 1e9).toFixed(2)}B-parameter model needs about ${gib(estimate.bytes)} ` +
     `(weights ${gib(estimate.weights)}, gradients and AdamW moments ${gib(estimate.optimizer)}, activations over a ${estimate.window}-token window ${gib(estimate.activations)}), ` +
-    `and this machine has ${gib(machineBytes)}. Train with LoRA on a GPU instead (the command trainer can run a TRL/PEFT script; see docs/training.md), ` +
+    `and this machine has ${gib(machineBytes)}. Train a LoRA adapter with the trl trainer instead (train.trainer: trl; see docs/training.md), ` +
     "use a hosted trainer, or a smaller model"
   );
 }

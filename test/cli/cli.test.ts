@@ -8,6 +8,7 @@ import { parse } from "yaml";
 import { parseConfig } from "../../src/config/load-config.js";
 import { fixtureModelPath } from "../../src/gguf/fixture-models.js";
 import { runCli } from "../helpers/cli.js";
+import { trlPython } from "../helpers/trl-env.js";
 
 const tmp = (): string => mkdtempSync(path.join(tmpdir(), "iteralign-cli-"));
 const root = path.resolve(import.meta.dirname, "../..");
@@ -150,6 +151,25 @@ describe("iteralign models check", () => {
     expect(down.code).toBe(1);
     expect(down.err).toContain("HTTP_UNREACHABLE");
     expect(down.err).toContain("http://127.0.0.1:9/v1");
+  });
+});
+
+describe("iteralign models check with the trl trainer", () => {
+  it("checks the trainer's Python environment with the models, naming what is missing", async () => {
+    const dir = tmp();
+    const file = tinyConfig(dir);
+    writeFileSync(file, `${readFileSync(file, "utf8")}train:\n  trainer: trl\n  trl:\n    python: ${trlPython()}\n`);
+    const ok = await runCli(["models", "check", "--config", file, "--json"]);
+    expect(ok.code, ok.err).toBe(0);
+    const trl = (JSON.parse(ok.out) as Array<{ name: string; ok: boolean; capabilities: string[] }>).find((c) => c.name === "train.trl");
+    expect(trl?.ok).toBe(true);
+    expect(trl?.capabilities).toEqual(expect.arrayContaining([expect.stringMatching(/^torch /), expect.stringMatching(/^trl /), expect.stringMatching(/^peft /), "device cpu"]));
+    // python3 here has no torch: exit 1, and the message says how to get an environment.
+    writeFileSync(file, readFileSync(file, "utf8").replace(`python: ${trlPython()}`, "python: python3"));
+    const missing = await runCli(["models", "check", "--config", file]);
+    expect(missing.code).toBe(1);
+    expect(missing.out).toMatch(/train\.trl\s+python3\s+-\s+FAILED/);
+    expect(missing.err).toMatch(/train\.trl: \[TRAINER_ENVIRONMENT\] .*torch cannot be imported.*iteralign setup trl/);
   });
 });
 

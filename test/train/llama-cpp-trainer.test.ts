@@ -282,7 +282,7 @@ describe("llama-cpp trainer", () => {
     const err = await expectTrainingError(
       refuse.train(small),
       "TRAINING_FAILED",
-      /full fine-tuning of this 0\.\d\dB-parameter model needs about \d+\.\d GiB \(weights .*activations over a \d+-token window .*\), and this machine has 0\.0 GiB\. Train with LoRA on a GPU instead/,
+      /full fine-tuning of this 0\.\d\dB-parameter model needs about \d+\.\d GiB \(weights .*activations over a \d+-token window .*\), and this machine has 0\.0 GiB\. Train a LoRA adapter with the trl trainer instead \(train\.trainer: trl/,
     );
     expect(err.details).toMatchObject({ kind: "memory" });
     // Nothing was trained or written: the refusal comes before the trainer starts.

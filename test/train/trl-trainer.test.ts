@@ -271,6 +271,36 @@ describe("hand-off to a vLLM-shaped server", () => {
     expect(JSON.stringify(r1)).not.toContain("vllm-key");
   }, 600_000);
 
+  it("runs a hand-off command for other servers with the documented variables, and takes its name as the target", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "iteralign-trl-hook-"));
+    roots.push(dir);
+    const seen = path.join(dir, "seen.txt");
+    const options = TrlTrainerOptionsSchema.parse({
+      handoffCommand: ["/bin/sh", "-c", `printf '%s|%s|%s|%s|%s' "$ITERALIGN_ADAPTER" "$ITERALIGN_MODEL_NAME" "$ITERALIGN_ITERATION" "$ITERALIGN_BASE_URL" "$ITERALIGN_OUTPUT_HASH" > ${seen}`],
+      vllm: { name: "sglang-{iteration}" },
+    });
+    const common = {
+      options,
+      run: { output: path.join(dir, "adapter"), outputHash: "abc123", mode: "lora", method: "sft", precision: "fp32", phases: [], seconds: 0, tokensSeen: 0, peakRssBytes: 0, versions: {} },
+      iteration: 2,
+      base: { provider: "openai-compatible", model: "org/base-7b" },
+      current: { provider: "openai-compatible", model: "org/base-7b" },
+      hfBase: "org/base-7b",
+      outDir: dir,
+      python: "python3",
+      cacheDir: dir,
+      target: { provider: "openai-compatible", baseUrls: ["http://sglang:30000/v1"] },
+      signal: new AbortController().signal,
+      onProgress: () => undefined,
+    };
+    const done = await handOff(common);
+    expect(done.model).toEqual({ provider: "openai-compatible", model: "sglang-002", revision: "abc123" });
+    expect(readFileSync(seen, "utf8")).toBe(`${path.join(dir, "adapter")}|sglang-002|2|http://sglang:30000/v1|abc123`);
+    // A failing command fails the hand-off, quoting its output.
+    const failing = TrlTrainerOptionsSchema.parse({ handoffCommand: ["/bin/sh", "-c", "echo server refused; exit 3"] });
+    await expect(handOff({ ...common, options: failing })).rejects.toThrow(/handoffCommand failed \(exit 3\): server refused/);
+  });
+
   it("says how to start vLLM when the server has no runtime LoRA endpoint", async () => {
     expect(serverRoot("http://host:8000/v1/")).toBe("http://host:8000");
     expect(serverRoot("http://host:8000")).toBe("http://host:8000");

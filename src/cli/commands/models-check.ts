@@ -110,6 +110,23 @@ export async function modelsCheckCommand(
     }
   }
   progress.stop();
+  // The trl trainer runs in a Python environment: checked with the models (python, packages, device).
+  if (config.train.trainer === "trl" && options.model === undefined && options.role === undefined) {
+    const { TrlTrainer } = await import("../../train/trl-trainer.js");
+    const trainer = new TrlTrainer(config.train.trl ?? {}, { baseDir });
+    try {
+      const env = await trainer.checkEnvironment();
+      checks.push({
+        name: "train.trl",
+        provider: `python ${env.python}`,
+        roles: [],
+        ok: true,
+        capabilities: [...Object.entries(env.packages).map(([p, v]) => `${p} ${v}`), `device ${env.device.type}${env.device.bf16 ? " bf16" : ""}`],
+      });
+    } catch (err) {
+      checks.push({ name: "train.trl", provider: trainer.python, roles: [], ok: false, capabilities: [], error: isIterAlignError(err) ? `[${err.code}] ${err.message}` : errorText(err) });
+    }
+  }
   if (options.json) {
     io.out(`${JSON.stringify(checks, null, 2)}\n`);
   } else {

@@ -1,0 +1,194 @@
+/**
+ * LoRA with TRL against the embedded full trainer, on the ~100M generated model (Q8_0, 152k vocabulary), the same
+ * 32 examples and epochs (equal tokens):
+ * - peak resident memory of each training process (VmHWM, sampled every 50 ms from /proc);
+ * - training throughput (example tokens per second, forward + backward);
+ * - the mean log-likelihood per answer token, given the prompt, before and after (native scorer; the LoRA adapter is
+ *   applied to the Q8_0 base as the llama-cpp hand-off serves it, the full trainer's F32 model against its F32 start).
+ * Needs `npm run setup:trl` (the Python environment) and the llama.cpp build (scorer, finetune).
+ * Usage: npm run bench:trl [-- --threads T --epochs E]
+ */
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { ensureFixtureModels } from "../src/gguf/fixture-models.js";
+import { ensureLlamaBuild } from "../src/native/llama-build.js";
+import { defaultCacheDir } from "../src/native/llama-bundle.js";
+import { NativeScorer } from "../src/providers/llama-cpp/native-scorer.js";
+import type { ModelRef, TrainInput, TrainResult } from "../src/spec/trainer.js";
+import { convertModel } from "../src/train/llama-cpp-finetune-process.js";
+import { LlamaCppTrainer } from "../src/train/llama-cpp-trainer.js";
+import { checkPythonEnvironment, resolvePython } from "../src/train/python-env.js";
+import { ggufToHf } from "../src/train/trl-handoff.js";
+import { TrlTrainer } from "../src/train/trl-trainer.js";
+import { report, type Goal } from "./bench-utils.js";
+import { examples } from "./sft-examples.js";
+
+const args = process.argv.slice(2);
+const arg = (name: string, fallback: number): number => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : fallback;
+};
+const THREADS = arg("threads", Math.min(os.availableParallelism(), 4));
+const EPOCHS = arg("epochs", 2);
+
+/** Peak resident memory (VmHWM) of this process's descendants, sampled from /proc while `fn` runs. */
+async function peakChildMemory<T>(fn: () => Promise<T>): Promise<{ result: T; peakBytes: number; process: string }> {
+  const peaks = new Map<number, { bytes: number; name: string }>();
+  const sample = (): void => {
+    const parents = new Map<number, number>();
+    for (const entry of readdirSync("/proc")) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+        const after = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        parents.set(Number(entry), Number(after[1]));
+      } catch {
+        continue;
+      }
+    }
+    const isDescendant = (pid: number): boolean => {
+      for (let p = parents.get(pid); p !== undefined && p > 1; p = parents.get(p)) if (p === process.pid) return true;
+      return false;
+    };
+    for (const pid of parents.keys()) {
+      if (!isDescendant(pid)) continue;
+      try {
+        const status = readFileSync(`/proc/${pid}/status`, "utf8");
+        const hwm = /VmHWM:\s+(\d+) kB/.exec(status);
+        const name = /Name:\s+(\S+)/.exec(status)?.[1] ?? "?";
+        if (hwm) {
+          const bytes = Number(hwm[1]) * 1024;
+          if (bytes > (peaks.get(pid)?.bytes ?? 0)) peaks.set(pid, { bytes, name });
+        }
+      } catch {
+        continue;
+      }
+    }
+  };
+  const timer = setInterval(sample, 50);
+  try {
+    const result = await fn();
+    const top = [...peaks.values()].sort((a, b) => b.bytes - a.bytes)[0];
+    return { result, peakBytes: top?.bytes ?? NaN, process: top?.name ?? "?" };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+async function meanAnswerLogLikelihood(modelFile: string, adapters: readonly string[], data: ReadonlyArray<{ tokens: number[]; mask: number[] }>, scorer: string): Promise<number> {
+  const native = await NativeScorer.start({ modelFile, adapters, contextSize: 512, threads: THREADS, sequences: 2, binary: scorer });
+  try {
+    let sum = 0;
+    let tokens = 0;
+    for (const d of data) {
+      const split = d.mask.indexOf(1);
+      sum += (await native.score(d.tokens.slice(0, split), [d.tokens.slice(split)])).scores[0]?.logprob ?? NaN;
+      tokens += d.tokens.length - split;
+    }
+    return sum / tokens;
+  } finally {
+    await native.close();
+  }
+}
+
+const file = ensureFixtureModels(["bench-qwen2-100m"], { log: (l) => process.stderr.write(`${l}\n`) })["bench-qwen2-100m"]!;
+const build = await ensureLlamaBuild({ targets: ["iteralign-scorer", "iteralign-finetune"] });
+const scorer = build.binaries["iteralign-scorer"]!;
+const python = resolvePython(undefined, process.cwd());
+const env = await checkPythonEnvironment(python);
+const work = mkdtempSync(path.join(os.tmpdir(), "iteralign-bench-trl-"));
+try {
+  const model: ModelRef = { provider: "llama-cpp", model: file };
+  const set = examples();
+  const input = (name: string): TrainInput => {
+    const outDir = path.join(work, name, "iterations", "000", "train");
+    mkdirSync(outDir, { recursive: true });
+    return {
+      runId: "bench",
+      iteration: 0,
+      base: model,
+      current: model,
+      examples: set,
+      allExamples: set,
+      principles: [],
+      files: { sharegpt: "", trlSft: "", openaiChat: "", trlPreference: "", openaiPreference: "" },
+      outDir,
+      state: { get: () => undefined, set: () => undefined },
+      signal: new AbortController().signal,
+      onProgress: (p) => {
+        if (p.type === "step") process.stderr.write(`${name} step ${p.step}/${p.totalSteps ?? "?"} loss ${p.loss?.toFixed(4) ?? "?"}\n`);
+        else process.stderr.write(`${name}: ${p.type === "status" ? p.message : p.line}\n`);
+      },
+    };
+  };
+  process.stderr.write(`model ${file}, ${set.length} examples, ${EPOCHS} epochs, ${THREADS} threads, python ${python} (torch ${env.packages["torch"] ?? "?"})\n`);
+  // The HF copy of the GGUF is made before measuring (once, cached): training starts from it.
+  const hfBase = await ggufToHf(file, { python, cacheDir: defaultCacheDir(), signal: new AbortController().signal, status: (m) => process.stderr.write(`${m}\n`) });
+
+  const fullInput = input("full");
+  const full = await peakChildMemory(() => new LlamaCppTrainer({ epochs: EPOCHS, learningRate: 1e-5, threads: THREADS }).train(fullInput));
+  const fullLoss = JSON.parse(readFileSync(path.join(fullInput.outDir, "loss.json"), "utf8")) as { tokensPerSecond: number; seconds: number; trainedTokens: number; trainableParameters: number };
+  const data = readFileSync(path.join(fullInput.outDir, "train-data.jsonl"), "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as { tokens: number[]; mask: number[] });
+
+  const loraInput = input("lora");
+  const lora = await peakChildMemory<TrainResult>(() =>
+    new TrlTrainer({ baseModel: hfBase, epochs: EPOCHS, learningRate: 2e-4, batchSize: 1, lora: { rank: 16, alpha: 32, dropout: 0 }, threads: THREADS, seed: 0 }).train(loraInput),
+  );
+  const run = JSON.parse(readFileSync(path.join(loraInput.outDir, "trl", "trl-result.json"), "utf8")) as {
+    tokensSeen: number;
+    phases: Array<{ seconds: number; trainableParameters: number; totalParameters: number }>;
+    peakRssBytes: number;
+  };
+  const loraSeconds = run.phases.reduce((s, p) => s + p.seconds, 0);
+  const loraTokensPerSecond = run.tokensSeen / loraSeconds;
+
+  const f32 = path.join(work, "start-f32.gguf");
+  await convertModel({ binary: build.binaries["iteralign-finetune"]!, input: file, output: f32, type: "f32", threads: THREADS });
+  const fullBefore = await meanAnswerLogLikelihood(f32, [], data, scorer);
+  const fullAfter = await meanAnswerLogLikelihood(full.result.model.model, [], data, scorer);
+  const loraBefore = await meanAnswerLogLikelihood(file, [], data, scorer);
+  const loraAfter = await meanAnswerLogLikelihood(file, lora.result.model.adapters ?? [], data, scorer);
+  const ratio = lora.peakBytes / full.peakBytes;
+  const mib = (b: number): number => b / 2 ** 20;
+
+  const goals: Goal[] = [
+    { name: "LoRA (TRL) peak memory / full trainer peak memory, equal tokens", value: ratio, goal: "<= 0.333", holds: ratio <= 1 / 3 },
+    { name: "full trainer: answer log-likelihood gain per token (nats)", value: fullAfter - fullBefore, goal: "> 0", holds: fullAfter - fullBefore > 0 },
+    { name: "LoRA (TRL): answer log-likelihood gain per token (nats)", value: loraAfter - loraBefore, goal: "> 0", holds: loraAfter - loraBefore > 0 },
+  ];
+  report(
+    "trl",
+    [
+      { name: "full trainer (iteralign-finetune) peak memory", value: mib(full.peakBytes), unit: "MiB" },
+      { name: "LoRA (TRL, python) peak memory", value: mib(lora.peakBytes), unit: "MiB" },
+      { name: "full trainer throughput, example tokens", value: fullLoss.tokensPerSecond, unit: "tok/s" },
+      { name: "LoRA (TRL) throughput, example tokens", value: loraTokensPerSecond, unit: "tok/s" },
+      { name: "full trainer training seconds", value: fullLoss.seconds, unit: "s" },
+      { name: "LoRA (TRL) training seconds", value: loraSeconds, unit: "s" },
+      { name: "full trainer trainable parameters", value: fullLoss.trainableParameters / 1e6, unit: "M" },
+      { name: "LoRA trainable parameters", value: (run.phases[0]?.trainableParameters ?? NaN) / 1e6, unit: "M" },
+      { name: "full: log-likelihood before (F32 start) / after", value: fullBefore, unit: `nats -> ${fullAfter.toFixed(3)}` },
+      { name: "LoRA: log-likelihood before (Q8_0 base) / after (base + adapter)", value: loraBefore, unit: `nats -> ${loraAfter.toFixed(3)}` },
+    ],
+    goals,
+    {
+      model: path.basename(file),
+      examples: set.length,
+      epochs: EPOCHS,
+      threads: THREADS,
+      fullPeakProcess: full.process,
+      loraPeakProcess: lora.process,
+      loraPeakRssReportedByPython: run.peakRssBytes,
+      torch: env.packages["torch"],
+      trl: env.packages["trl"],
+      cpu: os.cpus()[0]?.model,
+      loadAverage: os.loadavg()[0],
+    },
+  );
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
