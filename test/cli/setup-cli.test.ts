@@ -22,6 +22,6 @@ describe("iteralign setup", () => {
   it("exits 2 naming a program it does not know", async () => {
     const r = await runCli(["setup", "llama-bench"]);
     expect(r.code).toBe(2);
-    expect(r.err).toContain("unknown program 'llama-bench': expected --cuda and program names (llama-server, llama-finetune, llama-batched-bench, iteralign-scorer, iteralign-finetune)");
+    expect(r.err).toContain("unknown program 'llama-bench': expected --cuda and program names (llama-server, llama-finetune, llama-batched-bench, llama-export-lora, llama-quantize, iteralign-scorer, iteralign-finetune)");
   });
 });
