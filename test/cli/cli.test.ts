@@ -52,9 +52,10 @@ describe("iteralign init", () => {
   });
 
   it("ships example configs that validate", () => {
-    for (const name of ["tiny.yaml", "local.yaml"]) {
+    for (const name of ["tiny.yaml", "local.yaml", "trl-lora.yaml", "vllm-lora.yaml"]) {
       const config = parseConfig(parse(readFileSync(path.join(root, "examples", name), "utf8")));
       expect(Object.keys(config.models).length).toBe(2);
+      if (name.includes("lora")) expect(config.train.trainer).toBe("trl");
     }
   });
 });
