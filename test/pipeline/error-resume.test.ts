@@ -47,6 +47,8 @@ describe("a run stopped by failing model calls", () => {
     baseUrl: ${proxy.url}
     model: tiny-qwen2
     retries: 1
+    # No identity probe (GET /models): the proxy's counts are the judge calls alone.
+    serverIdentity: false
 roles:
   target: target
   oracle: oracle
