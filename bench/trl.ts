@@ -6,14 +6,17 @@
  * - the mean log-likelihood per answer token, given the prompt, before and after (native scorer; the LoRA adapter is
  *   applied to the Q8_0 base as the llama-cpp hand-off serves it, the full trainer's F32 model against its F32 start).
  * Needs `npm run setup:trl` (the Python environment) and the llama.cpp build (scorer, finetune).
- * Usage: npm run bench:trl [-- --threads T --epochs E]
+ * Usage: npm run bench:trl [-- --threads T --epochs E --examples N --shape 100m|0.5b --lora-precision fp32|bf16]
+ * (`--shape 0.5b` writes bench/results/trl-0.5b.json: a generated model of Qwen2.5-0.5B's shape, made once.)
  */
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { ensureFixtureModels } from "../src/gguf/fixture-models.js";
+import { GgmlType } from "../src/gguf/gguf-file.js";
+import { writeRandomModel } from "../src/gguf/random-model.js";
 import { ensureLlamaBuild } from "../src/native/llama-build.js";
-import { defaultCacheDir } from "../src/native/llama-bundle.js";
+import { defaultCacheDir, extractBundledFile } from "../src/native/llama-bundle.js";
 import { NativeScorer } from "../src/providers/llama-cpp/native-scorer.js";
 import type { ModelRef, TrainInput, TrainResult } from "../src/spec/trainer.js";
 import { convertModel } from "../src/train/llama-cpp-finetune-process.js";
@@ -31,6 +34,11 @@ const arg = (name: string, fallback: number): number => {
 };
 const THREADS = arg("threads", Math.min(os.availableParallelism(), 4));
 const EPOCHS = arg("epochs", 2);
+const EXAMPLES = arg("examples", 32);
+/** `--shape 0.5b`: a generated model of Qwen2.5-0.5B's shape (24 layers, 896 wide) instead of the ~100M one. */
+const SHAPE = args.includes("--shape") ? (args[args.indexOf("--shape") + 1] ?? "100m") : "100m";
+/** `--lora-precision bf16`: the LoRA base in bf16 (the default, fp32, is what `precision: auto` takes on a CPU). */
+const LORA_PRECISION = (args.includes("--lora-precision") ? args[args.indexOf("--lora-precision") + 1] : "fp32") as "fp32" | "bf16";
 
 /** Peak resident memory (VmHWM) of this process's descendants, sampled from /proc while `fn` runs. */
 async function peakChildMemory<T>(fn: () => Promise<T>): Promise<{ result: T; peakBytes: number; process: string }> {
@@ -92,7 +100,35 @@ async function meanAnswerLogLikelihood(modelFile: string, adapters: readonly str
   }
 }
 
-const file = ensureFixtureModels(["bench-qwen2-100m"], { log: (l) => process.stderr.write(`${l}\n`) })["bench-qwen2-100m"]!;
+function shapeModel(): string {
+  if (SHAPE === "100m") return ensureFixtureModels(["bench-qwen2-100m"], { log: (l) => process.stderr.write(`${l}\n`) })["bench-qwen2-100m"]!;
+  if (SHAPE !== "0.5b") throw new Error(`--shape ${SHAPE}: 100m or 0.5b`);
+  const out = path.join(defaultCacheDir(), "bench-models", "qwen2-0.5b-shape-q8_0.gguf");
+  if (!existsSync(out)) {
+    mkdirSync(path.dirname(out), { recursive: true });
+    const { parameters } = writeRandomModel(
+      {
+        architecture: "qwen2",
+        vocabFile: extractBundledFile("models/ggml-vocab-qwen2.gguf"),
+        name: "iteralign bench: Qwen2.5-0.5B shape (random weights)",
+        embeddingLength: 896,
+        blockCount: 24,
+        feedForwardLength: 4864,
+        headCount: 14,
+        headCountKv: 2,
+        contextLength: 4096,
+        weightType: GgmlType.Q8_0,
+        seed: 5,
+      },
+      `${out}.tmp`,
+    );
+    renameSync(`${out}.tmp`, out);
+    process.stderr.write(`generated ${(parameters / 1e6).toFixed(0)}M-parameter model ${out}\n`);
+  }
+  return out;
+}
+
+const file = shapeModel();
 const build = await ensureLlamaBuild({ targets: ["iteralign-scorer", "iteralign-finetune"] });
 const scorer = build.binaries["iteralign-scorer"]!;
 const python = resolvePython(undefined, process.cwd());
@@ -100,7 +136,7 @@ const env = await checkPythonEnvironment(python);
 const work = mkdtempSync(path.join(os.tmpdir(), "iteralign-bench-trl-"));
 try {
   const model: ModelRef = { provider: "llama-cpp", model: file };
-  const set = examples();
+  const set = examples().slice(0, EXAMPLES);
   const input = (name: string): TrainInput => {
     const outDir = path.join(work, name, "iterations", "000", "train");
     mkdirSync(outDir, { recursive: true });
@@ -136,7 +172,7 @@ try {
 
   const loraInput = input("lora");
   const lora = await peakChildMemory<TrainResult>(() =>
-    new TrlTrainer({ baseModel: hfBase, epochs: EPOCHS, learningRate: 2e-4, batchSize: 1, lora: { rank: 16, alpha: 32, dropout: 0 }, threads: THREADS, seed: 0 }).train(loraInput),
+    new TrlTrainer({ baseModel: hfBase, epochs: EPOCHS, learningRate: 2e-4, batchSize: 1, lora: { rank: 16, alpha: 32, dropout: 0 }, threads: THREADS, seed: 0, precision: LORA_PRECISION }).train(loraInput),
   );
   const run = JSON.parse(readFileSync(path.join(loraInput.outDir, "trl", "trl-result.json"), "utf8")) as {
     tokensSeen: number;
@@ -161,7 +197,7 @@ try {
     { name: "LoRA (TRL): answer log-likelihood gain per token (nats)", value: loraAfter - loraBefore, goal: "> 0", holds: loraAfter - loraBefore > 0 },
   ];
   report(
-    "trl",
+    SHAPE === "100m" ? "trl" : `trl-${SHAPE}`,
     [
       { name: "full trainer (iteralign-finetune) peak memory", value: mib(full.peakBytes), unit: "MiB" },
       { name: "LoRA (TRL, python) peak memory", value: mib(lora.peakBytes), unit: "MiB" },
@@ -177,6 +213,8 @@ try {
     goals,
     {
       model: path.basename(file),
+      shape: SHAPE,
+      loraPrecision: LORA_PRECISION,
       examples: set.length,
       epochs: EPOCHS,
       threads: THREADS,

@@ -170,8 +170,11 @@ def last_checkpoint(directory):
 
 def precision_flags(job, torch):
     wanted = job.get("precision", "auto")
-    cuda = torch.cuda.is_available()
+    cuda = torch.cuda.is_available() and job.get("device") != "cpu"
     bf16_ok = cuda and torch.cuda.is_bf16_supported()
+    if wanted == "bf16" and not cuda:
+        # torch computes bf16 on the CPU too (slower than fp32 without AMX/AVX512-BF16, half the weight memory).
+        return "bf16"
     if wanted == "bf16" and not bf16_ok:
         fail("input", "train.trl.precision is bf16, but this device does not support bf16")
     if wanted == "fp16" and not cuda:

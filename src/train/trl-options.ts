@@ -49,7 +49,7 @@ export const TrlTrainerOptionsSchema = z
     precision: z
       .enum(["auto", "bf16", "fp16", "fp32"])
       .default("auto")
-      .describe("auto: bf16 where the GPU has it, else fp16 on CUDA, fp32 on CPU."),
+      .describe("auto: bf16 where the GPU has it, else fp16 on CUDA, fp32 on CPU. bf16 on the CPU halves the base's memory (slower without AMX/AVX512-BF16); fp16 needs CUDA."),
     dpoBeta: z.number().positive().default(0.1).describe("DPO beta (how far the policy may move from the reference)."),
     device: z.enum(["auto", "cpu", "cuda"]).default("auto").describe("auto: CUDA when torch sees a GPU, else CPU."),
     threads: z.number().int().min(1).max(1024).optional().describe("CPU threads of each training process (torch.set_num_threads)."),
