@@ -2,7 +2,9 @@
  * Loop benchmark on the ~100M generated model (152k vocabulary, Q8_0), against the limits users compare with,
  * on the same model, prompts and settings:
  *  - red-team stage vs `llama-batched-bench` (built from the same llama.cpp source) at the same parallel sequence
- *    count, prompt length and generation length: aggregate (prompt + generated) tokens/s, goal >= 0.9x;
+ *    count, prompt length and generation length: aggregate (prompt + generated) tokens/s, goal >= 0.9x; the stage
+ *    runs on the default generation path (`auto`: the native generator, iteralign-generate, once built) and, for
+ *    comparison, on the engine path (node-llama-cpp);
  *  - judge stage vs `llama-server` with as many slots as the loop has sequences, the same messages, the same JSON
  *    schema as `response_format` and the same maximum length: generated tokens/s, goal >= 1.0x;
  *  - shared-prefix reuse in the judge stage: prompt tokens evaluated with and without it (goal: at most one
@@ -10,7 +12,7 @@
  *  - threads under load: the red-team stage with one other core-bound process running, at each fixed thread count
  *    and with the default adaptive budget (goals: close to the best fixed count, idle and loaded).
  * Both loop stages use the same model (target and judge), as a one-model setup on a laptop would.
- * Usage: npm run bench:loop [-- --prompts N --sequences S --runs R]
+ * Usage: npm run bench:loop [-- --prompts N --sequences S --runs R --generation auto|native|engine]
  */
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -23,6 +25,7 @@ import { ensureFixtureModels } from "../src/gguf/fixture-models.js";
 import { ensureLlamaBuild } from "../src/native/llama-build.js";
 import { commonPrefixLength } from "../src/providers/llama-cpp/group-scheduler.js";
 import { LlamaCppModel } from "../src/providers/llama-cpp/llama-cpp-model.js";
+import { nativeToolBuilt } from "../src/providers/llama-cpp/native-path.js";
 import { wrapModel } from "../src/providers/middleware/wrap.js";
 import { ModelSet } from "../src/providers/registry.js";
 import type { ChatMessage, GenerationParams, JsonSchema, LanguageModel } from "../src/spec/language-model.js";
@@ -46,6 +49,7 @@ const RED_TEAM: GenerationParams = { temperature: 0, maxTokens: 64, frequencyPen
 /** Room for a random-weight judge, which fills every string of the verdict to its maximum length. */
 const JUDGE: GenerationParams = { temperature: 0, maxTokens: 1024 };
 const CONTEXT = 1536;
+const GENERATION = (args.includes("--generation") ? args[args.indexOf("--generation") + 1] : "auto") as "auto" | "native" | "engine";
 
 const file = ensureFixtureModels(["bench-qwen2-100m"], { log: (l) => process.stderr.write(`${l}\n`) })["bench-qwen2-100m"]!;
 const prompts = (await loadBundled("harmfulqa")).slice(0, PROMPTS);
@@ -60,9 +64,9 @@ interface Recorded {
 }
 
 /** `threads` undefined: the default, adaptive thread budget. */
-function modelSet(name: string, storeDir: string, threads: number | undefined): { set: ModelSet; store: SqliteRunStore } {
+function modelSet(name: string, storeDir: string, threads: number | undefined, generation = GENERATION): { set: ModelSet; store: SqliteRunStore } {
   const config = parseConfig({
-    models: { m: { provider: "llama-cpp", model: file, contextSize: CONTEXT, sequences: SEQUENCES } },
+    models: { m: { provider: "llama-cpp", model: file, contextSize: CONTEXT, sequences: SEQUENCES, generation } },
     roles: { target: "m", oracle: "m" },
     engine: threads === undefined ? {} : { maxThreads: threads },
     // Every run does the engine work: no answers from the cache.
@@ -115,12 +119,18 @@ async function judgeStage(set: ModelSet, attempts: readonly Attempt[], record?: 
 }
 
 const storeDir = mkdtempSync(path.join(tmpdir(), "iteralign-bench-loop-"));
+if (GENERATION !== "engine") await ensureLlamaBuild({ targets: ["iteralign-generate"], onLine: () => undefined });
 
 // 1. The loop's stages as the loop runs them (stage functions, middleware, call log, lockstep decode groups).
 const loop = modelSet("loop", storeDir, THREADS);
 await judgeStage(loop.set, (await redTeamStage(loop.set, 2)).attempts); // warm-up: loads the model, builds the grammar
+const generationPath = GENERATION === "auto" ? (nativeToolBuilt("iteralign-generate") ? "native" : "engine") : GENERATION;
+// The red-team stage on the engine path (node-llama-cpp samples), run between the same runs, for comparison.
+const engineLoop = modelSet("loop-engine", storeDir, THREADS, "engine");
+await redTeamStage(engineLoop.set, 2);
 const recorded: Recorded[] = [];
 const redTeamRuns: StageFigures[] = [];
+const engineRedTeamRuns: StageFigures[] = [];
 const judgeRuns: StageFigures[] = [];
 let attempts: Attempt[] = [];
 for (let r = 0; r < RUNS; r++) {
@@ -128,10 +138,13 @@ for (let r = 0; r < RUNS; r++) {
   redTeamRuns.push(rt.figures);
   attempts = rt.attempts;
   judgeRuns.push(await judgeStage(loop.set, attempts, r === 0 ? recorded : undefined));
+  engineRedTeamRuns.push((await redTeamStage(engineLoop.set, PROMPTS)).figures);
 }
 await loop.set.close();
 loop.store.close();
-log(`loop red-team: ${JSON.stringify(redTeamRuns)}\nloop judge: ${JSON.stringify(judgeRuns)}`);
+await engineLoop.set.close();
+engineLoop.store.close();
+log(`loop red-team (${generationPath} generation): ${JSON.stringify(redTeamRuns)}\nloop red-team (engine generation): ${JSON.stringify(engineRedTeamRuns)}\nloop judge: ${JSON.stringify(judgeRuns)}`);
 const aggregate = (f: StageFigures): number => (f.promptTokens + f.tokens) / f.seconds;
 const generated = (f: StageFigures): number => f.tokens / f.seconds;
 
@@ -262,6 +275,7 @@ log(`threads: ${JSON.stringify(threadFigures)}`);
 rmSync(storeDir, { recursive: true, force: true });
 
 const loopRedTeam = median(redTeamRuns.map(aggregate));
+log(`red-team ${generationPath}: ${loopRedTeam.toFixed(0)} tok/s, engine path ${median(engineRedTeamRuns.map(aggregate)).toFixed(0)} tok/s`);
 const batchedTotal = median(batchedRuns.map((b) => b.total));
 const loopJudge = median(judgeRuns.map(generated));
 const serverJudge = median(serverRuns.map(generated));
@@ -270,7 +284,7 @@ const bestLoaded = fixed.reduce((best, t) => (t.loaded > best.loaded ? t : best)
 const bestIdle = fixed.reduce((best, t) => (t.idle > best.idle ? t : best));
 const adaptive = threadFigures.find((t) => t.threads === "adaptive") as { idle: number; loaded: number };
 const goals: Goal[] = [
-  { name: "red-team stage vs llama-batched-bench (aggregate tok/s, same shape)", value: loopRedTeam / batchedTotal, goal: ">= 0.9", holds: loopRedTeam / batchedTotal >= 0.9 },
+  { name: `red-team stage (${generationPath} generation) vs llama-batched-bench (aggregate tok/s, same shape)`, value: loopRedTeam / batchedTotal, goal: ">= 0.9", holds: loopRedTeam / batchedTotal >= 0.9 },
   { name: "judge stage vs llama-server (generated tok/s, same requests and schema)", value: loopJudge / serverJudge, goal: ">= 1.0", holds: loopJudge / serverJudge >= 1.0 },
   { name: "judge prompt tokens evaluated with prefix reuse / (prefix per group + suffixes)", value: withReuse.stats.evaluatedTokens / bound, goal: "<= 1", holds: withReuse.stats.evaluatedTokens <= bound },
   { name: "judge answers with prefix reuse identical to without (1 = yes)", value: identical ? 1 : 0, goal: "= 1", holds: identical },
@@ -283,6 +297,8 @@ report(
     { name: `loop red-team stage: ${PROMPTS} prompts, ${SEQUENCES} sequences, prompt + generated (median of ${RUNS})`, value: loopRedTeam, unit: "tok/s" },
     { name: `llama-batched-bench: pp ${meanPrompt}, tg ${meanAnswer}, ${group} sequences, S t/s (median of ${RUNS})`, value: batchedTotal, unit: "tok/s" },
     { name: "loop red-team stage: generated only", value: median(redTeamRuns.map(generated)), unit: "tok/s" },
+    { name: "loop red-team stage on the engine path (node-llama-cpp sampling): prompt + generated", value: median(engineRedTeamRuns.map(aggregate)), unit: "tok/s" },
+    { name: "engine-path red-team stage vs llama-batched-bench", value: median(engineRedTeamRuns.map(aggregate)) / batchedTotal, unit: "x" },
     { name: "llama-batched-bench: S_TG (generation only)", value: median(batchedRuns.map((b) => b.tg)), unit: "tok/s" },
     { name: "loop judge stage: generated", value: loopJudge, unit: "tok/s" },
     { name: `llama-server, ${SEQUENCES} slots, response_format json_schema: generated`, value: serverJudge, unit: "tok/s" },
@@ -300,5 +316,5 @@ report(
     { name: `best fixed thread count under load: ${bestLoaded.threads}`, value: bestLoaded.loaded, unit: "tok/s" },
   ],
   goals,
-  { model: "bench-qwen2-100m", cores: CORES, threads: THREADS, prompts: PROMPTS, sequences: SEQUENCES, runs: RUNS, redTeamRuns, judgeRuns, batchedRuns, serverRuns, prefixReuse: { without: withoutReuse.stats, with: withReuse.stats, bound, identical }, threadFigures },
+  { model: "bench-qwen2-100m", cores: CORES, threads: THREADS, prompts: PROMPTS, sequences: SEQUENCES, runs: RUNS, generationPath, redTeamRuns, engineRedTeamRuns, judgeRuns, batchedRuns, serverRuns, prefixReuse: { without: withoutReuse.stats, with: withReuse.stats, bound, identical }, threadFigures },
 );

@@ -52,7 +52,7 @@ function buildProgram(io: CommandIo, setCode: (code: number) => void): Command {
     .description("build llama-server, the native scorer and the trainer from the llama.cpp source node-llama-cpp ships (once per machine)")
     .argument(
       "[programs...]",
-      "programs to build: llama-server, iteralign-scorer, iteralign-finetune (default: all three; with --cuda: iteralign-finetune), llama-export-lora, llama-quantize; `trl`: the Python environment of the trl trainer",
+      "programs to build: llama-server, iteralign-scorer, iteralign-generate, iteralign-finetune (default: all four; with --cuda: iteralign-finetune), llama-export-lora, llama-quantize; `trl`: the Python environment of the trl trainer",
     )
     .option("--cuda", "build for NVIDIA GPUs with CUDA (needs the CUDA toolkit's nvcc) into a separate directory")
     .option("--check", "only report which programs are built; exit 1 when one is missing")

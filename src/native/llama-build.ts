@@ -9,8 +9,8 @@ import { bundleCommit, defaultCacheDir, llamaBundlePath } from "./llama-bundle.j
 
 /**
  * llama.cpp programs iteralign builds from the source bundled in node-llama-cpp's npm tarball.
- * `iteralign-scorer` (log-likelihood scoring) and `iteralign-finetune` (SFT with the loss on answer tokens) are
- * iteralign's own programs (source in `native/<name>/`), built in the same tree.
+ * `iteralign-scorer` (log-likelihood scoring), `iteralign-generate` (decode groups with native sampling) and
+ * `iteralign-finetune` (SFT with the loss on answer tokens) are iteralign's own programs (source in `native/<name>/`), built in the same tree.
  */
 export type LlamaTool =
   | "llama-server"
@@ -19,6 +19,7 @@ export type LlamaTool =
   | "llama-export-lora"
   | "llama-quantize"
   | "iteralign-scorer"
+  | "iteralign-generate"
   | "iteralign-finetune";
 
 /** Every program {@link ensureLlamaBuild} can build (`llama-batched-bench`: the engine's own limit, for bench:loop). */
@@ -29,6 +30,7 @@ export const LLAMA_TOOLS: readonly LlamaTool[] = [
   "llama-export-lora",
   "llama-quantize",
   "iteralign-scorer",
+  "iteralign-generate",
   "iteralign-finetune",
 ];
 
@@ -189,7 +191,7 @@ export function parseBuildLlamaArgs(argv: readonly string[]): { targets: LlamaTo
     }
   }
   if (targets.length > 0) return { targets, gpu };
-  return { targets: gpu === "cuda" ? ["iteralign-finetune"] : ["llama-server", "iteralign-scorer", "iteralign-finetune"], gpu };
+  return { targets: gpu === "cuda" ? ["iteralign-finetune"] : ["llama-server", "iteralign-scorer", "iteralign-generate", "iteralign-finetune"], gpu };
 }
 
 function run(cmd: string, args: readonly string[], opts: { cwd?: string; onLine?: (l: string) => void }): Promise<void> {
@@ -264,7 +266,7 @@ function binaryPath(dir: string, tool: LlamaTool): string {
 }
 
 /** iteralign's own programs: source in `native/<tool>/`, overlaid into llama.cpp's tools/ and stamped. */
-const OWN_TOOLS = ["iteralign-scorer", "iteralign-finetune"] as const;
+const OWN_TOOLS = ["iteralign-scorer", "iteralign-generate", "iteralign-finetune"] as const;
 export type OwnTool = (typeof OWN_TOOLS)[number];
 
 function isOwnTool(tool: LlamaTool): tool is OwnTool {

@@ -163,7 +163,7 @@ describe("CUDA toolkit check", () => {
 
 describe("npm run build:llama arguments", () => {
   it("builds llama-server and iteralign's programs for the CPU by default", () => {
-    expect(parseBuildLlamaArgs([])).toEqual({ gpu: "cpu", targets: ["llama-server", "iteralign-scorer", "iteralign-finetune"] });
+    expect(parseBuildLlamaArgs([])).toEqual({ gpu: "cpu", targets: ["llama-server", "iteralign-scorer", "iteralign-generate", "iteralign-finetune"] });
     expect(parseBuildLlamaArgs(["iteralign-scorer"])).toEqual({ gpu: "cpu", targets: ["iteralign-scorer"] });
   });
 

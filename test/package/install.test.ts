@@ -47,7 +47,7 @@ describe("installed from the tarball", () => {
 
     const setup = sh(bin, ["setup"], work);
     expect(setup.status, setup.stderr).toBe(0);
-    for (const program of ["llama-server", "iteralign-scorer", "iteralign-finetune"]) expect(setup.stdout).toMatch(new RegExp(`^${program}\\s+/`, "m"));
+    for (const program of ["llama-server", "iteralign-scorer", "iteralign-generate", "iteralign-finetune"]) expect(setup.stdout).toMatch(new RegExp(`^${program}\\s+/`, "m"));
     const check = sh(bin, ["setup", "--check"], work);
     expect(check.status).toBe(0);
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { governThreads, threadsFor } from "../../src/providers/llama-cpp/thread-governor.js";
+import { governThreads, ownCpuDelta, threadsFor } from "../../src/providers/llama-cpp/thread-governor.js";
 
 describe("adaptive engine threads", () => {
   it("keeps the cores other processes leave free, between 1 and the maximum", () => {
@@ -23,5 +23,12 @@ describe("adaptive engine threads", () => {
     budget.maxThreads = 0;
     await new Promise((r) => setTimeout(r, 60));
     expect(budget.maxThreads).toBe(0);
+  });
+
+  it("counts the CPU time of its own native programs as its own, not as another process's", () => {
+    const before = { wall: 0, busy: 0, own: 100, children: new Map([[11, 500], [12, 40]]) };
+    // Node used 50 ms; program 11 used 900 ms more; program 12 exited (left out); program 13 started and used 300 ms.
+    const after = { wall: 1000, busy: 2000, own: 150, children: new Map([[11, 1400], [13, 300]]) };
+    expect(ownCpuDelta(before, after)).toBe(50 + 900 + 300);
   });
 });

@@ -7,7 +7,7 @@ import { createProgress, type Progress } from "../progress.js";
 
 /** Options of `iteralign setup`. */
 export interface SetupCommandOptions {
-  /** Programs to build (default: llama-server, iteralign-scorer, iteralign-finetune; with --cuda: iteralign-finetune). */
+  /** Programs to build (default: llama-server, iteralign-scorer, iteralign-generate, iteralign-finetune; with --cuda: iteralign-finetune). */
   readonly programs: readonly string[];
   readonly cuda?: boolean;
   /** Only report what is built; exit 1 when a program is missing. */
@@ -51,7 +51,7 @@ export async function setupCommand(options: SetupCommandOptions, io: CommandIo):
     io.err(`${label}: ${targets.join(", ")} already built\n`);
   } else {
     io.err(`${label}: building ${missing.join(", ")}${kept.length > 0 ? ` (${kept.join(", ")} already built)` : ""} in ${dir}\n`);
-    io.err("this takes a few minutes per program on a laptop (about 10 minutes for all three on 2 cores)\n");
+    io.err("this takes a few minutes per program on a laptop (about 10 minutes for all four on 2 cores)\n");
   }
   const started = performance.now();
   let bar: Progress | undefined;

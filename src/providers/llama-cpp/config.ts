@@ -42,6 +42,12 @@ export const LlamaCppModelConfigSchema = z
       .enum(["auto", "jinja"])
       .default("auto")
       .describe("`auto`: node-llama-cpp's wrapper equivalent to the GGUF's template; `jinja`: render the GGUF's Jinja template."),
+    generation: z
+      .enum(["auto", "native", "engine"])
+      .default("auto")
+      .describe(
+        "Plain generation (no JSON schema, no streaming): `native` decodes each decode group in `iteralign-generate` (built by `iteralign setup`), one batch per step with sampling next to the logits, as llama-batched-bench does; `engine` in node-llama-cpp; `auto`: native when built and the model runs on the CPU. Greedy answers agree between the two up to float differences of batching.",
+      ),
     prefixReuseMinTokens: z
       .number()
       .int()

@@ -116,7 +116,8 @@ export async function decodeOnSequence(
   return { text, finishReason, usage: { promptTokens: job.tokens.length, completionTokens: generated.length, ...(cached > 0 ? { cachedPromptTokens: cached } : {}) } };
 }
 
-function firstStop(text: string, stops: readonly string[]): number {
+/** Index of the first stop text in `text`, or -1. */
+export function firstStop(text: string, stops: readonly string[]): number {
   let best = -1;
   for (const s of stops) {
     const i = text.indexOf(s);

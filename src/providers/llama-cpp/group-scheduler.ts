@@ -4,6 +4,7 @@ import path from "node:path";
 import type { LlamaContextSequence, Token } from "node-llama-cpp";
 import type { GenerateResult } from "../../spec/language-model.js";
 import { LockstepBarrier } from "./lockstep-barrier.js";
+import type { NativeGenerator, NativeSampling } from "./native-generator.js";
 import type { SequencePool } from "./sequence-pool.js";
 
 /** What a job is told when it starts on its sequence. */
@@ -34,9 +35,31 @@ export interface PromptEvaluationStats {
   reusedTokens: number;
 }
 
+/** A job the native generator may decode instead (see {@link GroupScheduler}'s `native` option). */
+export interface NativeJobSpec {
+  readonly sampling: NativeSampling;
+  /** Makes the job's result from the generator's answer; `cachedPromptTokens`: prompt tokens it did not evaluate. */
+  readonly finish: (answer: { readonly tokens: number[]; readonly finish: "stop" | "length" }, cachedPromptTokens: number) => GenerateResult;
+}
+
+/** Where the scheduler finds the native generator, and the thread budget each native group runs with. */
+export interface NativeGroups {
+  /** The running generator, or undefined when the engine path takes the jobs (auto mode after a failed start). */
+  readonly generator: () => Promise<NativeGenerator | undefined>;
+  readonly threads: () => number | undefined;
+}
+
+/** Time the native generator spent decoding and sampling, over every native group. */
+export interface NativeGenerationStats {
+  groups: number;
+  decodeMs: number;
+  sampleMs: number;
+}
+
 interface PendingJob {
   readonly tokens: readonly Token[];
   readonly run: GroupJobRunner;
+  readonly native: NativeJobSpec | undefined;
   readonly resolve: (r: GenerateResult) => void;
   readonly reject: (e: unknown) => void;
 }
@@ -50,21 +73,29 @@ interface PendingJob {
  * member finishes. So the same batch always decodes in the same groups with the same batch compositions, and a
  * response cache sees a group's answers appear at once: a run killed and resumed re-decodes exactly the groups
  * that had not finished, in the same composition as an uninterrupted run.
+ *
+ * Jobs submitted with a native spec run on the native generator (`iteralign-generate`) when one is given: a wave's
+ * native jobs are cut into groups the same way, after its engine jobs, and each group is one generator request.
  */
 export class GroupScheduler {
   private collecting: PendingJob[] | undefined;
   private queue: Promise<void> = Promise.resolve();
   private files = 0;
   readonly stats: PromptEvaluationStats = { promptTokens: 0, evaluatedTokens: 0, sharedGroups: 0, reusedTokens: 0 };
+  readonly nativeStats: NativeGenerationStats = { groups: 0, decodeMs: 0, sampleMs: 0 };
 
   constructor(
     private readonly pool: SequencePool,
     private readonly groupSize: number,
     private readonly prefixReuse?: PrefixReuseOptions,
+    private readonly native?: NativeGroups,
   ) {}
 
-  /** Queues a job whose prompt is `tokens` (the scheduler shares a group's common prefix between its sequences). */
-  submit(tokens: readonly Token[], run: GroupJobRunner): Promise<GenerateResult> {
+  /**
+   * Queues a job whose prompt is `tokens` (the scheduler shares a group's common prefix between its sequences).
+   * With `native`, the native generator decodes it when the scheduler has one; `run` otherwise.
+   */
+  submit(tokens: readonly Token[], run: GroupJobRunner, native?: NativeJobSpec): Promise<GenerateResult> {
     return new Promise<GenerateResult>((resolve, reject) => {
       if (!this.collecting) {
         const wave: PendingJob[] = [];
@@ -75,7 +106,7 @@ export class GroupScheduler {
           this.queue = this.queue.then(() => this.runWave(wave));
         });
       }
-      this.collecting.push({ tokens, run, resolve, reject });
+      this.collecting.push({ tokens, run, native, resolve, reject });
     });
   }
 
@@ -93,9 +124,65 @@ export class GroupScheduler {
   }
 
   private async runWave(wave: readonly PendingJob[]): Promise<void> {
-    for (let start = 0; start < wave.length; start += this.groupSize) {
-      await this.runGroup(wave.slice(start, start + this.groupSize));
+    let generator: NativeGenerator | undefined;
+    if (this.native && wave.some((job) => job.native)) {
+      try {
+        generator = await this.native.generator();
+      } catch (err) {
+        // `native` mode and the generator cannot start: the jobs that needed it fail with why.
+        for (const job of wave) if (job.native) job.reject(err);
+        wave = wave.filter((job) => !job.native);
+      }
     }
+    const onEngine = generator ? wave.filter((job) => !job.native) : wave;
+    for (let start = 0; start < onEngine.length; start += this.groupSize) {
+      await this.runGroup(onEngine.slice(start, start + this.groupSize));
+    }
+    if (!generator) return;
+    const onNative = wave.filter((job) => job.native);
+    const size = Math.min(this.groupSize, generator.sequences);
+    for (let start = 0; start < onNative.length; start += size) {
+      await this.runNativeGroup(generator, onNative.slice(start, start + size));
+    }
+  }
+
+  /** One group as one generator request: the shared prefix is evaluated once and copied inside the generator. */
+  private async runNativeGroup(generator: NativeGenerator, group: readonly PendingJob[]): Promise<void> {
+    const prompts = group.map((job) => job.tokens);
+    const prefix = this.prefixLength(prompts);
+    try {
+      const r = await generator.generateGroup(
+        prompts,
+        group.map((job) => (job.native as NativeJobSpec).sampling),
+        { prefix, ...(this.native?.threads() !== undefined ? { threads: this.native.threads() } : {}) },
+      );
+      this.stats.promptTokens += r.promptTokens;
+      this.stats.evaluatedTokens += r.evaluatedTokens;
+      if (prefix > 0) {
+        this.stats.sharedGroups++;
+        this.stats.reusedTokens += prefix * (group.length - 1);
+      }
+      this.nativeStats.groups++;
+      this.nativeStats.decodeMs += r.decodeMs;
+      this.nativeStats.sampleMs += r.sampleMs;
+      group.forEach((job, i) => {
+        try {
+          job.resolve((job.native as NativeJobSpec).finish(r.results[i] as { tokens: number[]; finish: "stop" | "length" }, i === 0 ? 0 : prefix));
+        } catch (err) {
+          job.reject(err);
+        }
+      });
+    } catch (err) {
+      for (const job of group) job.reject(err);
+    }
+  }
+
+  /** The common prefix a group shares, when reuse is on and it is long enough; 0 otherwise. */
+  private prefixLength(prompts: readonly (readonly Token[])[]): number {
+    if (!this.prefixReuse || prompts.length < 2) return 0;
+    // Each member keeps at least one token of its own to evaluate: its first answer token comes from its logits.
+    const length = Math.min(commonPrefixLength(prompts), Math.min(...prompts.map((p) => p.length)) - 1);
+    return length >= this.prefixReuse.minTokens ? length : 0;
   }
 
   private async runGroup(group: readonly PendingJob[]): Promise<void> {
@@ -132,10 +219,8 @@ export class GroupScheduler {
    * 0 when the prefix is too short to be worth it, or when sharing fails (the members then evaluate everything).
    */
   private async sharePrefix(group: readonly PendingJob[], sequences: readonly LlamaContextSequence[]): Promise<number> {
-    if (!this.prefixReuse || group.length < 2) return 0;
-    // Each member keeps at least one token of its own to evaluate: its first answer token comes from its logits.
-    const length = Math.min(commonPrefixLength(group.map((j) => j.tokens)), Math.min(...group.map((j) => j.tokens.length)) - 1);
-    if (length < this.prefixReuse.minTokens) return 0;
+    const length = this.prefixLength(group.map((j) => j.tokens));
+    if (length === 0 || !this.prefixReuse) return 0;
     const prefix = (group[0] as PendingJob).tokens.slice(0, length);
     const dir = this.prefixReuse.dir ?? prefixStateDir();
     const file = path.join(dir, `iteralign-prefix-${process.pid}-${++this.files}.kv`);

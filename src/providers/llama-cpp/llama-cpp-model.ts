@@ -32,8 +32,10 @@ import { toGrammarSchema } from "./json-schema-grammar.js";
 import { NativeScoring, type ScoringMode } from "./native-scorer.js";
 import { scoreTokenByToken, scoreWithSharedContext, tokenizeAfter, tokenizeForScoring, type ScoringTokens } from "./scoring.js";
 import { Template } from "@huggingface/jinja";
-import { decodeOnSequence } from "./decode-loop.js";
-import { GroupScheduler, type PromptEvaluationStats } from "./group-scheduler.js";
+import { decodeOnSequence, firstStop } from "./decode-loop.js";
+import { GroupScheduler, type NativeGenerationStats, type PromptEvaluationStats } from "./group-scheduler.js";
+import { nativeGeneration, type GenerationMode, type NativeGenerator } from "./native-generator.js";
+import type { NativePath } from "./native-path.js";
 import { orderedFairShare } from "./lockstep-barrier.js";
 import { SequencePool } from "./sequence-pool.js";
 
@@ -74,6 +76,16 @@ export interface LlamaCppModelOptions extends EngineOptions {
    */
   readonly scoring?: ScoringMode;
   /**
+   * How plain generation (no JSON schema, no streaming) is decoded. `native`: the `iteralign-generate` program
+   * (built by `npm run build:llama -- iteralign-generate`) decodes each decode group as llama-batched-bench does,
+   * one batch per step and sampling next to the logits, as a child process with its own context (the weights are
+   * memory-mapped from the same file). `engine`: node-llama-cpp, in process. `auto` (default): native when the
+   * program is built, else engine. Greedy answers are the same tokens on both paths up to float differences between
+   * batchings; temperature sampling takes the same parameters (top-k 40 and top-p 0.95 unless set) but draws from its
+   * own random stream. Requests with a JSON schema or a streaming callback always take the engine path.
+   */
+  readonly generation?: GenerationMode;
+  /**
    * Shared-prefix reuse: a decode group's common prompt prefix (instructions, a constitution) is evaluated once
    * and its KV state given to every sequence of the group. At least `minTokens` long to be shared; `false`: never.
    */
@@ -104,6 +116,7 @@ export class LlamaCppModel implements LanguageModel {
   private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
   private readonly scheduler: GroupScheduler;
   private nativeScoring: NativeScoring | undefined;
+  private nativeGenerator: NativePath<NativeGenerator> | undefined;
   private closed = false;
 
   private constructor(
@@ -118,9 +131,15 @@ export class LlamaCppModel implements LanguageModel {
     private readonly chatWrapper: ChatWrapper,
     private readonly options: LlamaCppModelOptions,
     private readonly releaseModel: () => Promise<void>,
+    /** The engine's thread budget (node-llama-cpp's `Llama`, adjusted by the thread governor). */
+    private readonly threadBudget: { readonly maxThreads: number },
   ) {
     const reuse = options.prefixReuse ?? { minTokens: DEFAULT_PREFIX_REUSE_MIN_TOKENS };
-    this.scheduler = new GroupScheduler(pool, context.totalSequences, reuse === false ? undefined : reuse);
+    this.scheduler = new GroupScheduler(pool, context.totalSequences, reuse === false ? undefined : reuse, {
+      generator: async () => (this.generationPath === "native" ? this.generator().get() : undefined),
+      // The context's fixed threads when set, else the engine's current budget (the governor's choice under load).
+      threads: () => this.options.threads ?? this.threadBudget.maxThreads,
+    });
   }
 
   /** Resolves (downloading an `hf:` URI if needed), loads and prepares a model. */
@@ -160,6 +179,7 @@ export class LlamaCppModel implements LanguageModel {
         wrapper,
         options,
         release,
+        await getEngine(options),
       );
     } catch (err) {
       await release();
@@ -173,6 +193,31 @@ export class LlamaCppModel implements LanguageModel {
   /** Parallel sequences of this model's context. */
   get parallelSequences(): number {
     return this.context.totalSequences;
+  }
+
+  /** Time the native generator spent decoding and sampling (zero on the engine path). */
+  get nativeGeneration(): Readonly<NativeGenerationStats> {
+    return this.scheduler.nativeStats;
+  }
+
+  /** The path plain generation takes (see the `generation` option); the first read looks for the generator. */
+  get generationPath(): "native" | "engine" {
+    return this.generator().path;
+  }
+
+  private generator(): NativePath<NativeGenerator> {
+    // The generator is built for the CPU: with the engine on a GPU, `auto` keeps generation there.
+    const wanted = this.options.generation ?? "auto";
+    const mode = wanted === "auto" && this.options.gpu ? "engine" : wanted;
+    this.nativeGenerator ??= nativeGeneration(mode, {
+      modelFile: this.file,
+      ...(this.adapters.length > 0 ? { adapters: this.adapters } : {}),
+      contextSize: this.context.contextSize,
+      threads: this.options.threads ?? this.threadBudget.maxThreads,
+      sequences: this.context.totalSequences,
+      ...(this.options.batchSize ? { batchSize: this.options.batchSize } : {}),
+    });
+    return this.nativeGenerator;
   }
 
   /** Prompt tokens sent and evaluated so far (shared prefixes count once per decode group). */
@@ -321,6 +366,7 @@ export class LlamaCppModel implements LanguageModel {
     if (this.closed) return;
     this.closed = true;
     await this.nativeScoring?.close();
+    await this.nativeGenerator?.close();
     await this.context.dispose();
     await this.releaseModel();
   }
@@ -354,6 +400,38 @@ export class LlamaCppModel implements LanguageModel {
       );
     }
     if (request.signal?.aborted) throw new IterAlignError("ABORTED", `${this.modelId}: generation aborted`);
+    const allStops = [...stopTexts, ...(params.stop ?? [])];
+    const temperature = params.temperature ?? 0;
+    // Plain generation may run on the native generator (the scheduler decides; see the `generation` option).
+    const native =
+      grammar === undefined && request.onText === undefined
+        ? {
+            sampling: {
+              maxTokens: Math.min(maxTokens, room),
+              temperature,
+              // node-llama-cpp's defaults when sampling: top-k 40, top-p 0.95.
+              ...(temperature > 0 ? { topK: 40, topP: params.topP ?? 0.95, ...(params.seed !== undefined ? { seed: params.seed } : {}) } : {}),
+              ...(params.frequencyPenalty ? { frequencyPenalty: params.frequencyPenalty } : {}),
+              ...(params.presencePenalty ? { presencePenalty: params.presencePenalty } : {}),
+              stopTokens: [...stopTokens],
+              stopTexts: allStops,
+            },
+            finish: (answer: { readonly tokens: number[]; readonly finish: "stop" | "length" }, cached: number): GenerateResult => {
+              let text = this.model.detokenize(answer.tokens as Token[]);
+              let finishReason: GenerateResult["finishReason"] = answer.finish;
+              const stopAt = firstStop(text, allStops);
+              if (stopAt >= 0) {
+                text = text.slice(0, stopAt);
+                finishReason = "stop";
+              }
+              return {
+                text,
+                finishReason,
+                usage: { promptTokens: tokens.length, completionTokens: answer.tokens.length, ...(cached > 0 ? { cachedPromptTokens: cached } : {}) },
+              };
+            },
+          }
+        : undefined;
     return this.scheduler.submit(tokens, (seq, { barrier, member, prefilled }) =>
       decodeOnSequence(
         this.model,
@@ -361,7 +439,7 @@ export class LlamaCppModel implements LanguageModel {
         {
           tokens,
           stopTokens,
-          stopTexts: [...stopTexts, ...(params.stop ?? [])],
+          stopTexts: allStops,
           maxTokens: Math.min(maxTokens, room),
           params,
           grammar,
@@ -374,6 +452,7 @@ export class LlamaCppModel implements LanguageModel {
         },
         this.modelId,
       ),
+      native,
     );
   }
 }

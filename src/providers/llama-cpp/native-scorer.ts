@@ -1,13 +1,15 @@
 import { availableParallelism } from "node:os";
 import { findLlamaBuild } from "../../native/llama-build.js";
+import { NativeQueue } from "../../native/native-queue.js";
 import {
-  spawnScorerProcess,
+  startScorerProcess,
   type NativeScoreResult,
   type ScoreOptions,
   type ScorerProcess,
   type ScorerReady,
 } from "../../native/scorer-process.js";
 import { IterAlignError } from "../../spec/errors.js";
+import { NativePath, type NativeMode } from "./native-path.js";
 
 export type { NativeScoreResult, ScoreOptions } from "../../native/scorer-process.js";
 
@@ -39,25 +41,13 @@ export interface NativeScorerOptions {
 /**
  * Log-likelihood scoring in native code: an `iteralign-scorer` process (llama.cpp, same source as
  * node-llama-cpp) that reads only the needed token's log-softmax at each position, instead of node-llama-cpp's
- * full-vocabulary probability map. Requests run one at a time in FIFO order; each reuses the keys and values of
- * the context prefix it shares with the previous request (a few-shot primer is evaluated once per benchmark, not
- * once per question), with scores equal to a fresh evaluation. If the process dies, the request in flight fails
- * with GENERATION_FAILED and the next request starts a fresh process.
+ * full-vocabulary probability map. Requests run one at a time in FIFO order (see {@link NativeQueue}: a dead process
+ * is restarted for the next request); each reuses the keys and values of the context prefix it shares with the
+ * previous request (a few-shot primer is evaluated once per benchmark, not once per question), with scores equal to
+ * a fresh evaluation.
  */
 export class NativeScorer {
-  private proc: ScorerProcess;
-  private tail: Promise<unknown> = Promise.resolve();
-  private nextId = 1;
-  private closed = false;
-
-  private constructor(
-    private readonly options: NativeScorerOptions,
-    private readonly binary: string,
-    first: ScorerProcess,
-    private info: ScorerReady,
-  ) {
-    this.proc = first;
-  }
+  private constructor(private readonly queue: NativeQueue<ScorerProcess, ScorerReady>) {}
 
   /** Finds the scorer binary, starts it on the model and waits until the model is loaded. */
   static async start(options: NativeScorerOptions): Promise<NativeScorer> {
@@ -68,11 +58,11 @@ export class NativeScorer {
         "the native scorer is not built (or is older than its source): run `iteralign setup iteralign-scorer` (from a checkout: `npm run build:llama -- iteralign-scorer`)",
       );
     }
-    const { proc, info } = await NativeScorer.spawn(options, binary);
-    return new NativeScorer(options, binary, proc, info);
+    const spawn = (): Promise<{ proc: ScorerProcess; info: ScorerReady }> => NativeScorer.spawn(options, binary);
+    return new NativeScorer(new NativeQueue(await spawn(), spawn, `the native scorer for ${options.modelFile}`, "scoring"));
   }
 
-  private static async spawn(options: NativeScorerOptions, binary: string): Promise<{ proc: ScorerProcess; info: ScorerReady }> {
+  private static spawn(options: NativeScorerOptions, binary: string): Promise<{ proc: ScorerProcess; info: ScorerReady }> {
     const args = [
       "--model", options.modelFile,
       ...(options.adapters ?? []).flatMap((file) => ["--lora", file]),
@@ -83,46 +73,27 @@ export class NativeScorer {
       "--batch", String(options.batchSize ?? 512),
       "--chunk", String(options.chunk ?? 32),
     ];
-    const proc = spawnScorerProcess(binary, args, options.modelFile);
-    const timeoutMs = options.startTimeoutMs ?? 120_000;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error("timeout")), timeoutMs);
-    });
-    try {
-      const info = await Promise.race([proc.ready, timeout]);
-      return { proc, info };
-    } catch (err) {
-      await proc.stop(0);
-      const tail = proc.stderrTail.length > 0 ? `; last stderr lines:\n${proc.stderrTail.join("\n")}` : "";
-      const why = err instanceof Error && err.message === "timeout" ? `did not load within ${timeoutMs} ms` : "exited while loading";
-      throw new IterAlignError("MODEL_LOAD_FAILED", `the native scorer for ${options.modelFile} ${why}${tail}`, {
-        cause: err,
-        details: { modelFile: options.modelFile, binary },
-      });
-    } finally {
-      clearTimeout(timer);
-    }
+    return startScorerProcess(binary, args, options.modelFile, options.startTimeoutMs ?? 120_000);
   }
 
   /** Vocabulary size of the loaded model. */
   get nVocab(): number {
-    return this.info.nVocab;
+    return this.queue.info.nVocab;
   }
 
   /** KV cells of the scorer's context (llama.cpp rounds the requested size up to a multiple of 256). */
   get contextSize(): number {
-    return this.info.nCtx;
+    return this.queue.info.nCtx;
   }
 
   /** Context chunk size: reuse of a previous context is in whole chunks of this many tokens. */
   get chunk(): number {
-    return this.info.chunk;
+    return this.queue.info.chunk;
   }
 
   /** Process id of the current scorer process (for diagnostics and tests). */
   get pid(): number | undefined {
-    return this.proc.pid;
+    return this.queue.pid;
   }
 
   /**
@@ -135,84 +106,37 @@ export class NativeScorer {
     signal?: AbortSignal,
     options: ScoreOptions = {},
   ): Promise<NativeScoreResult> {
-    const job = this.tail.then(() => this.run(context, continuations, signal, options));
-    this.tail = job.catch(() => undefined);
-    if (!signal) return job;
-    // An abort rejects the caller at once; a request already sent still runs to completion in the scorer
-    // (interrupting it would mean killing the process) and its answer is dropped.
-    return new Promise((resolve, reject) => {
-      const onAbort = (): void => reject(new IterAlignError("ABORTED", "scoring aborted"));
-      if (signal.aborted) onAbort();
-      signal.addEventListener("abort", onAbort, { once: true });
-      job.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-    });
+    return this.queue.run((proc, id) => proc.send(id, context, continuations, options), signal);
   }
 
   /** Stops the scorer process. Requests still queued fail with USAGE. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    await this.proc.stop();
+  close(): Promise<void> {
+    return this.queue.close();
   }
 
   /** Kills the scorer process as a crash would (for tests of the restart path). */
   killForTesting(): void {
-    this.proc.kill("SIGKILL");
-  }
-
-  private async run(
-    context: readonly number[],
-    continuations: readonly (readonly number[])[],
-    signal: AbortSignal | undefined,
-    options: ScoreOptions,
-  ): Promise<NativeScoreResult> {
-    if (this.closed) throw new IterAlignError("USAGE", `the native scorer for ${this.options.modelFile} is closed`);
-    if (signal?.aborted) throw new IterAlignError("ABORTED", "scoring aborted");
-    if (this.proc.dead) {
-      // The request that was in flight when it died already failed; this one gets one fresh process, and a
-      // failed start is reported rather than retried, so a scorer that cannot start does not loop.
-      const { proc, info } = await NativeScorer.spawn(this.options, this.binary);
-      this.proc = proc;
-      this.info = info;
-    }
-    return this.proc.send(this.nextId++, context, continuations, options);
-  }
-}
-
-/** True when the scorer binary is built from the current source; false also when that cannot be checked (no git). */
-function scorerBuilt(): boolean {
-  try {
-    return findLlamaBuild(["iteralign-scorer"]) !== undefined;
-  } catch {
-    return false;
+    this.queue.kill();
   }
 }
 
 /** Which scoring path a model uses; see {@link LlamaCppModelOptions.scoring}. */
-export type ScoringMode = "auto" | "native" | "engine";
+export type ScoringMode = NativeMode;
 
 /**
- * One model's choice between the native scorer and the engine path, and its scorer, started on first use.
- * `auto` picks native when the scorer binary is built and falls back to the engine for good if the scorer
- * cannot start (an unsupported model, a binary built for another machine); `native` reports those failures.
+ * One model's choice between the native scorer and the engine path (see {@link NativePath}), and its scorer,
+ * started on first use.
  */
 export class NativeScoring {
-  private resolved: "native" | "engine" | undefined;
-  private scorer: Promise<NativeScorer> | undefined;
-  private closed = false;
+  private readonly native: NativePath<NativeScorer>;
 
-  constructor(
-    private readonly mode: ScoringMode,
-    private readonly options: NativeScorerOptions,
-  ) {}
+  constructor(mode: ScoringMode, options: NativeScorerOptions) {
+    this.native = new NativePath(mode, "iteralign-scorer", () => NativeScorer.start(options), `the native scorer for ${options.modelFile}`);
+  }
 
   /** The path in use; the first read looks for the scorer binary. */
   get path(): "native" | "engine" {
-    if (this.resolved === undefined) {
-      if (this.mode === "auto") this.resolved = scorerBuilt() ? "native" : "engine";
-      else this.resolved = this.mode;
-    }
-    return this.resolved;
+    return this.native.path;
   }
 
   /**
@@ -224,28 +148,12 @@ export class NativeScoring {
     signal?: AbortSignal,
     options: ScoreOptions = {},
   ): Promise<NativeScoreResult | undefined> {
-    if (this.closed) throw new IterAlignError("USAGE", `the native scorer for ${this.options.modelFile} is closed`);
-    const starting = (this.scorer ??= NativeScorer.start(this.options));
-    let scorer: NativeScorer;
-    try {
-      scorer = await starting;
-    } catch (err) {
-      if (this.mode !== "auto") {
-        // The next call tries again (after e.g. `npm run build:llama`), unless another call already did.
-        if (this.scorer === starting) this.scorer = undefined;
-        throw err;
-      }
-      this.resolved = "engine";
-      return undefined;
-    }
-    return scorer.score(tokens.context, tokens.continuations, signal, options);
+    const scorer = await this.native.get();
+    return scorer?.score(tokens.context, tokens.continuations, signal, options);
   }
 
   /** Stops the scorer process if one was started. */
-  async close(): Promise<void> {
-    this.closed = true;
-    const scorer = this.scorer;
-    this.scorer = undefined;
-    if (scorer) await scorer.then((s) => s.close()).catch(() => undefined);
+  close(): Promise<void> {
+    return this.native.close();
   }
 }

@@ -29,6 +29,7 @@ export const llamaCppProvider: ProviderDefinition<LlamaCppModelConfig> = {
       gpu: config.gpu,
       flashAttention: config.flashAttention,
       chatTemplate: config.chatTemplate,
+      generation: config.generation,
       prefixReuse: config.prefixReuseMinTokens === 0 ? false : { minTokens: config.prefixReuseMinTokens },
       defaults: generationDefaults(config),
       downloadTimeouts: { connectTimeoutMs: config.downloadConnectTimeoutMs, idleTimeoutMs: config.downloadIdleTimeoutMs },
