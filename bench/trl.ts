@@ -160,7 +160,13 @@ try {
   };
   process.stderr.write(`model ${file}, ${set.length} examples, ${EPOCHS} epochs, ${THREADS} threads, python ${python} (torch ${env.packages["torch"] ?? "?"})\n`);
   // The HF copy of the GGUF is made before measuring (once, cached): training starts from it.
-  const hfBase = await ggufToHf(file, { python, cacheDir: defaultCacheDir(), signal: new AbortController().signal, status: (m) => process.stderr.write(`${m}\n`) });
+  const hfBase = await ggufToHf(file, {
+    python,
+    cacheDir: defaultCacheDir(),
+    signal: new AbortController().signal,
+    status: (m) => process.stderr.write(`${m}\n`),
+    dtype: LORA_PRECISION === "bf16" ? "bfloat16" : "float32",
+  });
 
   const fullInput = input("full");
   const full = await peakChildMemory(() => new LlamaCppTrainer({ epochs: EPOCHS, learningRate: 1e-5, threads: THREADS }).train(fullInput));

@@ -6,7 +6,9 @@ Commands:
                         the device (cuda / mps / cpu) and whether bf16 / fp16 work on it.
   train JOB.json        SFT and/or DPO with LoRA, QLoRA or full fine-tuning, as the job says. Resumes from the
                         last checkpoint under the job's output directory; a finished phase is never repeated.
-  gguf-to-hf GGUF OUT   Dequantizes a GGUF model (architectures transformers reads) into a Hugging Face folder.
+  gguf-to-hf GGUF OUT [DTYPE]
+                        Dequantizes a GGUF model (architectures transformers reads) into a Hugging Face folder, in
+                        float32 (default), bfloat16 or float16.
 
 Progress is written to stdout as lines `@iteralign {json}` (events: start, step, save, phase, done, error);
 everything else on stdout/stderr is log text. Only the main process of a distributed launch writes events and
@@ -93,8 +95,11 @@ def check():
 # --------------------------------------------------------------------------------------------------- gguf-to-hf
 
 
-def gguf_to_hf(gguf_file, out_dir):
-    """Reads a GGUF with transformers' GGUF loader (dequantized to F32) and saves a plain HF folder."""
+def gguf_to_hf(gguf_file, out_dir, dtype="float32"):
+    """Reads a GGUF with transformers' GGUF loader (dequantized to F32) and saves a plain HF folder in `dtype`
+    (float32, or bfloat16 / float16 for a trainer that computes in it: half the file, and half the memory mapped
+    while the trainer loads it)."""
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     folder, name = os.path.split(os.path.abspath(gguf_file))
@@ -107,6 +112,8 @@ def gguf_to_hf(gguf_file, out_dir):
     missing = [m for m in missing if not (config.tie_word_embeddings and m == "lm_head.weight")]
     if missing or unexpected:
         fail("input", f"{gguf_file}: weights do not match the architecture (missing {missing}, unexpected {unexpected})")
+    if dtype != "float32":
+        model = model.to(getattr(torch, dtype))
     tmp = out_dir + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
@@ -490,8 +497,10 @@ def main(argv):
                 fail("memory", message)
             traceback.print_exc()
             fail("training", message)
-    if len(argv) == 3 and argv[0] == "gguf-to-hf":
-        return gguf_to_hf(argv[1], argv[2])
+    if len(argv) in (3, 4) and argv[0] == "gguf-to-hf":
+        if len(argv) == 4 and argv[3] not in ("float32", "bfloat16", "float16"):
+            fail("input", f"gguf-to-hf: dtype must be float32, bfloat16 or float16, not {argv[3]}")
+        return gguf_to_hf(argv[1], argv[2], *argv[3:])
     sys.stderr.write(__doc__)
     sys.exit(2)
 

@@ -243,14 +243,23 @@ async function expectServed(input: HandoffInput, root: string, name: string): Pr
  */
 export async function ggufToHf(
   gguf: string,
-  options: { python: string; cacheDir: string; signal: AbortSignal; status: (message: string) => void },
+  options: {
+    python: string;
+    cacheDir: string;
+    signal: AbortSignal;
+    status: (message: string) => void;
+    /** The copy's weight type: float32 (default), or the 16-bit type a trainer computes in (half the file and load memory). */
+    dtype?: "float32" | "bfloat16" | "float16";
+  },
 ): Promise<string> {
   const fingerprint = await fingerprintFile(gguf);
-  const dir = path.join(options.cacheDir, "trl-hf", createHash("sha256").update(fingerprint).digest("hex").slice(0, 16));
+  const dtype = options.dtype ?? "float32";
+  const key = createHash("sha256").update(fingerprint).digest("hex").slice(0, 16);
+  const dir = path.join(options.cacheDir, "trl-hf", dtype === "float32" ? key : `${key}-${dtype}`);
   if (existsSync(path.join(dir, "config.json"))) return dir;
   mkdirSync(path.dirname(dir), { recursive: true });
-  options.status(`making a Hugging Face copy of ${path.basename(gguf)} for training (once)`);
-  const out = await runPython(options.python, [trlScriptPath(), "gguf-to-hf", gguf, dir]);
+  options.status(`making a Hugging Face copy of ${path.basename(gguf)} for training (once${dtype === "float32" ? "" : `, ${dtype}`})`);
+  const out = await runPython(options.python, [trlScriptPath(), "gguf-to-hf", gguf, dir, ...(dtype === "float32" ? [] : [dtype])]);
   if (out.code !== 0 || !existsSync(path.join(dir, "config.json"))) {
     const why = out.stdout.split("\n").find((l) => l.includes('"error"')) ?? out.stderr.trim().split("\n").slice(-3).join(" | ");
     throw new IterAlignError(

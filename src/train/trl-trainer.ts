@@ -295,7 +295,10 @@ export class TrlTrainer implements Trainer {
         `train.trl.baseModel: the target ${input.base.model} is served by ${input.base.provider}; name the Hugging Face model id or folder of its weights`,
       );
     }
-    return ggufToHf(input.base.model, { python: this.python, cacheDir: this.cacheDir, signal: input.signal, status });
+    // A 16-bit trainer loads a 16-bit copy: the weights it computes with, half the file mapped while loading.
+    const precision = this.options.precision;
+    const dtype = precision === "bf16" ? "bfloat16" : precision === "fp16" ? "float16" : "float32";
+    return ggufToHf(input.base.model, { python: this.python, cacheDir: this.cacheDir, signal: input.signal, status, dtype });
   }
 
   /** The launcher command line of a job. */

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -42,5 +42,18 @@ describe("GGUF <-> Hugging Face folder", () => {
       await original.close();
       await converted.close();
     }
+  }, 300_000);
+
+  it("makes a 16-bit copy for a 16-bit trainer: its own cache entry, the weights in bfloat16, half the file", async () => {
+    const python = trlPython();
+    const options = { python, cacheDir, signal: new AbortController().signal, status: () => undefined };
+    const full = await ggufToHf(fixtureModelPath("tiny-llama"), options);
+    const half = await ggufToHf(fixtureModelPath("tiny-llama"), { ...options, dtype: "bfloat16" });
+    expect(half).toBe(`${full}-bfloat16`);
+    const config = JSON.parse(readFileSync(path.join(half, "config.json"), "utf8")) as { dtype?: string; torch_dtype?: string };
+    expect(config.dtype ?? config.torch_dtype).toBe("bfloat16");
+    const size = (dir: string): number => statSync(path.join(dir, "model.safetensors")).size;
+    expect(size(half) / size(full)).toBeGreaterThan(0.45);
+    expect(size(half) / size(full)).toBeLessThan(0.55);
   }, 300_000);
 });
