@@ -5,10 +5,19 @@
  */
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import type { Socket } from "node:net";
-import type { z } from "zod";
+import { z } from "zod";
 import { IterAlignError } from "../spec/errors.js";
 
 const STDERR_LINES = 20;
+
+/** The startup line every native program writes once its model is loaded: the vocabulary and the context it made. */
+export const NativeReadyLine = z.object({
+  ready: z.literal(true),
+  nVocab: z.number().int(),
+  nCtx: z.number().int(),
+  nSeq: z.number().int(),
+  nBatch: z.number().int(),
+});
 
 /** Live native processes, killed when this process exits so none outlives it. */
 const live = new Set<ChildProcessWithoutNullStreams>();

@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 import type { ContinuationScore } from "../spec/language-model.js";
-import { startJsonLinesProcess, type JsonLinesProcess } from "./json-lines-process.js";
+import { NativeReadyLine, startJsonLinesProcess, type JsonLinesProcess } from "./json-lines-process.js";
 
 /** Scores of one request, and the tokens decoded to compute them. */
 export interface NativeScoreResult {
@@ -23,12 +23,7 @@ export interface ScoreOptions {
   readonly fresh?: boolean;
 }
 
-const ReadyLine = z.object({
-  ready: z.literal(true),
-  nVocab: z.number().int(),
-  nCtx: z.number().int(),
-  nSeq: z.number().int(),
-  nBatch: z.number().int(),
+const ReadyLine = NativeReadyLine.extend({
   /** Contexts are decoded in chunks starting at multiples of this many tokens; whole chunks are reused. */
   chunk: z.number().int(),
 });

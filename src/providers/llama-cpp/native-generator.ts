@@ -1,27 +1,14 @@
-import { availableParallelism } from "node:os";
 import { z } from "zod";
-import { startJsonLinesProcess, type JsonLinesProcess } from "../../native/json-lines-process.js";
-import { findLlamaBuild } from "../../native/llama-build.js";
+import { NativeReadyLine, startJsonLinesProcess, type JsonLinesProcess } from "../../native/json-lines-process.js";
 import { NativeQueue } from "../../native/native-queue.js";
-import { IterAlignError } from "../../spec/errors.js";
-import { NativePath, type NativeMode } from "./native-path.js";
+import { nativeBinary, nativeEngineArgs, NativePath, type NativeEngineOptions, type NativeMode } from "./native-path.js";
 
-/** How to start an `iteralign-generate` process. */
-export interface NativeGeneratorOptions {
-  /** The GGUF file to load (the same file the engine path uses). */
-  readonly modelFile: string;
-  /** GGUF LoRA adapters applied to the model at scale 1 (`--lora`). */
-  readonly adapters?: readonly string[];
-  /** KV cells of each sequence (a prompt and its answer must fit). */
-  readonly contextSize: number;
-  /** CPU threads at start; each group may set its own (see {@link NativeGroupOptions.threads}). 0: all cores. */
-  readonly threads: number;
-  /** Sequences: the largest decode group. */
-  readonly sequences: number;
-  /** Tokens per decode batch. Default 512, as node-llama-cpp. */
-  readonly batchSize?: number;
-  /** How long to wait for the model to load, in ms. Default 120 000. */
-  readonly startTimeoutMs?: number;
+/**
+ * How to start an `iteralign-generate` process: `contextSize` is each sequence's cells (a prompt and its answer),
+ * `sequences` the largest decode group, `threads` the count at start (each group may set its own, see
+ * {@link NativeGroupOptions.threads}).
+ */
+export interface NativeGeneratorOptions extends NativeEngineOptions {
   /** The generator binary. Default: the one `npm run build:llama -- iteralign-generate` built. */
   readonly binary?: string;
 }
@@ -61,13 +48,7 @@ export interface NativeGroupResult {
   readonly sampleMs: number;
 }
 
-const ReadyLine = z.object({
-  ready: z.literal(true),
-  nVocab: z.number().int(),
-  nCtx: z.number().int(),
-  nSeq: z.number().int(),
-  nBatch: z.number().int(),
-});
+const ReadyLine = NativeReadyLine;
 type GeneratorReady = z.infer<typeof ReadyLine>;
 
 const GroupResponse = z.object({
@@ -92,21 +73,8 @@ export class NativeGenerator {
 
   /** Finds the generator binary, starts it on the model and waits until the model is loaded. */
   static async start(options: NativeGeneratorOptions): Promise<NativeGenerator> {
-    const binary = options.binary ?? findLlamaBuild(["iteralign-generate"])?.binaries["iteralign-generate"];
-    if (!binary) {
-      throw new IterAlignError(
-        "BUILD_FAILED",
-        "the native generator is not built (or is older than its source): run `iteralign setup iteralign-generate` (from a checkout: `npm run build:llama -- iteralign-generate`)",
-      );
-    }
-    const args = [
-      "--model", options.modelFile,
-      ...(options.adapters ?? []).flatMap((file) => ["--lora", file]),
-      "--ctx", String(options.contextSize),
-      "--threads", String(options.threads > 0 ? options.threads : availableParallelism()),
-      "--seqs", String(Math.max(1, options.sequences)),
-      "--batch", String(options.batchSize ?? 512),
-    ];
+    const binary = options.binary ?? nativeBinary("iteralign-generate", "native generator");
+    const args = nativeEngineArgs(options, 1);
     const label = { program: "native generator", modelFile: options.modelFile };
     const spawn = (): Promise<{ proc: GeneratorProcess; info: GeneratorReady }> =>
       startJsonLinesProcess(binary, args, label, ReadyLine, options.startTimeoutMs ?? 120_000);

@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import { findLlamaBuild, type LlamaTool } from "../../native/llama-build.js";
 import { IterAlignError } from "../../spec/errors.js";
 
@@ -11,6 +12,47 @@ export function nativeToolBuilt(tool: LlamaTool): boolean {
   } catch {
     return false;
   }
+}
+
+/** The built binary of one of iteralign's programs, or BUILD_FAILED saying how to build it (`what`: `native scorer`). */
+export function nativeBinary(tool: LlamaTool, what: string): string {
+  const binary = findLlamaBuild([tool])?.binaries[tool];
+  if (!binary) {
+    throw new IterAlignError(
+      "BUILD_FAILED",
+      `the ${what} is not built (or is older than its source): run \`iteralign setup ${tool}\` (from a checkout: \`npm run build:llama -- ${tool}\`)`,
+    );
+  }
+  return binary;
+}
+
+/** The model and context settings iteralign's native programs share. */
+export interface NativeEngineOptions {
+  /** The GGUF file to load (the same file the engine path uses). */
+  readonly modelFile: string;
+  /** GGUF LoRA adapters applied to the model at scale 1 (`--lora`). */
+  readonly adapters?: readonly string[];
+  /** KV cells of each sequence. */
+  readonly contextSize: number;
+  /** CPU threads; 0 means all cores, as node-llama-cpp's maxThreads. */
+  readonly threads: number;
+  readonly sequences: number;
+  /** Tokens per decode batch. Default 512, as node-llama-cpp. */
+  readonly batchSize?: number;
+  /** How long to wait for the model to load, in ms. Default 120 000. */
+  readonly startTimeoutMs?: number;
+}
+
+/** The command-line arguments of those settings (`sequences` raised to the program's minimum). */
+export function nativeEngineArgs(options: NativeEngineOptions, minSequences: number): string[] {
+  return [
+    "--model", options.modelFile,
+    ...(options.adapters ?? []).flatMap((file) => ["--lora", file]),
+    "--ctx", String(options.contextSize),
+    "--threads", String(options.threads > 0 ? options.threads : availableParallelism()),
+    "--seqs", String(Math.max(minSequences, options.sequences)),
+    "--batch", String(options.batchSize ?? 512),
+  ];
 }
 
 /**

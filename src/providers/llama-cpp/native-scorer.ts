@@ -1,5 +1,3 @@
-import { availableParallelism } from "node:os";
-import { findLlamaBuild } from "../../native/llama-build.js";
 import { NativeQueue } from "../../native/native-queue.js";
 import {
   startScorerProcess,
@@ -8,32 +6,17 @@ import {
   type ScorerProcess,
   type ScorerReady,
 } from "../../native/scorer-process.js";
-import { IterAlignError } from "../../spec/errors.js";
-import { NativePath, type NativeMode } from "./native-path.js";
+import { nativeBinary, nativeEngineArgs, NativePath, type NativeEngineOptions, type NativeMode } from "./native-path.js";
 
 export type { NativeScoreResult, ScoreOptions } from "../../native/scorer-process.js";
 
-/** How to start an `iteralign-scorer` process. */
-export interface NativeScorerOptions {
-  /** The GGUF file to load (the same file the engine path uses). */
-  readonly modelFile: string;
-  /** GGUF LoRA adapters applied to the model at scale 1 (`--lora`). */
-  readonly adapters?: readonly string[];
-  /** KV cells shared by the context and the continuations of one group (tokens). */
-  readonly contextSize: number;
-  /** CPU threads for evaluation; 0 means all cores. */
-  readonly threads: number;
-  /** Sequences: one holds the context, the others score up to `sequences - 1` continuations per forward pass. */
-  readonly sequences: number;
-  /** Tokens per decode batch. Default 512, as node-llama-cpp. */
-  readonly batchSize?: number;
+/** How to start an `iteralign-scorer` process (`contextSize`: cells shared by a context and its continuations). */
+export interface NativeScorerOptions extends NativeEngineOptions {
   /**
    * Contexts are decoded in chunks of this many tokens starting at multiples of it, and the leading whole chunks
    * a context shares with the previous request's are reused. Default 32.
    */
   readonly chunk?: number;
-  /** How long to wait for the model to load, in ms. Default 120 000. */
-  readonly startTimeoutMs?: number;
   /** The scorer binary. Default: the one `npm run build:llama -- iteralign-scorer` built. */
   readonly binary?: string;
 }
@@ -51,28 +34,14 @@ export class NativeScorer {
 
   /** Finds the scorer binary, starts it on the model and waits until the model is loaded. */
   static async start(options: NativeScorerOptions): Promise<NativeScorer> {
-    const binary = options.binary ?? findLlamaBuild(["iteralign-scorer"])?.binaries["iteralign-scorer"];
-    if (!binary) {
-      throw new IterAlignError(
-        "BUILD_FAILED",
-        "the native scorer is not built (or is older than its source): run `iteralign setup iteralign-scorer` (from a checkout: `npm run build:llama -- iteralign-scorer`)",
-      );
-    }
+    const binary = options.binary ?? nativeBinary("iteralign-scorer", "native scorer");
     const spawn = (): Promise<{ proc: ScorerProcess; info: ScorerReady }> => NativeScorer.spawn(options, binary);
     return new NativeScorer(new NativeQueue(await spawn(), spawn, `the native scorer for ${options.modelFile}`, "scoring"));
   }
 
   private static spawn(options: NativeScorerOptions, binary: string): Promise<{ proc: ScorerProcess; info: ScorerReady }> {
-    const args = [
-      "--model", options.modelFile,
-      ...(options.adapters ?? []).flatMap((file) => ["--lora", file]),
-      "--ctx", String(options.contextSize),
-      // 0 means all cores, as node-llama-cpp's maxThreads.
-      "--threads", String(options.threads > 0 ? options.threads : availableParallelism()),
-      "--seqs", String(Math.max(2, options.sequences)),
-      "--batch", String(options.batchSize ?? 512),
-      "--chunk", String(options.chunk ?? 32),
-    ];
+    // One sequence holds the context, the others score continuations: at least 2.
+    const args = [...nativeEngineArgs(options, 2), "--chunk", String(options.chunk ?? 32)];
     return startScorerProcess(binary, args, options.modelFile, options.startTimeoutMs ?? 120_000);
   }
 
