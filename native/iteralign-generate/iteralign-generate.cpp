@@ -21,20 +21,14 @@
 // out; the token whose text completes one of stopTexts is kept (the caller cuts the text at the stop text).
 // Bad input never ends the process; EOF on stdin does (exit status 0).
 
-#include "llama.h"
-
-#include <nlohmann/json.hpp>
+#include "iteralign-native.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <iostream>
 #include <random>
-#include <stdexcept>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -43,84 +37,22 @@
 #include <immintrin.h>
 #endif
 
-using json = nlohmann::json;
-
 namespace {
 
-struct Options {
-    std::string model;
-    int ctx     = 2048;  // cells per sequence
-    int threads = 1;
-    int seqs    = 4;
-    int batch   = 512;
-    bool kv_unified = false;
-    std::vector<std::string> lora;
-};
+using iteralign::DecodeError;
+using iteralign::InputError;
+using iteralign::json;
 
-struct InputError : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
+constexpr const char * PROGRAM = "iteralign-generate";
 
-struct DecodeError : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
-
-// stdout carries the protocol: llama.cpp's warnings and errors go to stderr, its info lines nowhere.
-void log_to_stderr(ggml_log_level level, const char * text, void * /*user_data*/) {
-    static ggml_log_level last = GGML_LOG_LEVEL_NONE;
-    const ggml_log_level effective = level == GGML_LOG_LEVEL_CONT ? last : level;
-    if (level != GGML_LOG_LEVEL_CONT) last = level;
-    if (effective == GGML_LOG_LEVEL_WARN || effective == GGML_LOG_LEVEL_ERROR) {
-        std::fputs(text, stderr);
-        std::fflush(stderr);
-    }
-}
-
-int positive_int(const char * flag, const char * value) {
-    char * end = nullptr;
-    const long v = std::strtol(value, &end, 10);
-    if (end == value || *end != '\0' || v <= 0 || v > (1L << 24)) {
-        std::fprintf(stderr, "iteralign-generate: %s needs a positive integer, got '%s'\n", flag, value);
-        std::exit(2);
-    }
-    return static_cast<int>(v);
-}
-
-Options parse_args(int argc, char ** argv) {
-    Options o;
+iteralign::EngineOptions parse_args(int argc, char ** argv) {
+    iteralign::EngineOptions o;
     for (int i = 1; i < argc; i++) {
-        const std::string flag = argv[i];
-        if (flag == "--kv-unified") {
-            o.kv_unified = true;
-            continue;
-        }
-        if (i + 1 >= argc) {
-            std::fprintf(stderr, "iteralign-generate: %s needs a value\n", flag.c_str());
-            std::exit(2);
-        }
-        const char * value = argv[++i];
-        if (flag == "--model") o.model = value;
-        else if (flag == "--lora") o.lora.emplace_back(value);
-        else if (flag == "--ctx") o.ctx = positive_int("--ctx", value);
-        else if (flag == "--threads") o.threads = positive_int("--threads", value);
-        else if (flag == "--seqs") o.seqs = positive_int("--seqs", value);
-        else if (flag == "--batch") o.batch = positive_int("--batch", value);
-        else {
-            std::fprintf(stderr, "iteralign-generate: unknown option %s\n", flag.c_str());
-            std::exit(2);
-        }
-    }
-    if (o.model.empty()) {
-        std::fprintf(stderr,
-                     "usage: iteralign-generate --model PATH [--lora ADAPTER.gguf]... [--ctx N] [--threads T] [--seqs S] "
-                     "[--batch B] [--kv-unified]\n");
+        if (iteralign::parse_engine_flag(PROGRAM, o, argc, argv, i)) continue;
+        std::fprintf(stderr, "%s: unknown option %s\n", PROGRAM, argv[i]);
         std::exit(2);
     }
-    o.seqs = std::clamp(o.seqs, 1, static_cast<int>(llama_max_parallel_sequences()));
-    if (static_cast<long long>(o.ctx) * o.seqs > (1LL << 31)) {
-        std::fprintf(stderr, "iteralign-generate: --ctx %d with --seqs %d is too large\n", o.ctx, o.seqs);
-        std::exit(2);
-    }
+    iteralign::check_engine_options(PROGRAM, "--model PATH [--lora ADAPTER.gguf]... [--ctx N] [--threads T] [--seqs S] [--batch B] [--kv-unified]", o, 1);
     return o;
 }
 
@@ -525,95 +457,12 @@ class Generator {
     }
 };
 
-void write_line(const json & j) {
-    std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << '\n' << std::flush;
-}
-
 }  // namespace
 
 int main(int argc, char ** argv) {
-    const Options opts = parse_args(argc, argv);
-    llama_log_set(log_to_stderr, nullptr);
-    llama_backend_init();
-
-    llama_model_params mparams = llama_model_default_params();
-    mparams.n_gpu_layers       = 0;
-    llama_model * model        = llama_model_load_from_file(opts.model.c_str(), mparams);
-    if (model == nullptr) {
-        std::fprintf(stderr, "iteralign-generate: cannot load model %s\n", opts.model.c_str());
-        return 1;
-    }
-
-    llama_context_params cparams = llama_context_default_params();
-    // --ctx is per sequence, as node-llama-cpp's contextSize.
-    cparams.n_ctx           = static_cast<uint32_t>(opts.kv_unified ? opts.ctx : opts.ctx * opts.seqs);
-    cparams.n_batch         = static_cast<uint32_t>(opts.batch);
-    cparams.n_ubatch        = static_cast<uint32_t>(opts.batch);
-    cparams.n_seq_max       = static_cast<uint32_t>(opts.seqs);
-    cparams.n_threads       = opts.threads;
-    cparams.n_threads_batch = opts.threads;
-    // As iteralign's node-llama-cpp contexts: flash attention off (f16 accumulation on CPU), a KV buffer per sequence.
-    cparams.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
-    cparams.kv_unified      = opts.kv_unified;
-    cparams.no_perf         = true;
-    llama_context * ctx     = llama_init_from_model(model, cparams);
-    if (ctx == nullptr) {
-        std::fprintf(stderr, "iteralign-generate: cannot create a context (ctx %d, seqs %d, batch %d)\n", opts.ctx, opts.seqs, opts.batch);
-        llama_model_free(model);
-        return 1;
-    }
-
-    std::vector<llama_adapter_lora *> adapters;
-    for (const std::string & file : opts.lora) {
-        llama_adapter_lora * adapter = llama_adapter_lora_init(model, file.c_str());
-        if (adapter == nullptr) {
-            std::fprintf(stderr, "iteralign-generate: cannot load LoRA adapter %s for model %s\n", file.c_str(), opts.model.c_str());
-            llama_free(ctx);
-            llama_model_free(model);
-            return 1;
-        }
-        adapters.push_back(adapter);
-    }
-    if (!adapters.empty()) {
-        std::vector<float> scales(adapters.size(), 1.0f);
-        if (llama_set_adapters_lora(ctx, adapters.data(), adapters.size(), scales.data()) != 0) {
-            std::fprintf(stderr, "iteralign-generate: cannot apply the LoRA adapters\n");
-            llama_free(ctx);
-            llama_model_free(model);
-            return 1;
-        }
-    }
-
-    int status = 0;
-    {
-        Generator generator(ctx, llama_model_get_vocab(model));
-        write_line(generator.ready());
-        std::string line;
-        while (std::getline(std::cin, line)) {
-            if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-            json id = nullptr;
-            json out;
-            try {
-                const json req = json::parse(line);
-                if (req.is_object() && req.contains("id")) id = req["id"];
-                out = generator.handle(req);
-            } catch (const DecodeError & e) {
-                out = {{"error", e.what()}, {"kind", "decode"}};
-            } catch (const InputError & e) {
-                out = {{"error", e.what()}, {"kind", "input"}};
-            } catch (const json::exception & e) {
-                out = {{"error", std::string("malformed request: ") + e.what()}, {"kind", "input"}};
-            } catch (const std::exception & e) {
-                out = {{"error", e.what()}, {"kind", "internal"}};
-            }
-            out["id"] = id;
-            write_line(out);
-        }
-        if (std::cin.bad()) status = 1;
-    }
-
-    llama_free(ctx);
-    llama_model_free(model);
-    llama_backend_free();
-    return status;
+    const iteralign::EngineOptions opts = parse_args(argc, argv);
+    iteralign::Engine engine;
+    if (!iteralign::load_engine(PROGRAM, opts, engine)) return 1;
+    Generator generator(engine.ctx, llama_model_get_vocab(engine.model));
+    return iteralign::serve(generator.ready(), [&](const json & req) { return generator.handle(req); });
 }

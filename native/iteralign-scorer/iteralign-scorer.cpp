@@ -16,9 +16,7 @@
 //            or {"id":N,"error":"message","kind":"input"|"decode"|"internal"}
 // Bad input never ends the process; EOF on stdin does (exit status 0).
 
-#include "llama.h"
-
-#include <nlohmann/json.hpp>
+#include "iteralign-native.h"
 
 #include <algorithm>
 #include <chrono>
@@ -27,7 +25,6 @@
 #include <cstdlib>
 #include <cstdint>
 #include <cstring>
-#include <iostream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -36,92 +33,37 @@
 #include <immintrin.h>
 #endif
 
-using json = nlohmann::json;
-
 namespace {
 
-struct Options {
-    std::string model;
-    int ctx     = 2048;
-    int threads = 1;
-    int seqs    = 4;
-    int batch   = 512;
+using iteralign::DecodeError;
+using iteralign::InputError;
+using iteralign::json;
+
+constexpr const char * PROGRAM = "iteralign-scorer";
+
+struct Options : iteralign::EngineOptions {
     // Contexts are decoded in chunks that start at multiples of this many tokens (see Scorer::handle).
-    int chunk   = 32;
-    // See main(): off by default so the numbers match node-llama-cpp's (non-unified) contexts.
-    bool kv_unified = false;
-    // LoRA adapters (GGUF) applied on top of the model, each at scale 1: a base model plus a trained adapter.
-    std::vector<std::string> lora;
+    int chunk = 32;
 };
-
-// The request is wrong (bad token id, too long, malformed): the caller's fault, the process keeps serving.
-struct InputError : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
-
-// llama_decode failed: reported to the caller, memory is cleared by the next request anyway.
-struct DecodeError : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
-
-// stdout carries the protocol, so llama.cpp's own logging must go to stderr, and only warnings and errors:
-// the parent keeps the tail of stderr to explain failures, and load-time info lines would drown it.
-void log_to_stderr(ggml_log_level level, const char * text, void * /*user_data*/) {
-    static ggml_log_level last = GGML_LOG_LEVEL_NONE;
-    // CONT lines continue the previous message and take its level.
-    const ggml_log_level effective = level == GGML_LOG_LEVEL_CONT ? last : level;
-    if (level != GGML_LOG_LEVEL_CONT) last = level;
-    if (effective == GGML_LOG_LEVEL_WARN || effective == GGML_LOG_LEVEL_ERROR) {
-        std::fputs(text, stderr);
-        std::fflush(stderr);
-    }
-}
-
-int parse_int(const char * flag, const char * value) {
-    char * end = nullptr;
-    const long v = std::strtol(value, &end, 10);
-    if (end == value || *end != '\0' || v <= 0 || v > (1L << 24)) {
-        std::fprintf(stderr, "iteralign-scorer: %s needs a positive integer, got '%s'\n", flag, value);
-        std::exit(2);
-    }
-    return static_cast<int>(v);
-}
 
 Options parse_args(int argc, char ** argv) {
     Options o;
     for (int i = 1; i < argc; i++) {
+        if (iteralign::parse_engine_flag(PROGRAM, o, argc, argv, i)) continue;
         const std::string flag = argv[i];
-        if (flag == "--kv-unified") {
-            o.kv_unified = true;
+        if (flag == "--chunk" && i + 1 < argc) {
+            o.chunk = iteralign::positive_int(PROGRAM, "--chunk", argv[++i]);
             continue;
         }
-        if (i + 1 >= argc) {
-            std::fprintf(stderr, "iteralign-scorer: %s needs a value\n", flag.c_str());
+        if (flag == "--chunk") {
+            std::fprintf(stderr, "%s: --chunk needs a value\n", PROGRAM);
             std::exit(2);
         }
-        const char * value = argv[++i];
-        if (flag == "--model") o.model = value;
-        else if (flag == "--lora") o.lora.emplace_back(value);
-        else if (flag == "--ctx") o.ctx = parse_int("--ctx", value);
-        else if (flag == "--threads") o.threads = parse_int("--threads", value);
-        else if (flag == "--seqs") o.seqs = parse_int("--seqs", value);
-        else if (flag == "--batch") o.batch = parse_int("--batch", value);
-        else if (flag == "--chunk") o.chunk = parse_int("--chunk", value);
-        else {
-            std::fprintf(stderr, "iteralign-scorer: unknown option %s\n", flag.c_str());
-            std::exit(2);
-        }
-    }
-    if (o.model.empty()) {
-        std::fprintf(stderr, "usage: iteralign-scorer --model PATH [--lora ADAPTER.gguf]... [--ctx N] [--threads T] [--seqs S] [--batch B] [--chunk C] [--kv-unified]\n");
+        std::fprintf(stderr, "%s: unknown option %s\n", PROGRAM, flag.c_str());
         std::exit(2);
     }
-    // One sequence holds the context; continuations need at least one more. llama.cpp caps sequences.
-    o.seqs = std::clamp(o.seqs, 2, static_cast<int>(llama_max_parallel_sequences()));
-    if (static_cast<long long>(o.ctx) * o.seqs > (1LL << 31)) {
-        std::fprintf(stderr, "iteralign-scorer: --ctx %d with --seqs %d is too large\n", o.ctx, o.seqs);
-        std::exit(2);
-    }
+    // One sequence holds the context; continuations need at least one more.
+    iteralign::check_engine_options(PROGRAM, "--model PATH [--lora ADAPTER.gguf]... [--ctx N] [--threads T] [--seqs S] [--batch B] [--chunk C] [--kv-unified]", o, 2);
     o.chunk = std::min(o.chunk, o.batch);
     return o;
 }
@@ -508,104 +450,12 @@ class Scorer {
     }
 };
 
-void write_line(const json & j) {
-    // replace: an invalid UTF-8 byte in a message must not turn into an exception while reporting an error.
-    std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << '\n' << std::flush;
-}
-
 }  // namespace
 
 int main(int argc, char ** argv) {
     const Options opts = parse_args(argc, argv);
-    llama_log_set(log_to_stderr, nullptr);
-    llama_backend_init();
-
-    llama_model_params mparams = llama_model_default_params();
-    mparams.n_gpu_layers       = 0;
-    llama_model * model        = llama_model_load_from_file(opts.model.c_str(), mparams);
-    if (model == nullptr) {
-        std::fprintf(stderr, "iteralign-scorer: cannot load model %s\n", opts.model.c_str());
-        return 1;
-    }
-
-    llama_context_params cparams = llama_context_default_params();
-    // --ctx is per sequence, as node-llama-cpp's contextSize: without a unified buffer each sequence gets its
-    // own n_ctx cells.
-    cparams.n_ctx                = static_cast<uint32_t>(opts.kv_unified ? opts.ctx : opts.ctx * opts.seqs);
-    cparams.n_batch              = static_cast<uint32_t>(opts.batch);
-    cparams.n_ubatch             = static_cast<uint32_t>(opts.batch);
-    cparams.n_seq_max            = static_cast<uint32_t>(opts.seqs);
-    cparams.n_threads            = opts.threads;
-    cparams.n_threads_batch      = opts.threads;
-    // Flash attention off, as in iteralign's node-llama-cpp contexts: on CPU it accumulates in f16 and the
-    // scores would drift ~1e-4 away from the engine path's.
-    cparams.flash_attn_type      = LLAMA_FLASH_ATTN_TYPE_DISABLED;
-    // Separate KV buffers per sequence (node-llama-cpp's setting) by default: each continuation then sees the
-    // context and its own tokens at the same cell indices as in the engine path, and the attention sums run in
-    // the same order. A unified buffer (--kv-unified) is a little faster (copying the context tags cells, a
-    // mixed batch runs as one ubatch) but interleaves continuations' cells, which moves log-likelihoods of
-    // Q8_0 models by up to ~2e-3 (activation quantization amplifies the reordered float sums).
-    cparams.kv_unified           = opts.kv_unified;
-    cparams.no_perf              = true;
-    llama_context * ctx          = llama_init_from_model(model, cparams);
-    if (ctx == nullptr) {
-        std::fprintf(stderr, "iteralign-scorer: cannot create a context (ctx %d, seqs %d, batch %d)\n", opts.ctx,
-                     opts.seqs, opts.batch);
-        llama_model_free(model);
-        return 1;
-    }
-
-    std::vector<llama_adapter_lora *> adapters;
-    for (const std::string & file : opts.lora) {
-        llama_adapter_lora * adapter = llama_adapter_lora_init(model, file.c_str());
-        if (adapter == nullptr) {
-            std::fprintf(stderr, "iteralign-scorer: cannot load LoRA adapter %s for model %s\n", file.c_str(), opts.model.c_str());
-            llama_free(ctx);
-            llama_model_free(model);
-            return 1;
-        }
-        adapters.push_back(adapter);
-    }
-    if (!adapters.empty()) {
-        std::vector<float> scales(adapters.size(), 1.0f);
-        if (llama_set_adapters_lora(ctx, adapters.data(), adapters.size(), scales.data()) != 0) {
-            std::fprintf(stderr, "iteralign-scorer: cannot apply the LoRA adapters\n");
-            llama_free(ctx);
-            llama_model_free(model);
-            return 1;
-        }
-    }
-
-    int status = 0;
-    {
-        Scorer scorer(ctx, llama_model_get_vocab(model), opts.kv_unified, opts.chunk);
-        write_line(scorer.ready());
-        std::string line;
-        while (std::getline(std::cin, line)) {
-            if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-            json id = nullptr;
-            json out;
-            try {
-                const json req = json::parse(line);
-                if (req.is_object() && req.contains("id")) id = req["id"];
-                out = scorer.handle(req);
-            } catch (const DecodeError & e) {
-                out = {{"error", e.what()}, {"kind", "decode"}};
-            } catch (const InputError & e) {
-                out = {{"error", e.what()}, {"kind", "input"}};
-            } catch (const json::exception & e) {
-                out = {{"error", std::string("malformed request: ") + e.what()}, {"kind", "input"}};
-            } catch (const std::exception & e) {
-                out = {{"error", e.what()}, {"kind", "internal"}};
-            }
-            out["id"] = id;
-            write_line(out);
-        }
-        if (std::cin.bad()) status = 1;
-    }
-
-    llama_free(ctx);
-    llama_model_free(model);
-    llama_backend_free();
-    return status;
+    iteralign::Engine engine;
+    if (!iteralign::load_engine(PROGRAM, opts, engine)) return 1;
+    Scorer scorer(engine.ctx, llama_model_get_vocab(engine.model), opts.kv_unified, opts.chunk);
+    return iteralign::serve(scorer.ready(), [&](const json & req) { return scorer.handle(req); });
 }

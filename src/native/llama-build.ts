@@ -278,11 +278,6 @@ export function ownToolSourceDir(tool: OwnTool): string {
   return fileURLToPath(new URL(`../../native/${tool}/`, import.meta.url));
 }
 
-/** Where iteralign's scorer source lives (see {@link ownToolSourceDir}). */
-export function scorerSourceDir(): string {
-  return ownToolSourceDir("iteralign-scorer");
-}
-
 /**
  * Hash of a program's source files (names and contents), or undefined when the source is missing. A built
  * program records it in a stamp file next to the binary, so editing the source makes the binary stale.
@@ -298,9 +293,29 @@ export function sourceHash(dir: string): string | undefined {
   return hash.digest("hex");
 }
 
-/** Hash of the scorer's source files (see {@link sourceHash}). */
-export function scorerSourceHash(dir = scorerSourceDir()): string | undefined {
-  return sourceHash(dir);
+/** What iteralign's programs share (`native/common/`): copied next to each program's source when it is built. */
+export function commonSourceDir(): string {
+  return fileURLToPath(new URL("../../native/common/", import.meta.url));
+}
+
+/** Source folders of one of iteralign's programs: its own, then the shared one. */
+function ownToolSourceDirs(tool: OwnTool): string[] {
+  return [ownToolSourceDir(tool), commonSourceDir()];
+}
+
+/**
+ * Hash of a program's source: its own folder and the shared one (see {@link sourceHash}); undefined when its own
+ * folder is missing. A change to either makes the built binary stale.
+ */
+export function ownToolSourceHash(tool: OwnTool): string | undefined {
+  const hashes = ownToolSourceDirs(tool).map((dir) => sourceHash(dir));
+  if (hashes[0] === undefined) return undefined;
+  return createHash("sha256").update(hashes.map((h) => h ?? "").join("\n")).digest("hex");
+}
+
+/** Hash of the scorer's source files, the shared ones included (see {@link ownToolSourceHash}). */
+export function scorerSourceHash(): string | undefined {
+  return ownToolSourceHash("iteralign-scorer");
 }
 
 function stampPath(dir: string, tool: LlamaTool): string {
@@ -311,7 +326,7 @@ function stampPath(dir: string, tool: LlamaTool): string {
 function isBuilt(dir: string, tool: LlamaTool): boolean {
   if (!existsSync(binaryPath(dir, tool))) return false;
   if (!isOwnTool(tool)) return true;
-  const want = sourceHash(ownToolSourceDir(tool));
+  const want = ownToolSourceHash(tool);
   const stamp = stampPath(dir, tool);
   return want !== undefined && existsSync(stamp) && readFileSync(stamp, "utf8").trim() === want;
 }
@@ -328,12 +343,15 @@ function overlayOwnTool(src: string, tool: OwnTool): void {
   }
   const to = path.join(src, "tools", tool);
   mkdirSync(to, { recursive: true });
-  for (const name of readdirSync(from)) {
-    const file = path.join(from, name);
-    if (!statSync(file).isFile()) continue;
-    const content = readFileSync(file);
-    const target = path.join(to, name);
-    if (!existsSync(target) || !readFileSync(target).equals(content)) writeFileSync(target, content);
+  // The shared headers sit next to the program's own files, so `#include "iteralign-native.h"` finds them.
+  for (const dir of ownToolSourceDirs(tool).filter((d) => existsSync(d))) {
+    for (const name of readdirSync(dir)) {
+      const file = path.join(dir, name);
+      if (!statSync(file).isFile()) continue;
+      const content = readFileSync(file);
+      const target = path.join(to, name);
+      if (!existsSync(target) || !readFileSync(target).equals(content)) writeFileSync(target, content);
+    }
   }
   const tools = path.join(src, "tools", "CMakeLists.txt");
   const listing = readFileSync(tools, "utf8");
@@ -410,7 +428,7 @@ export async function ensureLlamaBuild(options: LlamaBuildOptions): Promise<Llam
     // next call rebuilds.
     const stamps = new Map<OwnTool, string | undefined>();
     for (const tool of options.targets.filter(isOwnTool)) {
-      stamps.set(tool, sourceHash(ownToolSourceDir(tool)));
+      stamps.set(tool, ownToolSourceHash(tool));
       overlayOwnTool(src, tool);
       applyLlamaPatches(src, tool);
     }
