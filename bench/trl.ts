@@ -6,10 +6,11 @@
  * - the mean log-likelihood per answer token, given the prompt, before and after (native scorer; the LoRA adapter is
  *   applied to the Q8_0 base as the llama-cpp hand-off serves it, the full trainer's F32 model against its F32 start).
  * Needs `npm run setup:trl` (the Python environment) and the llama.cpp build (scorer, finetune).
- * Usage: npm run bench:trl [-- --threads T --epochs E --examples N --shape 100m|0.5b --lora-precision fp32|bf16]
+ * Usage: npm run bench:trl [-- --threads T --epochs E --examples N --shape 100m|0.5b --lora-precision fp32|bf16 --gradient-checkpointing]
  * (`--shape 0.5b` writes bench/results/trl-0.5b.json: a generated model of Qwen2.5-0.5B's shape, made once.)
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { ensureFixtureModels } from "../src/gguf/fixture-models.js";
@@ -23,7 +24,7 @@ import { convertModel } from "../src/train/llama-cpp-finetune-process.js";
 import { LlamaCppTrainer } from "../src/train/llama-cpp-trainer.js";
 import { checkPythonEnvironment, resolvePython } from "../src/train/python-env.js";
 import { ggufToHf } from "../src/train/trl-handoff.js";
-import { TrlTrainer } from "../src/train/trl-trainer.js";
+import { cpuMallocEnv, TrlTrainer } from "../src/train/trl-trainer.js";
 import { report, type Goal } from "./bench-utils.js";
 import { examples } from "./sft-examples.js";
 
@@ -39,6 +40,8 @@ const EXAMPLES = arg("examples", 32);
 const SHAPE = args.includes("--shape") ? (args[args.indexOf("--shape") + 1] ?? "100m") : "100m";
 /** `--lora-precision bf16`: the LoRA base in bf16 (the default, fp32, is what `precision: auto` takes on a CPU). */
 const LORA_PRECISION = (args.includes("--lora-precision") ? args[args.indexOf("--lora-precision") + 1] : "fp32") as "fp32" | "bf16";
+/** `--gradient-checkpointing`: the LoRA run recomputes activations in the backward pass (`gradientCheckpointing: true`). */
+const GRADIENT_CHECKPOINTING = args.includes("--gradient-checkpointing");
 
 /** Peak resident memory (VmHWM) of this process's descendants, sampled from /proc while `fn` runs. */
 async function peakChildMemory<T>(fn: () => Promise<T>): Promise<{ result: T; peakBytes: number; process: string }> {
@@ -178,13 +181,24 @@ try {
 
   const loraInput = input("lora");
   const lora = await peakChildMemory<TrainResult>(() =>
-    new TrlTrainer({ baseModel: hfBase, epochs: EPOCHS, learningRate: 2e-4, batchSize: 1, lora: { rank: 16, alpha: 32, dropout: 0 }, threads: THREADS, seed: 0, precision: LORA_PRECISION }).train(loraInput),
+    new TrlTrainer({ baseModel: hfBase, epochs: EPOCHS, learningRate: 2e-4, batchSize: 1, lora: { rank: 16, alpha: 32, dropout: 0 }, threads: THREADS, seed: 0, precision: LORA_PRECISION, gradientCheckpointing: GRADIENT_CHECKPOINTING }).train(loraInput),
   );
   const run = JSON.parse(readFileSync(path.join(loraInput.outDir, "trl", "trl-result.json"), "utf8")) as {
     tokensSeen: number;
     phases: Array<{ seconds: number; trainableParameters: number; totalParameters: number }>;
     peakRssBytes: number;
+    lossChunk?: number | null;
   };
+  // What no torch-based trainer can go below on this model: the interpreter with the training libraries imported
+  // (nothing else), and the base's weights at the precision the LoRA run keeps them in.
+  const runtime = spawnSync(python, ["-c", "import re, torch, transformers, peft, datasets, trl\nfrom trl import SFTTrainer\nprint(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))"], {
+    encoding: "utf8",
+    env: { ...process.env, ...cpuMallocEnv("cpu", process.env) },
+  });
+  const runtimeBytes = Number(runtime.stdout.trim().split("\n").at(-1)) * 1024;
+  const weightBytes = readdirSync(hfBase)
+    .filter((f) => f.endsWith(".safetensors"))
+    .reduce((sum, f) => sum + statSync(path.join(hfBase, f)).size, 0);
   const loraSeconds = run.phases.reduce((s, p) => s + p.seconds, 0);
   const loraTokensPerSecond = run.tokensSeen / loraSeconds;
 
@@ -207,6 +221,9 @@ try {
     [
       { name: "full trainer (iteralign-finetune) peak memory", value: mib(full.peakBytes), unit: "MiB" },
       { name: "LoRA (TRL, python) peak memory", value: mib(lora.peakBytes), unit: "MiB" },
+      { name: "Python runtime alone (torch, transformers, peft, datasets, trl imported)", value: mib(runtimeBytes), unit: "MiB" },
+      { name: "base weights the LoRA run holds (safetensors)", value: mib(weightBytes), unit: `MiB (${LORA_PRECISION})` },
+      { name: "floor for any torch trainer: (runtime + weights) / full peak", value: (runtimeBytes + weightBytes) / full.peakBytes, unit: "" },
       { name: "full trainer throughput, example tokens", value: fullLoss.tokensPerSecond, unit: "tok/s" },
       { name: "LoRA (TRL) throughput, example tokens", value: loraTokensPerSecond, unit: "tok/s" },
       { name: "full trainer training seconds", value: fullLoss.seconds, unit: "s" },
@@ -221,12 +238,14 @@ try {
       model: path.basename(file),
       shape: SHAPE,
       loraPrecision: LORA_PRECISION,
+      gradientCheckpointing: GRADIENT_CHECKPOINTING,
       examples: set.length,
       epochs: EPOCHS,
       threads: THREADS,
       fullPeakProcess: full.process,
       loraPeakProcess: lora.process,
       loraPeakRssReportedByPython: run.peakRssBytes,
+      lossChunk: run.lossChunk ?? null,
       torch: env.packages["torch"],
       trl: env.packages["trl"],
       cpu: os.cpus()[0]?.model,

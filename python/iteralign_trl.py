@@ -191,6 +191,23 @@ def precision_flags(job, torch):
     return wanted
 
 
+def size_loss_chunks(job, cuda):
+    """The chunk of TRL's chunked SFT loss (`loss_type` chunked_nll, TRL's default since 1.x): `lossChunk`, else 32
+    on the CPU and TRL's own size on CUDA. TRL keeps the size in a module constant that SFTTrainer reads when it is
+    made. Returns the size in force, or None where this TRL has no chunked loss."""
+    import trl
+    import trl.trainer.sft_trainer as sft_module
+
+    wanted = job.get("lossChunk")
+    if not hasattr(sft_module, "_CHUNKED_LM_HEAD_CHUNK_SIZE"):
+        if wanted:
+            fail("environment", f"train.trl.lossChunk is {wanted}, but TRL {trl.__version__} has no chunked SFT loss to size (TRL 1.x has it); remove the setting or upgrade trl")
+        return None
+    if wanted or not cuda:
+        sft_module._CHUNKED_LM_HEAD_CHUNK_SIZE = int(wanted or 32)
+    return sft_module._CHUNKED_LM_HEAD_CHUNK_SIZE
+
+
 def load_model(job, torch):
     from transformers import AutoModelForCausalLM
 
@@ -267,6 +284,9 @@ def common_args(job, phase_dir, precision):
         report_to="none",
         disable_tqdm=True,
         max_length=job["maxLength"],
+        gradient_checkpointing=bool(job.get("gradientCheckpointing")),
+        # Non-reentrant checkpointing works with frozen inputs (a LoRA base) and keeps the RNG of dropout.
+        gradient_checkpointing_kwargs={"use_reentrant": False} if job.get("gradientCheckpointing") else None,
         include_num_input_tokens_seen=True,
         dataloader_num_workers=0,
         remove_unused_columns=True,
@@ -389,6 +409,8 @@ def train(job_file):
     if not tokenizer.chat_template:
         fail("input", f"{job['baseModel']}: the tokenizer has no chat template (set one in tokenizer_config.json)")
     phases = {"sft": ["sft"], "dpo": ["dpo"], "sft+dpo": ["sft", "dpo"]}[job["method"]]
+    cuda = torch.cuda.is_available() and job.get("device") != "cpu"
+    loss_chunk = size_loss_chunks(job, cuda) if "sft" in phases else None
     summaries = []
     start_from = job.get("startAdapter")
     emit(
@@ -396,8 +418,10 @@ def train(job_file):
         phases=phases,
         mode=job["mode"],
         precision=job["_precision"],
-        device="cuda" if torch.cuda.is_available() and job.get("device") != "cpu" else "cpu",
+        device="cuda" if cuda else "cpu",
         worldSize=int(os.environ.get("WORLD_SIZE", "1")),
+        gradientCheckpointing=bool(job.get("gradientCheckpointing")),
+        lossChunk=loss_chunk,
     )
     started = time.time()
     model = None
@@ -445,6 +469,8 @@ def train(job_file):
         "mode": job["mode"],
         "method": job["method"],
         "precision": job["_precision"],
+        "gradientCheckpointing": bool(job.get("gradientCheckpointing")),
+        "lossChunk": loss_chunk,
         "phases": summaries,
         "seconds": time.time() - started,
         "tokensSeen": sum(s.get("tokensSeen") or 0 for s in summaries),

@@ -8,7 +8,7 @@ import type { TrainingExample } from "../../src/spec/records.js";
 import type { ModelRef, TrainInput, TrainProgress, TrainerState } from "../../src/spec/trainer.js";
 import { checkPythonEnvironment } from "../../src/train/python-env.js";
 import { handOff, serverRoot } from "../../src/train/trl-handoff.js";
-import { TrlTrainer, TrlTrainerOptionsSchema } from "../../src/train/trl-trainer.js";
+import { cpuMallocEnv, TrlTrainer, TrlTrainerOptionsSchema } from "../../src/train/trl-trainer.js";
 import { startFakeServer, sendJson, type FakeServer } from "../helpers/fake-openai-server.js";
 import { trlPython } from "../helpers/trl-env.js";
 
@@ -94,7 +94,15 @@ describe("the trl trainer's options and environment", () => {
     expect(() => new TrlTrainer({ mode: "qlora", device: "cpu" })).toThrow(/train\.trl: .*qlora needs a CUDA device/s);
     expect(() => new TrlTrainer({ numProcesses: 2 })).toThrow(/several processes need launcher: accelerate or torchrun\n.*at numProcesses/s);
     expect(() => new TrlTrainer({ acceleratorConfig: "acc.yaml" })).toThrow(/acceleratorConfig needs launcher: accelerate/);
-    expect(TrlTrainerOptionsSchema.parse({})).toMatchObject({ method: "sft", mode: "lora", handoff: "adapter", warmStart: "previous", lora: { rank: 16, targetModules: "all-linear" } });
+    expect(() => new TrlTrainer({ lossChunk: 0 })).toThrow(/lossChunk/);
+    expect(TrlTrainerOptionsSchema.parse({})).toMatchObject({ method: "sft", mode: "lora", handoff: "adapter", warmStart: "previous", lora: { rank: 16, targetModules: "all-linear" }, lossChunk: "auto", gradientCheckpointing: false });
+  });
+
+  it("maps torch's large CPU blocks on their own so freed ones leave the process, unless the user set malloc", () => {
+    const linux = process.platform === "linux";
+    expect(cpuMallocEnv("cpu", {})).toEqual(linux ? { MALLOC_MMAP_THRESHOLD_: "131072", MALLOC_TRIM_THRESHOLD_: "131072" } : {});
+    expect(cpuMallocEnv("cpu", { MALLOC_MMAP_THRESHOLD_: "1048576" })).toEqual(linux ? { MALLOC_TRIM_THRESHOLD_: "131072" } : {});
+    expect(cpuMallocEnv("cuda", {})).toEqual({});
   });
 
   it("names what the interpreter lacks, and the way to get it", async () => {
@@ -140,9 +148,17 @@ describe("the trl trainer on the CPU", () => {
     expect(result.metrics?.lossCurve?.map((p) => p.step)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(progress.filter((p) => p.type === "step")).toHaveLength(6);
 
-    // Data-parallel for real: the 2 processes at batch 1 take the steps one process takes at batch 2.
-    const single = new TrlTrainer({ epochs: 3, batchSize: 2, learningRate: 0.003, lora: { rank: 8, alpha: 16, dropout: 0 }, threads: 1, seed: 5 });
-    const reference = await single.train(input({ base: { provider: "llama-cpp", model: BASE_GGUF } }).input);
+    expect(log).toMatch(/"event": "start".*"gradientCheckpointing": false, "lossChunk": 32/);
+
+    // Data-parallel for real: the 2 processes at batch 1 take the steps one process takes at batch 2. The one
+    // process also recomputes activations (gradient checkpointing) and computes the loss 8 answer tokens at a time:
+    // neither changes the loss.
+    const single = new TrlTrainer({ epochs: 3, batchSize: 2, learningRate: 0.003, lora: { rank: 8, alpha: 16, dropout: 0 }, threads: 1, seed: 5, gradientCheckpointing: true, lossChunk: 8 });
+    const singleRun = input({ base: { provider: "llama-cpp", model: BASE_GGUF } });
+    const reference = await single.train(singleRun.input);
+    const singleLog = readFileSync(path.join(singleRun.input.outDir, "trl", "train.log"), "utf8");
+    expect(singleLog).toMatch(/"event": "start".*"gradientCheckpointing": true, "lossChunk": 8/);
+    expect(JSON.parse(readFileSync(path.join(singleRun.input.outDir, "trl", "job.json"), "utf8"))).toMatchObject({ gradientCheckpointing: true, lossChunk: 8 });
     const losses = (r: typeof result): number[] => (r.metrics?.lossCurve ?? []).map((p) => p.loss);
     expect(losses(reference)).toHaveLength(6);
     losses(reference).forEach((loss, i) => expect(losses(result)[i]).toBeCloseTo(loss, 3));
