@@ -16,6 +16,7 @@
 // 4 out of memory.
 
 #include "gguf-weights.h"
+#include "iteralign-native.h"
 #include "masked-loss.h"
 #include "options.h"
 #include "training-data.h"
@@ -50,20 +51,10 @@ struct MemoryError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-void write_line(const json & j) {
-    std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << '\n' << std::flush;
-}
-
-// stdout carries the protocol: llama.cpp's warnings and errors go to stderr, its info lines nowhere.
-void log_to_stderr(ggml_log_level level, const char * text, void * /*user_data*/) {
-    static ggml_log_level last      = GGML_LOG_LEVEL_NONE;
-    const ggml_log_level  effective = level == GGML_LOG_LEVEL_CONT ? last : level;
-    if (level != GGML_LOG_LEVEL_CONT) last = level;
-    if (effective == GGML_LOG_LEVEL_WARN || effective == GGML_LOG_LEVEL_ERROR) {
-        std::fputs(text, stderr);
-        std::fflush(stderr);
-    }
-}
+// Events are JSON lines on stdout; llama.cpp's warnings and errors go to stderr (native/common, shared with the
+// scorer and the generator).
+using iteralign::log_to_stderr;
+using iteralign::write_line;
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
