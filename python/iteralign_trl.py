@@ -298,7 +298,9 @@ def make_callback(phase):
 
     class Events(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
-            emit("phase", phase=phase, totalSteps=state.max_steps, resumedAtStep=state.global_step)
+            # What the model is doing now that the trainer set it up, not what the job asked for.
+            checkpointing = bool(getattr(kwargs.get("model"), "is_gradient_checkpointing", False))
+            emit("phase", phase=phase, totalSteps=state.max_steps, resumedAtStep=state.global_step, gradientCheckpointing=checkpointing)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not logs or "loss" not in logs:

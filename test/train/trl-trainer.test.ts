@@ -158,6 +158,8 @@ describe("the trl trainer on the CPU", () => {
     const reference = await single.train(singleRun.input);
     const singleLog = readFileSync(path.join(singleRun.input.outDir, "trl", "train.log"), "utf8");
     expect(singleLog).toMatch(/"event": "start".*"gradientCheckpointing": true, "lossChunk": 8/);
+    expect(singleLog).toMatch(/"event": "phase".*"gradientCheckpointing": true/);
+    expect(log).toMatch(/"event": "phase".*"gradientCheckpointing": false/);
     expect(JSON.parse(readFileSync(path.join(singleRun.input.outDir, "trl", "job.json"), "utf8"))).toMatchObject({ gradientCheckpointing: true, lossChunk: 8 });
     const losses = (r: typeof result): number[] => (r.metrics?.lossCurve ?? []).map((p) => p.loss);
     expect(losses(reference)).toHaveLength(6);
